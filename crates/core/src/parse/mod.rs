@@ -1,0 +1,1 @@
+//! Parsers for the byte streams mjpegd reads: raw concatenated JPEGs and multipart/x-mixed-replace bodies.
