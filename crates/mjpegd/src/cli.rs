@@ -1,0 +1,242 @@
+//! The command line: flags, their defaults, and turning them into a running server.
+
+use crate::http::request::Limits;
+use crate::hub::{SharedHub, SourceStatus};
+use crate::server::{serve, url_of, App, ServerConfig};
+use crate::source::pattern::Pattern;
+use crate::source::supervisor::{supervise, Capture, SupervisorConfig};
+use clap::{Parser, Subcommand, ValueEnum};
+use mjpegd_core::{HubConfig, Policy};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// mjpegd: an MJPEG streaming server for many clients, each with its own delivery policy.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {}
+
+/// Flags of the server.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address and port to listen on. 127.0.0.1 keeps it on this machine; 0.0.0.0 exposes it.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "MJPEGD_LISTEN")]
+    pub listen: SocketAddr,
+    /// Picture size of the source, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720", value_parser = parse_resolution)]
+    pub resolution: (u32, u32),
+    /// Frames per second of the source.
+    #[arg(long, default_value_t = 30.0, value_parser = parse_fps)]
+    pub fps: f64,
+    /// JPEG quality of frames mjpegd encodes itself, 1-100.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+    /// Delivery policy of stream requests that do not choose one with ?delivery=.
+    #[arg(long, value_enum, default_value_t = DeliveryArg::Latest)]
+    pub delivery: DeliveryArg,
+    /// Most stream clients at once; more get a 503.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_clients: usize,
+    /// Memory for frames kept for `all` clients (e.g. 256MiB); the client furthest behind is evicted when
+    /// it would be exceeded.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    pub buffer_memory: u64,
+    /// A lockstep client that needs longer than this to be sent one frame is disconnected.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub lockstep_timeout: Duration,
+    /// A latest or all client that takes longer than this to be sent one frame is disconnected.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+    /// When the source runs: always, or only while someone watches (on-demand).
+    #[arg(long, value_enum, default_value_t = CaptureArg::OnDemand)]
+    pub capture: CaptureArg,
+    /// With --capture on-demand: how long the source stays open after the last client leaves.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub linger: Duration,
+    /// SO_SNDBUF of stream connections (e.g. 256KiB); unset: the kernel's autotuning.
+    #[arg(long, value_parser = parse_size)]
+    pub send_buffer: Option<u64>,
+    /// Send Access-Control-Allow-Origin with this value (e.g. '*').
+    #[arg(long)]
+    pub allow_origin: Option<String>,
+    /// Time a client has to send a whole request head once it started.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub head_timeout: Duration,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum DeliveryArg {
+    Latest,
+    All,
+    Lockstep,
+}
+
+impl From<DeliveryArg> for Policy {
+    fn from(d: DeliveryArg) -> Policy {
+        match d {
+            DeliveryArg::Latest => Policy::Latest,
+            DeliveryArg::All => Policy::All,
+            DeliveryArg::Lockstep => Policy::Lockstep,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureArg {
+    Always,
+    OnDemand,
+}
+
+fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected WIDTHxHEIGHT, like 1280x720, not {s:?}"))?;
+    let w: u32 = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad width in {s:?}"))?;
+    let h: u32 = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad height in {s:?}"))?;
+    if !(16..=8192).contains(&w) || !(16..=8192).contains(&h) {
+        return Err(format!("{s}: width and height must be between 16 and 8192"));
+    }
+    Ok((w, h))
+}
+
+fn parse_fps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= 240.0 => Ok(f),
+        _ => Err(format!(
+            "fps must be a number above 0 and up to 240, not {s:?}"
+        )),
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Raises the open-file limit to the hard limit (each client is a file descriptor) and returns it.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
+    let fd_limit = raise_fd_limit();
+    if fd_limit < args.max_clients as u64 + 64 {
+        tracing::warn!(
+            fd_limit,
+            max_clients = args.max_clients,
+            "the open-file limit is below --max-clients: connections past it will fail (raise it with ulimit -n)"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let (width, height) = args.resolution;
+    let source = Pattern::new(width, height, args.fps, args.quality);
+    let hub = SharedHub::new(
+        HubConfig {
+            buffer_memory: args.buffer_memory as usize,
+        },
+        SourceStatus {
+            desired_fps: args.fps,
+            width,
+            height,
+            encoder: "CPU",
+            ..SourceStatus::default()
+        },
+    );
+    let config = ServerConfig {
+        max_clients: args.max_clients,
+        default_policy: args.delivery.into(),
+        lockstep_timeout: args.lockstep_timeout,
+        write_timeout: args.write_timeout,
+        send_buffer: args.send_buffer.map(|b| b as usize),
+        allow_origin: args.allow_origin.clone(),
+        quality: args.quality,
+        buffer_memory: args.buffer_memory as usize,
+        limits: Limits {
+            head_timeout: args.head_timeout,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let app = App::new(hub.clone(), config);
+    let shutdown = CancellationToken::new();
+    let supervisor = SupervisorConfig {
+        capture: match args.capture {
+            CaptureArg::Always => Capture::Always,
+            CaptureArg::OnDemand => Capture::OnDemand {
+                linger: args.linger,
+            },
+        },
+        placeholder_size: (width, height),
+        ..SupervisorConfig::default()
+    };
+    let source_task = tokio::spawn(supervise(source, hub, supervisor, shutdown.clone()));
+    let url = url_of(addr);
+    println!(
+        "mjpegd {} serving the test pattern {width}x{height} at {} fps",
+        env!("CARGO_PKG_VERSION"),
+        args.fps
+    );
+    println!("  page:     {url}/");
+    println!("  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N)");
+    println!("  snapshot: {url}/snapshot");
+    println!("  state:    {url}/state");
+    println!("  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot");
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening beyond this machine: anyone who can reach {addr} can watch");
+    }
+    let server = tokio::spawn(serve(listener, app, shutdown.clone()));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = server.await;
+    let _ = source_task.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,84 @@
+//! Writing the small, complete responses: errors, snapshots, status JSON, the page.
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Headers that forbid any cache from keeping a response (the same set µStreamer sends).
+pub const NO_CACHE: &str = "Cache-Control: no-store, no-cache, must-revalidate, proxy-revalidate, pre-check=0, post-check=0, max-age=0\r\nPragma: no-cache\r\nExpires: Mon, 3 Jan 2000 12:34:56 GMT\r\n";
+
+/// A complete response: status, extra header lines (each ending in CRLF), body.
+pub struct Response<'a> {
+    pub status: u16,
+    pub content_type: &'a str,
+    pub headers: String,
+    pub body: &'a [u8],
+    /// Close the connection after this response.
+    pub close: bool,
+}
+
+impl<'a> Response<'a> {
+    /// A plain-text response (errors, one-line reasons).
+    pub fn text(status: u16, body: &'a str) -> Response<'a> {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: String::new(),
+            body: body.as_bytes(),
+            close: status >= 400,
+        }
+    }
+
+    /// Adds a header line.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push_str(name);
+        self.headers.push_str(": ");
+        self.headers.push_str(value);
+        self.headers.push_str("\r\n");
+        self
+    }
+
+    /// Writes the response; with `head_only` (a HEAD request) the body is left out but its length is
+    /// announced.
+    pub async fn write<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut W,
+        head_only: bool,
+        extra: &str,
+    ) -> std::io::Result<()> {
+        let head = format!(
+            "HTTP/1.1 {} {}\r\nServer: mjpegd/{}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}{}\r\n",
+            self.status,
+            reason(self.status),
+            env!("CARGO_PKG_VERSION"),
+            self.content_type,
+            self.body.len(),
+            if self.close { "Connection: close\r\n" } else { "" },
+            self.headers,
+            extra,
+        );
+        if head_only || self.body.is_empty() {
+            w.write_all(head.as_bytes()).await?;
+        } else {
+            let mut buf = bytes::Buf::chain(head.as_bytes(), self.body);
+            w.write_all_buf(&mut buf).await?;
+        }
+        w.flush().await
+    }
+}
+
+/// The reason phrase of a status code mjpegd sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}

@@ -1,0 +1,342 @@
+//! What each URL does, and the life of one connection.
+//!
+//! Routes: `/stream` (aliases `/mjpeg/1`, `/?action=stream`), `/snapshot` (aliases `/jpg`,
+//! `/?action=snapshot`), `/state` and the page at `/`. A connection may carry several small requests
+//! (keep-alive); a stream request turns it into a stream until the client leaves.
+
+use super::request::{read_request, Request, RequestError};
+use super::response::{Response, NO_CACHE};
+use super::stream::{is_chromium, response_head, stream_frames, StreamEnd, StreamOptions};
+use crate::hub::ClientMeta;
+use crate::server::{App, Transport};
+use bytes::BytesMut;
+use mjpegd_core::frame::format_timestamp;
+use mjpegd_core::{EvictCause, Policy};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+const INDEX_HTML: &str = include_str!("index.html");
+
+/// Serves requests on one connection until it closes, turns into a stream that ends, or the server stops.
+pub async fn handle_connection<T: Transport>(
+    app: Arc<App>,
+    mut io: T,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        let request = tokio::select! {
+            r = read_request(&mut io, &mut buf, &app.config.limits) => r,
+            _ = shutdown.cancelled() => return,
+        };
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                let (status, reason) = match e {
+                    RequestError::Closed => return,
+                    RequestError::Timeout => {
+                        app.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                        (408, "request head not received in time\n")
+                    }
+                    RequestError::TooLarge => (431, "request head too large\n"),
+                    RequestError::Malformed(why) => {
+                        app.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%addr, why, "bad request");
+                        let _ = Response::text(400, &format!("bad request: {why}\n"))
+                            .write(&mut io, false, &app.cors)
+                            .await;
+                        return;
+                    }
+                };
+                if status == 431 {
+                    app.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = Response::text(status, reason)
+                    .write(&mut io, false, &app.cors)
+                    .await;
+                return;
+            }
+        };
+        let head_only = request.method == "HEAD";
+        if request.method != "GET" && !head_only {
+            let _ = Response::text(405, "only GET and HEAD are served\n")
+                .header("Allow", "GET, HEAD")
+                .write(&mut io, false, &app.cors)
+                .await;
+            return;
+        }
+        let action = if request.path == "/" {
+            request.param("action")
+        } else {
+            None
+        };
+        let keep_alive = request.keep_alive();
+        let outcome = match (request.path.as_str(), action) {
+            ("/stream" | "/mjpeg/1", _) | ("/", Some("stream")) => {
+                stream(&app, io, addr, &request, head_only, &shutdown).await;
+                return;
+            }
+            ("/snapshot" | "/jpg", _) | ("/", Some("snapshot")) => {
+                snapshot(&app, &mut io, head_only).await
+            }
+            ("/state", _) => {
+                let body = state_json(&app).to_string();
+                Response {
+                    status: 200,
+                    content_type: "application/json",
+                    headers: NO_CACHE.to_string(),
+                    body: body.as_bytes(),
+                    close: !keep_alive,
+                }
+                .write(&mut io, head_only, &app.cors)
+                .await
+                .map(|_| !keep_alive)
+            }
+            ("/" | "/index.html", None) => Response {
+                status: 200,
+                content_type: "text/html; charset=utf-8",
+                headers: NO_CACHE.to_string(),
+                body: INDEX_HTML.as_bytes(),
+                close: !keep_alive,
+            }
+            .write(&mut io, head_only, &app.cors)
+            .await
+            .map(|_| !keep_alive),
+            ("/", Some(_)) => Response::text(
+                400,
+                "unknown action: use action=stream or action=snapshot\n",
+            )
+            .write(&mut io, head_only, &app.cors)
+            .await
+            .map(|_| true),
+            _ => Response::text(404, "not found: try /stream, /snapshot, /state or /\n")
+                .write(&mut io, head_only, &app.cors)
+                .await
+                .map(|_| !keep_alive),
+        };
+        match outcome {
+            Ok(false) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Reads the stream options from the query, or says what is wrong with them.
+fn stream_options(app: &App, request: &Request) -> Result<(Policy, StreamOptions), String> {
+    let policy = match request.param("delivery") {
+        Some(p) => p.parse::<Policy>()?,
+        None => app.config.default_policy,
+    };
+    let fps_cap = match request.param("fps") {
+        None | Some("") => None,
+        Some(v) => match v.parse::<f64>() {
+            Ok(fps) if fps.is_finite() && fps > 0.0 && fps <= 1000.0 => Some(fps),
+            _ => {
+                return Err(format!(
+                    "fps must be a number above 0 and up to 1000, not {v:?}"
+                ))
+            }
+        },
+    };
+    if fps_cap.is_some() && policy != Policy::Latest {
+        return Err(format!(
+            "fps caps apply to delivery=latest; delivery={policy} sends every frame of its policy"
+        ));
+    }
+    let advance_headers = match request.param("advance_headers") {
+        Some("1" | "true") => true,
+        Some("0" | "false") => false,
+        Some(v) => return Err(format!("advance_headers must be 0 or 1, not {v:?}")),
+        None => request.header("user-agent").is_some_and(is_chromium),
+    };
+    Ok((
+        policy,
+        StreamOptions {
+            advance_headers,
+            fps_cap,
+            lockstep_timeout: app.config.lockstep_timeout,
+            write_timeout: app.config.write_timeout,
+        },
+    ))
+}
+
+async fn stream<T: Transport>(
+    app: &Arc<App>,
+    mut io: T,
+    addr: SocketAddr,
+    request: &Request,
+    head_only: bool,
+    shutdown: &CancellationToken,
+) {
+    let (policy, options) = match stream_options(app, request) {
+        Ok(o) => o,
+        Err(why) => {
+            app.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            let _ = Response::text(400, &format!("{why}\n"))
+                .write(&mut io, head_only, &app.cors)
+                .await;
+            return;
+        }
+    };
+    let Some(_slot) = app.reserve_stream() else {
+        app.counters
+            .rejected_max_clients
+            .fetch_add(1, Ordering::Relaxed);
+        let msg = format!(
+            "too many clients: all {} stream slots are in use (--max-clients)\n",
+            app.config.max_clients
+        );
+        let _ = Response::text(503, &msg)
+            .header("Retry-After", "5")
+            .write(&mut io, head_only, &app.cors)
+            .await;
+        return;
+    };
+    let head = response_head(policy, options.advance_headers, &app.cors);
+    if head_only {
+        let _ = io.write_all(head.as_bytes()).await;
+        return;
+    }
+    io.tune_for_stream(app.config.send_buffer);
+    let sub = app.hub.subscribe(ClientMeta {
+        addr,
+        policy,
+        fps_cap: options.fps_cap,
+        user_agent: request
+            .header("user-agent")
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect(),
+    });
+    let id = sub.entry().id;
+    tracing::info!(client = %id, %addr, %policy, fps_cap = ?options.fps_cap, "stream started");
+    if io.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let end = stream_frames(&mut io, sub, &options, shutdown).await;
+    match end {
+        StreamEnd::Evicted(cause) => {
+            tracing::warn!(client = %id, %addr, %policy, %cause, "stream client evicted");
+        }
+        StreamEnd::Disconnected(e) => {
+            tracing::info!(client = %id, %addr, error = %e, "stream ended")
+        }
+        StreamEnd::Shutdown => {}
+    }
+    let _ = io.shutdown().await;
+}
+
+async fn snapshot<T: Transport>(app: &App, io: &mut T, head_only: bool) -> std::io::Result<bool> {
+    let Some(frame) = app.fresh_frame().await else {
+        return Response::text(
+            503,
+            "no frame available yet: the source has not delivered one\n",
+        )
+        .header("Retry-After", "1")
+        .write(io, head_only, &app.cors)
+        .await
+        .map(|_| true);
+    };
+    let headers = format!(
+        "{NO_CACHE}Content-Disposition: inline; filename=snapshot.jpg\r\nX-Timestamp: {}\r\nX-Frame-Sequence: {}\r\n",
+        format_timestamp(frame.timestamp_us),
+        frame.seq
+    );
+    Response {
+        status: 200,
+        content_type: "image/jpeg",
+        headers,
+        body: &frame.jpeg,
+        close: false,
+    }
+    .write(io, head_only, &app.cors)
+    .await
+    .map(|_| false)
+}
+
+/// The `/state` document: µStreamer's shape (so its tools read it) with mjpegd's additions.
+pub fn state_json(app: &App) -> serde_json::Value {
+    let source = app.hub.source();
+    let stats = app.hub.stats();
+    let captured_fps = app.hub.measured_fps();
+    let now = SystemTime::now();
+    let clients = app.hub.clients();
+    let mut clients_stat = serde_json::Map::new();
+    let mut list = Vec::with_capacity(clients.len());
+    for (c, pos) in &clients {
+        let sent = c.frames_sent.load(Ordering::Relaxed);
+        let secs = now
+            .duration_since(c.since)
+            .unwrap_or_default()
+            .as_secs_f64()
+            .max(0.001);
+        clients_stat.insert(
+            c.id.to_string(),
+            json!({"fps": (sent as f64 / secs * 10.0).round() / 10.0, "extra_headers": false,
+                   "advance_headers": false, "dual_final_frames": false, "zero_data": false, "key": ""}),
+        );
+        list.push(json!({
+            "id": c.id.to_string(),
+            "address": c.addr.to_string(),
+            "delivery": c.policy.as_str(),
+            "fps_cap": c.fps_cap,
+            "frames_sent": sent,
+            "frames_skipped": c.frames_skipped.load(Ordering::Relaxed),
+            "bytes_sent": c.bytes_sent.load(Ordering::Relaxed),
+            "frames_behind": pos.map(|p| p.behind),
+            "last_sequence": pos.and_then(|p| p.last_seq),
+            "connected_since": humantime::format_rfc3339_seconds(c.since).to_string(),
+            "user_agent": c.user_agent,
+        }));
+    }
+    let evictions: serde_json::Map<_, _> = EvictCause::ALL
+        .iter()
+        .zip(stats.evictions)
+        .map(|(c, n)| (c.as_str().to_string(), json!(n)))
+        .collect();
+    json!({
+        "ok": true,
+        "result": {
+            "instance_id": app.instance_id,
+            "encoder": {"type": source.encoder, "quality": app.config.quality},
+            "source": {
+                "description": source.description,
+                "state": source.state,
+                "online": source.online,
+                "resolution": {"width": source.width, "height": source.height},
+                "desired_fps": source.desired_fps,
+                "captured_fps": captured_fps,
+                "dropped_frames": source.dropped_frames,
+                "reconnects": source.reconnects,
+                "last_error": source.last_error,
+            },
+            "stream": {
+                "queued_fps": captured_fps,
+                "clients": clients.len(),
+                "clients_stat": clients_stat,
+            },
+            "hub": {
+                "frames_published": stats.published,
+                "backlog_frames": stats.backlog_frames,
+                "backlog_bytes": stats.backlog_bytes,
+                "buffer_memory": app.config.buffer_memory,
+                "lockstep_round": stats.lockstep_round,
+                "clients_by_delivery": {"latest": stats.clients[0], "all": stats.clients[1], "lockstep": stats.clients[2]},
+            },
+            "clients": list,
+            "evictions": evictions,
+            "rejected": {
+                "max_clients": app.counters.rejected_max_clients.load(Ordering::Relaxed),
+                "bad_requests": app.counters.bad_requests.load(Ordering::Relaxed),
+                "timeouts": app.counters.timeouts.load(Ordering::Relaxed),
+            },
+        }
+    })
+}

@@ -1,0 +1,157 @@
+//! The MJPEG stream writer: one per stream client, the end of the pipeline.
+//!
+//! It writes the response head, then for each frame its policy hands it: the frame's preformatted part
+//! header, the shared JPEG bytes and the closing boundary, in one vectored write, copying nothing. The
+//! body is not chunked and ends when the connection closes, as the ESP32 firmware, µStreamer and
+//! mjpg-streamer do (VLC and several embedded players reject chunked MJPEG).
+//!
+//! Each part is followed at once by the next boundary, so a client knows the frame is complete without
+//! waiting for the next one. Chromium needs more: it shows a part only when the next part's headers arrive
+//! (Chromium bug 527446). For Chromium (detected from the User-Agent, or forced with `advance_headers=1`)
+//! the stream sends each part's headers ahead, right after the previous boundary, as µStreamer's
+//! `advance_headers` does; those early headers cannot carry a Content-Length, so such parts are delimited by
+//! the boundary alone.
+
+use crate::hub::Subscription;
+use bytes::Buf;
+use mjpegd_core::frame::{ADVANCE_HEAD, BOUNDARY, PART_TAIL};
+use mjpegd_core::{EvictCause, Frame, Policy};
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How one client's stream is written.
+#[derive(Clone, Debug)]
+pub struct StreamOptions {
+    /// Send each part's headers ahead of its JPEG (for Chromium).
+    pub advance_headers: bool,
+    /// At most this many frames a second (the newest at each slot).
+    pub fps_cap: Option<f64>,
+    /// A lockstep client that takes longer than this for one frame is evicted.
+    pub lockstep_timeout: Duration,
+    /// A latest or all client that takes longer than this for one frame is disconnected.
+    pub write_timeout: Duration,
+}
+
+/// Why a stream ended.
+#[derive(Debug)]
+pub enum StreamEnd {
+    /// The client went away (or a write failed).
+    Disconnected(io::Error),
+    /// The hub or a timeout evicted the client.
+    Evicted(EvictCause),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// The response head of a stream, including the first boundary (and, in advance mode, the first part's
+/// headers).
+pub fn response_head(policy: Policy, advance_headers: bool, cors: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nServer: mjpegd/{}\r\nContent-Type: multipart/x-mixed-replace;boundary={BOUNDARY}\r\n{}Connection: close\r\n{cors}X-Delivery: {policy}\r\n\r\n--{BOUNDARY}\r\n{}",
+        env!("CARGO_PKG_VERSION"),
+        super::response::NO_CACHE,
+        if advance_headers { std::str::from_utf8(ADVANCE_HEAD).unwrap_or_default() } else { "" },
+    )
+}
+
+/// Streams frames from `sub` to `w` until the client leaves, is evicted, or `shutdown` fires. The response
+/// head must have been written already.
+pub async fn stream_frames<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut sub: Subscription,
+    options: &StreamOptions,
+    shutdown: &CancellationToken,
+) -> StreamEnd {
+    let evicted = sub.entry().evicted.clone();
+    let policy = sub.entry().policy;
+    let (timeout, timeout_cause) = match policy {
+        Policy::Lockstep => (options.lockstep_timeout, EvictCause::LockstepTimeout),
+        _ => (options.write_timeout, EvictCause::WriteTimeout),
+    };
+    let period = options
+        .fps_cap
+        .map(|fps| Duration::from_secs_f64(1.0 / fps));
+    let mut next_slot = Instant::now();
+    loop {
+        if period.is_some() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_slot) => {}
+                _ = shutdown.cancelled() => return StreamEnd::Shutdown,
+            }
+        }
+        let frame = tokio::select! {
+            r = sub.next() => match r {
+                Ok(frame) => frame,
+                Err(cause) => return StreamEnd::Evicted(cause),
+            },
+            _ = evicted.cancelled() => return StreamEnd::Evicted(EvictCause::BufferFull),
+            _ = shutdown.cancelled() => return StreamEnd::Shutdown,
+        };
+        let started = Instant::now();
+        let written = tokio::select! {
+            r = tokio::time::timeout(timeout, write_part(w, &frame, options.advance_headers)) => r,
+            _ = evicted.cancelled() => return StreamEnd::Evicted(EvictCause::BufferFull),
+            _ = shutdown.cancelled() => return StreamEnd::Shutdown,
+        };
+        match written {
+            Ok(Ok(bytes)) => sub.sent(bytes),
+            Ok(Err(e)) => return StreamEnd::Disconnected(e),
+            Err(_) => {
+                sub.evict(timeout_cause);
+                return StreamEnd::Evicted(timeout_cause);
+            }
+        }
+        if let Some(period) = period {
+            // Slots are kept on a grid so the average rate is the cap; a late client does not burst.
+            next_slot = (next_slot + period).max(started);
+        }
+    }
+}
+
+/// Writes one part: header, JPEG, boundary (in advance mode: JPEG, boundary, next part's header).
+async fn write_part<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    frame: &Frame,
+    advance_headers: bool,
+) -> io::Result<usize> {
+    if advance_headers {
+        let mut buf = (&frame.jpeg[..]).chain(PART_TAIL).chain(ADVANCE_HEAD);
+        let n = buf.remaining();
+        w.write_all_buf(&mut buf).await?;
+        Ok(n)
+    } else {
+        let mut buf = (&frame.part_head[..])
+            .chain(&frame.jpeg[..])
+            .chain(PART_TAIL);
+        let n = buf.remaining();
+        w.write_all_buf(&mut buf).await?;
+        Ok(n)
+    }
+}
+
+/// Whether a User-Agent is Chromium's (Chrome, Edge, Opera, Brave, headless Chrome, Android WebView), whose
+/// multipart image decoder shows a part only once the next part's headers arrive.
+pub fn is_chromium(user_agent: &str) -> bool {
+    user_agent.contains("Chrome/")
+        || user_agent.contains("Chromium/")
+        || user_agent.contains("HeadlessChrome/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chromium_is_recognised_and_others_are_not() {
+        assert!(is_chromium("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"));
+        assert!(is_chromium("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0"));
+        assert!(!is_chromium(
+            "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+        ));
+        assert!(!is_chromium("VLC/3.0.18 LibVLC/3.0.18"));
+        assert!(!is_chromium("Lavf/59.27.100"));
+    }
+}

@@ -1,0 +1,341 @@
+//! The shared, async face of one source's [`mjpegd_core::Hub`].
+//!
+//! The core hub is a plain state machine; this wraps it for many tasks at once. The source's task publishes
+//! into it, each client's task holds a [`Subscription`] and awaits its next frame, and the status page reads
+//! it. The core hub sits behind a mutex held only for the few instructions of a decision, never across an
+//! await or a socket write; a `watch` channel wakes waiting clients when a frame is published or a
+//! lockstep round starts. Per-client counters are atomics, so sending a frame does not touch shared locks
+//! beyond the one decision.
+
+use bytes::Bytes;
+use mjpegd_core::hub::{ClientPosition, HubStats};
+use mjpegd_core::{ClientId, EvictCause, Frame, Hub, HubConfig, Next, Policy};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// What a source reports about itself, shown in `/state`.
+#[derive(Clone, Debug, Default)]
+pub struct SourceStatus {
+    /// What the source is (e.g. "test pattern", "/dev/video0", an upstream URL).
+    pub description: String,
+    /// The source delivers real frames now.
+    pub online: bool,
+    /// A word on what the source is doing: "opening", "online", "offline", "idle".
+    pub state: &'static str,
+    /// The resolution the source actually delivers.
+    pub width: u32,
+    pub height: u32,
+    /// The frame rate asked for.
+    pub desired_fps: f64,
+    /// Frames from the source dropped because they were not whole JPEGs.
+    pub dropped_frames: u64,
+    /// Times the source was (re)opened after a failure.
+    pub reconnects: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// How frames become JPEGs: "CPU" (encoded here) or "NONE" (passed through as the source made them).
+    pub encoder: &'static str,
+}
+
+/// One connected stream client, as the status page shows it.
+#[derive(Debug)]
+pub struct ClientEntry {
+    pub id: ClientId,
+    pub addr: SocketAddr,
+    pub policy: Policy,
+    pub fps_cap: Option<f64>,
+    pub since: SystemTime,
+    pub user_agent: String,
+    pub frames_sent: AtomicU64,
+    pub frames_skipped: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    /// Cancelled when the hub evicts the client, to interrupt a write in progress.
+    pub evicted: CancellationToken,
+}
+
+/// Who a new client is, for the status page.
+#[derive(Clone, Debug)]
+pub struct ClientMeta {
+    pub addr: SocketAddr,
+    pub policy: Policy,
+    pub fps_cap: Option<f64>,
+    pub user_agent: String,
+}
+
+/// One source's hub, shared by the source task, the client tasks and the status page.
+pub struct SharedHub {
+    core: Mutex<Hub>,
+    /// Bumped whenever a waiting client may have something new to send.
+    changed: watch::Sender<u64>,
+    /// Number of clients that want frames now (stream clients and waiting snapshots).
+    watchers: watch::Sender<usize>,
+    clients: Mutex<HashMap<ClientId, Arc<ClientEntry>>>,
+    source: Mutex<SourceStatus>,
+    /// Publish times of recent frames, for the measured frame rate.
+    recent: Mutex<VecDeque<Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves consistent data behind (every critical section is a
+    // single decision), so poisoning is not a reason to take the server down.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SharedHub {
+    /// A hub with nothing published and no clients.
+    pub fn new(config: HubConfig, source: SourceStatus) -> Arc<SharedHub> {
+        Arc::new(SharedHub {
+            core: Mutex::new(Hub::new(config)),
+            changed: watch::channel(0).0,
+            watchers: watch::channel(0).0,
+            clients: Mutex::new(HashMap::new()),
+            source: Mutex::new(source),
+            recent: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// Publishes a frame captured at `captured`, wakes the clients waiting for one, and disconnects `all`
+    /// clients the backlog's budget no longer allows.
+    pub fn publish(&self, jpeg: Bytes, captured: SystemTime) -> Arc<Frame> {
+        let ts = captured
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64;
+        let published = lock(&self.core).publish(jpeg, ts);
+        {
+            let now = Instant::now();
+            let mut recent = lock(&self.recent);
+            recent.push_back(now);
+            while recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(2))
+            {
+                recent.pop_front();
+            }
+        }
+        if !published.evicted.is_empty() {
+            let clients = lock(&self.clients);
+            for id in &published.evicted {
+                if let Some(c) = clients.get(id) {
+                    tracing::warn!(client = %id, addr = %c.addr, "evicting 'all' client: it fell behind by more than --buffer-memory");
+                    c.evicted.cancel();
+                }
+            }
+        }
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        published.frame
+    }
+
+    /// The newest frame, if any.
+    pub fn newest(&self) -> Option<Arc<Frame>> {
+        lock(&self.core).newest().cloned()
+    }
+
+    /// Registers a stream client.
+    pub fn subscribe(self: &Arc<Self>, meta: ClientMeta) -> Subscription {
+        let id = lock(&self.core).join(meta.policy);
+        // A new lockstep member may have started a round: wake waiters either way (cheap, rare).
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        let entry = Arc::new(ClientEntry {
+            id,
+            addr: meta.addr,
+            policy: meta.policy,
+            fps_cap: meta.fps_cap,
+            since: SystemTime::now(),
+            user_agent: meta.user_agent,
+            frames_sent: AtomicU64::new(0),
+            frames_skipped: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            evicted: CancellationToken::new(),
+        });
+        lock(&self.clients).insert(id, entry.clone());
+        Subscription {
+            hub: self.clone(),
+            entry,
+            changed: self.changed.subscribe(),
+            _watch: self.watch(),
+        }
+    }
+
+    /// Counts the caller as someone who wants frames until the guard drops (on-demand sources capture only
+    /// while someone does).
+    pub fn watch(self: &Arc<Self>) -> WatchGuard {
+        self.watchers.send_modify(|n| *n += 1);
+        WatchGuard { hub: self.clone() }
+    }
+
+    /// A receiver of the number of watchers.
+    pub fn watchers(&self) -> watch::Receiver<usize> {
+        self.watchers.subscribe()
+    }
+
+    /// A receiver that changes whenever a frame is published.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Updates the source's status.
+    pub fn update_source(&self, f: impl FnOnce(&mut SourceStatus)) {
+        f(&mut lock(&self.source));
+    }
+
+    /// The source's status.
+    pub fn source(&self) -> SourceStatus {
+        lock(&self.source).clone()
+    }
+
+    /// Frames published per second over the last two seconds.
+    pub fn measured_fps(&self) -> f64 {
+        let recent = lock(&self.recent);
+        let now = Instant::now();
+        let n = recent
+            .iter()
+            .filter(|t| now.duration_since(**t) <= Duration::from_secs(2))
+            .count();
+        n as f64 / 2.0
+    }
+
+    /// Hub counters.
+    pub fn stats(&self) -> HubStats {
+        lock(&self.core).stats()
+    }
+
+    /// Every connected stream client with its position.
+    pub fn clients(&self) -> Vec<(Arc<ClientEntry>, Option<ClientPosition>)> {
+        let entries: Vec<Arc<ClientEntry>> = lock(&self.clients).values().cloned().collect();
+        let core = lock(&self.core);
+        let mut out: Vec<_> = entries
+            .into_iter()
+            .map(|e| {
+                let pos = core.position(e.id);
+                (e, pos)
+            })
+            .collect();
+        out.sort_by_key(|(e, _)| e.id);
+        out
+    }
+
+    /// Number of connected stream clients.
+    pub fn client_count(&self) -> usize {
+        lock(&self.clients).len()
+    }
+}
+
+/// Keeps a hub's watcher count up while alive.
+pub struct WatchGuard {
+    hub: Arc<SharedHub>,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.hub.watchers.send_modify(|n| *n -= 1);
+    }
+}
+
+/// One stream client's place in a hub. Dropping it leaves the hub.
+pub struct Subscription {
+    hub: Arc<SharedHub>,
+    entry: Arc<ClientEntry>,
+    changed: watch::Receiver<u64>,
+    _watch: WatchGuard,
+}
+
+impl Subscription {
+    /// This client's entry (id, counters, eviction token).
+    pub fn entry(&self) -> &Arc<ClientEntry> {
+        &self.entry
+    }
+
+    /// Waits for the next frame this client's policy gives it. Errs when the hub evicted the client.
+    pub async fn next(&mut self) -> Result<Arc<Frame>, EvictCause> {
+        loop {
+            // Mark the current version seen before deciding, so a publish after the decision wakes us.
+            self.changed.borrow_and_update();
+            let next = lock(&self.hub.core).next(self.entry.id);
+            match next {
+                Next::Frame { frame, skipped } => {
+                    if skipped > 0 {
+                        self.entry
+                            .frames_skipped
+                            .fetch_add(skipped, Ordering::Relaxed);
+                    }
+                    return Ok(frame);
+                }
+                Next::Evicted(cause) => return Err(cause),
+                Next::Wait => {
+                    if self.changed.changed().await.is_err() {
+                        // The hub is gone: nothing more will come. Wait forever; the caller's shutdown ends us.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The frame last handed out has been written in full (`bytes` on the wire).
+    pub fn sent(&self, bytes: usize) {
+        self.entry.frames_sent.fetch_add(1, Ordering::Relaxed);
+        self.entry
+            .bytes_sent
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        if lock(&self.hub.core).sent(self.entry.id) {
+            self.hub.changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    /// The caller gives up on this client for `cause` (e.g. the lockstep timeout); frees whatever it held
+    /// the others back with.
+    pub fn evict(&self, cause: EvictCause) {
+        lock(&self.hub.core).evict(self.entry.id, cause);
+        self.hub.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        lock(&self.hub.core).leave(self.entry.id);
+        lock(&self.hub.clients).remove(&self.entry.id);
+        // Leaving may complete a lockstep round.
+        if self.entry.policy == Policy::Lockstep {
+            self.hub.changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(policy: Policy) -> ClientMeta {
+        ClientMeta {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            policy,
+            fps_cap: None,
+            user_agent: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_client_wakes_on_publish_and_leaves_on_drop() {
+        let hub = SharedHub::new(HubConfig::default(), SourceStatus::default());
+        let mut sub = hub.subscribe(meta(Policy::Latest));
+        assert_eq!(*hub.watchers().borrow(), 1);
+        let waiter = tokio::spawn(async move {
+            let f = sub.next().await.unwrap();
+            (f.seq, sub)
+        });
+        tokio::task::yield_now().await;
+        hub.publish(Bytes::from_static(b"x"), SystemTime::now());
+        let (seq, sub) = waiter.await.unwrap();
+        assert_eq!(seq, 0);
+        assert_eq!(hub.client_count(), 1);
+        drop(sub);
+        assert_eq!(hub.client_count(), 0);
+        assert_eq!(*hub.watchers().borrow(), 0);
+    }
+}

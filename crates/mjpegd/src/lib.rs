@@ -1,0 +1,13 @@
+//! mjpegd: one source, many MJPEG clients, each with its own delivery policy.
+//!
+//! Data flows one way: a [`source`] yields JPEGs; its supervisor publishes them into a [`hub`] (the shared
+//! face of [`mjpegd_core::Hub`], where the delivery policies live); each client's [`http::stream`] writer
+//! awaits its next frame from the hub and writes it to its socket. The [`server`] accepts connections and
+//! the [`cli`] wires it all from flags. The binary is a thin wrapper over [`cli`].
+
+pub mod cli;
+pub mod http;
+pub mod hub;
+pub mod render;
+pub mod server;
+pub mod source;

@@ -1,0 +1,206 @@
+//! The server: listening, accepting, and stopping cleanly.
+//!
+//! One task per connection; stream clients beyond `--max-clients` are turned away with a 503 rather than
+//! left hanging; accept errors (such as running out of file descriptors) are logged and survived. On
+//! shutdown the listener closes, every connection is told to end, and the process exits once they have
+//! (or after a short grace period).
+
+use crate::http::request::Limits;
+use crate::http::routes::handle_connection;
+use crate::hub::SharedHub;
+use mjpegd_core::{Frame, Policy};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How the HTTP side behaves.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Most stream clients at once.
+    pub max_clients: usize,
+    pub limits: Limits,
+    /// Policy of a stream request that does not name one.
+    pub default_policy: Policy,
+    pub lockstep_timeout: Duration,
+    pub write_timeout: Duration,
+    /// How long a snapshot waits for a frame when none is fresh.
+    pub snapshot_timeout: Duration,
+    /// SO_SNDBUF for stream connections (None: the kernel's autotuning).
+    pub send_buffer: Option<usize>,
+    /// Value of Access-Control-Allow-Origin, if any.
+    pub allow_origin: Option<String>,
+    /// Shown in `/state`.
+    pub quality: u8,
+    pub buffer_memory: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_clients: 10_000,
+            limits: Limits::default(),
+            default_policy: Policy::Latest,
+            lockstep_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(30),
+            snapshot_timeout: Duration::from_secs(5),
+            send_buffer: None,
+            allow_origin: None,
+            quality: 80,
+            buffer_memory: 256 << 20,
+        }
+    }
+}
+
+/// Counters of refused requests, for `/state`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub rejected_max_clients: AtomicU64,
+    pub bad_requests: AtomicU64,
+    pub timeouts: AtomicU64,
+}
+
+/// Everything a connection needs: the hub it serves and the settings.
+pub struct App {
+    pub hub: Arc<SharedHub>,
+    pub config: ServerConfig,
+    pub counters: Counters,
+    pub instance_id: String,
+    /// The CORS header line (empty when not configured).
+    pub cors: String,
+    streams: AtomicUsize,
+}
+
+/// A stream slot, released on drop.
+pub struct StreamSlot<'a>(&'a AtomicUsize);
+
+impl Drop for StreamSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl App {
+    pub fn new(hub: Arc<SharedHub>, config: ServerConfig) -> Arc<App> {
+        let cors = config
+            .allow_origin
+            .as_ref()
+            .map(|o| format!("Access-Control-Allow-Origin: {o}\r\n"))
+            .unwrap_or_default();
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        Arc::new(App {
+            hub,
+            config,
+            counters: Counters::default(),
+            instance_id: format!("{:x}", nanos ^ (std::process::id() as u128) << 64),
+            cors,
+            streams: AtomicUsize::new(0),
+        })
+    }
+
+    /// Takes a stream slot if one is free.
+    pub fn reserve_stream(&self) -> Option<StreamSlot<'_>> {
+        self.streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.config.max_clients).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamSlot(&self.streams))
+    }
+
+    /// The frame a snapshot should show: the newest while the source is running, else the next one to
+    /// arrive (waking an on-demand source), within the snapshot timeout.
+    pub async fn fresh_frame(&self) -> Option<Arc<Frame>> {
+        let state = self.hub.source().state;
+        let newest = self.hub.newest();
+        if matches!(state, "online" | "offline") && newest.is_some() {
+            return newest;
+        }
+        let after = newest.map(|f| f.seq);
+        let mut changes = self.hub.changes();
+        let _watching = self.hub.watch();
+        let wait = async {
+            loop {
+                if let Some(f) = self
+                    .hub
+                    .newest()
+                    .filter(|f| after.is_none_or(|a| f.seq > a))
+                {
+                    return f;
+                }
+                if changes.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        };
+        tokio::time::timeout(self.config.snapshot_timeout, wait)
+            .await
+            .ok()
+    }
+}
+
+/// A connection mjpegd can serve: plain TCP (and, later, TLS over it).
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Prepares the connection for streaming: no Nagle delay, and the send buffer size if one is set.
+    fn tune_for_stream(&self, _send_buffer: Option<usize>) {}
+}
+
+impl Transport for TcpStream {
+    fn tune_for_stream(&self, send_buffer: Option<usize>) {
+        let _ = self.set_nodelay(true);
+        if let Some(size) = send_buffer {
+            let _ = socket2::SockRef::from(self).set_send_buffer_size(size);
+        }
+    }
+}
+
+/// Accepts and serves connections until `shutdown` is cancelled, then waits (up to a few seconds) for the
+/// connections to end.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.cancelled() => break,
+        };
+        match accepted {
+            Ok((socket, addr)) => {
+                let _ = socket.set_nodelay(true);
+                tracker.spawn(handle_connection(
+                    app.clone(),
+                    socket,
+                    addr,
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                // EMFILE/ENFILE and friends: keep the server alive, give connections time to close.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+}
+
+/// The address a listener is bound to, for printing URLs.
+pub fn url_of(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
+        SocketAddr::V4(a) => format!("http://{}:{}", a.ip(), a.port()),
+    }
+}

@@ -1,0 +1,66 @@
+//! Sources: where frames come from.
+//!
+//! A [`Source`] opens something that yields JPEGs (a camera, an upstream server, a child process, files,
+//! the built-in pattern) and hands over one frame at a time. It knows nothing of clients. The
+//! [`supervisor`] drives it: it opens it only while someone watches (if asked), validates each frame,
+//! publishes it into the hub, and when the source fails it keeps clients connected with a "no signal"
+//! frame while it retries with back-off. A new kind of source is one file implementing this trait.
+
+pub mod pattern;
+pub mod supervisor;
+
+use bytes::Bytes;
+use std::fmt;
+use std::future::Future;
+use std::time::SystemTime;
+
+/// One frame as a source delivers it.
+#[derive(Debug)]
+pub struct Captured {
+    /// A JPEG (checked by the supervisor before anyone sees it).
+    pub jpeg: Bytes,
+    /// When it was captured (the device's timestamp where the source has one).
+    pub at: SystemTime,
+}
+
+/// What an opened source really delivers (after any negotiation with a device), for `/state` and logs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceInfo {
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+}
+
+/// Why a source could not open or stopped delivering. The supervisor logs it, shows it in `/state` and on
+/// the "no signal" frame, and retries.
+#[derive(Debug)]
+pub struct SourceError(pub String);
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+impl From<std::io::Error> for SourceError {
+    fn from(e: std::io::Error) -> SourceError {
+        SourceError(e.to_string())
+    }
+}
+
+/// A producer of JPEG frames.
+pub trait Source: Send + 'static {
+    /// What this source is, for logs and `/state`.
+    fn describe(&self) -> String;
+
+    /// Opens (or reopens, after a failure or an idle close) the source.
+    fn open(&mut self) -> impl Future<Output = Result<SourceInfo, SourceError>> + Send;
+
+    /// Waits for the next frame. An error means the source is lost until reopened.
+    fn next_frame(&mut self) -> impl Future<Output = Result<Captured, SourceError>> + Send;
+
+    /// Releases the device or connection; `open` may be called again later.
+    fn close(&mut self);
+}
