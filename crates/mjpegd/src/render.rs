@@ -245,6 +245,6 @@ mod tests {
     #[test]
     fn clock_is_readable() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_000_000_123);
-        assert_eq!(clock_text(t), "2026-11-18 08:26:40.123 UTC");
+        assert_eq!(clock_text(t), "2026-11-18 11:06:40.123 UTC");
     }
 }

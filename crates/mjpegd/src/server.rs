@@ -150,6 +150,11 @@ impl App {
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Prepares the connection for streaming: no Nagle delay, and the send buffer size if one is set.
     fn tune_for_stream(&self, _send_buffer: Option<usize>) {}
+
+    /// Bytes written but not yet acknowledged by the client (the kernel's send queue), if known.
+    fn unsent_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl Transport for TcpStream {
@@ -158,6 +163,14 @@ impl Transport for TcpStream {
         if let Some(size) = send_buffer {
             let _ = socket2::SockRef::from(self).set_send_buffer_size(size);
         }
+    }
+
+    fn unsent_bytes(&self) -> Option<usize> {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
+        let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        (rc == 0).then_some(queued.max(0) as usize)
     }
 }
 

@@ -121,7 +121,7 @@ pub async fn handle_connection<T: Transport>(
                 .map(|_| !keep_alive),
         };
         match outcome {
-            Ok(false) => continue,
+            Ok(false) if keep_alive => continue,
             _ => return,
         }
     }

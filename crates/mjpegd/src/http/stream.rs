@@ -13,6 +13,7 @@
 //! the boundary alone.
 
 use crate::hub::Subscription;
+use crate::server::Transport;
 use bytes::Buf;
 use mjpegd_core::frame::{ADVANCE_HEAD, BOUNDARY, PART_TAIL};
 use mjpegd_core::{EvictCause, Frame, Policy};
@@ -59,7 +60,11 @@ pub fn response_head(policy: Policy, advance_headers: bool, cors: &str) -> Strin
 
 /// Streams frames from `sub` to `w` until the client leaves, is evicted, or `shutdown` fires. The response
 /// head must have been written already.
-pub async fn stream_frames<W: AsyncWrite + Unpin>(
+///
+/// Under `latest` and `lockstep`, a frame is taken from the hub only once the kernel has handed most of the
+/// previous one to the client: otherwise a slow client's socket buffers would fill with seconds of stale
+/// video and it would always see the past. Under `all`, buffering is what the client asked for.
+pub async fn stream_frames<W: Transport>(
     w: &mut W,
     mut sub: Subscription,
     options: &StreamOptions,
@@ -75,7 +80,16 @@ pub async fn stream_frames<W: AsyncWrite + Unpin>(
         .fps_cap
         .map(|fps| Duration::from_secs_f64(1.0 / fps));
     let mut next_slot = Instant::now();
+    let mut last_part = 0usize;
     loop {
+        // A latest client waits for its queue to drain before it picks the newest frame.
+        if policy == Policy::Latest && last_part > 0 {
+            tokio::select! {
+                _ = drained(w, last_part / 2) => {}
+                _ = evicted.cancelled() => return StreamEnd::Evicted(EvictCause::BufferFull),
+                _ = shutdown.cancelled() => return StreamEnd::Shutdown,
+            }
+        }
         if period.is_some() {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_slot) => {}
@@ -92,12 +106,22 @@ pub async fn stream_frames<W: AsyncWrite + Unpin>(
         };
         let started = Instant::now();
         let written = tokio::select! {
-            r = tokio::time::timeout(timeout, write_part(w, &frame, options.advance_headers)) => r,
+            // A lockstep client has been handed its round's frame: draining its queue is part of the time
+            // the round waits for it, under the lockstep timeout.
+            r = tokio::time::timeout(timeout, async {
+                if policy == Policy::Lockstep && last_part > 0 {
+                    drained(w, last_part / 2).await;
+                }
+                write_part(w, &frame, options.advance_headers).await
+            }) => r,
             _ = evicted.cancelled() => return StreamEnd::Evicted(EvictCause::BufferFull),
             _ = shutdown.cancelled() => return StreamEnd::Shutdown,
         };
         match written {
-            Ok(Ok(bytes)) => sub.sent(bytes),
+            Ok(Ok(bytes)) => {
+                last_part = bytes;
+                sub.sent(bytes)
+            }
             Ok(Err(e)) => return StreamEnd::Disconnected(e),
             Err(_) => {
                 sub.evict(timeout_cause);
@@ -108,6 +132,16 @@ pub async fn stream_frames<W: AsyncWrite + Unpin>(
             // Slots are kept on a grid so the average rate is the cap; a late client does not burst.
             next_slot = (next_slot + period).max(started);
         }
+    }
+}
+
+/// Returns once at most `limit` bytes wait in the connection's send queue. Polls with a back-off, since
+/// the kernel has no readiness event for "the queue fell below N"; only clients that are behind wait here.
+async fn drained<W: Transport>(w: &W, limit: usize) {
+    let mut pause = Duration::from_millis(1);
+    while w.unsent_bytes().is_some_and(|q| q > limit) {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(32));
     }
 }
 

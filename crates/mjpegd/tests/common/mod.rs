@@ -1,0 +1,265 @@
+//! Test harness: runs the real `mjpegd` binary and talks to it over real TCP.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running mjpegd, stopped (SIGTERM) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts mjpegd on a free loopback port with `args` (small, fast defaults unless overridden).
+    pub fn start(args: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mjpegd"));
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        if !args.contains(&"--resolution") {
+            cmd.args(["--resolution", "320x240"]);
+        }
+        cmd.args(args)
+            .env("MJPEGD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("mjpegd starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines.next().expect("mjpegd prints its URLs").unwrap();
+            if let Some(rest) = line.trim().strip_prefix("page:") {
+                let url = rest
+                    .trim()
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/');
+                break url.parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, addr }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("mjpegd did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GET `path` and return (status, headers, body) of a complete response.
+    pub fn get(&self, path: &str) -> Response {
+        request(
+            self.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+        )
+    }
+
+    /// `/state`'s result object.
+    pub fn state(&self) -> serde_json::Value {
+        let r = self.get("/state");
+        assert_eq!(r.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("state is JSON");
+        v["result"].clone()
+    }
+
+    /// Opens a stream.
+    pub fn stream(&self, path: &str) -> Stream {
+        Stream::open(self.addr, path, None)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// Sends raw bytes and reads the whole response (until close).
+pub fn request(addr: SocketAddr, raw: &str) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    parse_response(&all)
+}
+
+pub fn parse_response(all: &[u8]) -> Response {
+    let end = find(all, b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(all)));
+    let head = std::str::from_utf8(&all[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: all[end + 4..].to_vec(),
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One part of a stream.
+pub struct Part {
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+    pub received: Instant,
+}
+
+impl Part {
+    pub fn seq(&self) -> u64 {
+        self.headers["x-frame-sequence"].parse().unwrap()
+    }
+}
+
+/// A client of an MJPEG stream, reading parts by their Content-Length.
+pub struct Stream {
+    pub reader: BufReader<TcpStream>,
+    pub head: Response,
+    pub boundary: String,
+}
+
+impl Stream {
+    /// Connects and reads the response head. `rcvbuf` shrinks the client's receive buffer (for stalls).
+    pub fn open(addr: SocketAddr, path: &str, rcvbuf: Option<usize>) -> Stream {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        if let Some(size) = rcvbuf {
+            sock.set_recv_buffer_size(size).unwrap();
+        }
+        sock.connect(&addr.into()).unwrap();
+        let s: TcpStream = sock.into();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        write!(
+            w,
+            "GET {path} HTTP/1.1\r\nHost: test\r\nUser-Agent: mjpegd-tests\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(s);
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8];
+            reader.read_exact(&mut byte).expect("response head");
+            head.push(byte[0]);
+        }
+        let head = parse_response(&head);
+        let boundary = head
+            .headers
+            .get("content-type")
+            .and_then(|ct| ct.split("boundary=").nth(1))
+            .map(|b| b.trim_matches('"').to_string())
+            .unwrap_or_default();
+        let mut stream = Stream {
+            reader,
+            head,
+            boundary,
+        };
+        if stream.head.status == 200 {
+            let mut line = String::new();
+            stream.reader.read_line(&mut line).unwrap();
+            assert_eq!(
+                line,
+                format!("--{}\r\n", stream.boundary),
+                "first boundary follows the head"
+            );
+        }
+        stream
+    }
+
+    /// Reads the next part; Err on close or timeout.
+    pub fn next_part(&mut self) -> std::io::Result<Part> {
+        let mut headers = HashMap::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            let (n, v) = line.split_once(':').expect("header line");
+            headers.insert(n.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+        let len: usize = headers["content-length"].parse().unwrap();
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body)?;
+        let received = Instant::now();
+        let mut tail = vec![0; self.boundary.len() + 6];
+        self.reader.read_exact(&mut tail)?;
+        assert_eq!(
+            tail,
+            format!("\r\n--{}\r\n", self.boundary).as_bytes(),
+            "boundary follows each part at once"
+        );
+        Ok(Part {
+            headers,
+            body,
+            received,
+        })
+    }
+
+    pub fn set_timeout(&self, t: Duration) {
+        self.reader.get_ref().set_read_timeout(Some(t)).unwrap();
+    }
+}
+
+/// Checks that `jpeg` starts with SOI and ends with EOI.
+pub fn assert_whole_jpeg(jpeg: &[u8]) {
+    assert!(jpeg.len() > 100, "a JPEG of {} bytes", jpeg.len());
+    assert_eq!(&jpeg[..2], b"\xff\xd8", "starts with SOI");
+    assert_eq!(&jpeg[jpeg.len() - 2..], b"\xff\xd9", "ends with EOI");
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
