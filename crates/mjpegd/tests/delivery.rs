@@ -244,7 +244,7 @@ fn three_policies_side_by_side() {
         .map(|p| server.stream(&format!("/stream?delivery={p}")))
         .collect();
     for c in &mut clients {
-        assert_eq!(frames_in(c, Duration::from_millis(500)).is_empty(), false);
+        assert!(!frames_in(c, Duration::from_millis(500)).is_empty());
     }
     let s = server.state();
     assert_eq!(
