@@ -217,3 +217,44 @@ fn sigterm_ends_streams_and_exits_zero() {
     let mut rest = Vec::new();
     let _ = s.reader.read_to_end(&mut rest);
 }
+
+/// Reads bytes until `needle` has been seen, returning everything read.
+fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut byte = [0u8];
+    while find(&got, needle).is_none() {
+        s.read_exact(&mut byte).expect("more bytes");
+        got.push(byte[0]);
+    }
+    got
+}
+
+#[test]
+fn chromium_gets_each_part_header_ahead_so_it_paints_the_frame_at_once() {
+    // At 2 fps a frame that waited for the next one would be half a second late.
+    let server = Server::start(&["--fps", "2", "--capture", "always"]);
+    for (path, ua) in [
+        ("/stream", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0 Safari/537.36"),
+        ("/stream?advance_headers=1", "curl/8"),
+    ] {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: {ua}\r\n\r\n").unwrap();
+        let head = read_until(&mut s, b"\r\n\r\n--boundarydonotcross\r\nContent-Type: image/jpeg\r\n\r\n");
+        assert!(head.starts_with(b"HTTP/1.1 200 OK"));
+        // The JPEG, its boundary and the next part's headers arrive together, before the next frame exists.
+        let jpeg = read_until(&mut s, b"\xff\xd9");
+        assert_eq!(&jpeg[..2], b"\xff\xd8");
+        let started = Instant::now();
+        let tail = read_until(&mut s, b"\r\n--boundarydonotcross\r\nContent-Type: image/jpeg\r\n\r\n");
+        assert_eq!(tail.len(), b"\r\n--boundarydonotcross\r\nContent-Type: image/jpeg\r\n\r\n".len());
+        assert!(started.elapsed() < Duration::from_millis(200), "{path}: sent with the frame");
+    }
+    // Other clients get Content-Length and the per-part headers.
+    let mut s = server.stream("/stream");
+    assert!(s
+        .next_part()
+        .unwrap()
+        .headers
+        .contains_key("content-length"));
+}
