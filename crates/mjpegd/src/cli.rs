@@ -3,7 +3,7 @@
 use crate::http::request::Limits;
 use crate::hub::{SharedHub, SourceStatus};
 use crate::server::{serve, url_of, App, ServerConfig};
-use crate::source::pattern::Pattern;
+use crate::source::spec::SourceSpec;
 use crate::source::supervisor::{supervise, Capture, SupervisorConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 use mjpegd_core::{HubConfig, Policy};
@@ -27,6 +27,14 @@ pub enum Command {}
 /// Flags of the server.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// Where frames come from: `pattern` (built-in test pattern), an upstream MJPEG URL (http://...),
+    /// `exec:COMMAND` (a child process writing MJPEG to stdout), `-` (MJPEG on stdin), `files:DIR` or a
+    /// `.mjpeg` file.
+    #[arg(long, default_value = "pattern", conflicts_with = "device")]
+    pub source: String,
+    /// A V4L2 camera, e.g. /dev/video0.
+    #[arg(long)]
+    pub device: Option<std::path::PathBuf>,
     /// Address and port to listen on. 127.0.0.1 keeps it on this machine; 0.0.0.0 exposes it.
     #[arg(long, default_value = "127.0.0.1:8080", env = "MJPEGD_LISTEN")]
     pub listen: SocketAddr,
@@ -152,6 +160,41 @@ pub fn raise_fd_limit() -> u64 {
     lim.rlim_cur
 }
 
+impl ServeArgs {
+    /// The HTTP side's settings.
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            max_clients: self.max_clients,
+            default_policy: self.delivery.into(),
+            lockstep_timeout: self.lockstep_timeout,
+            write_timeout: self.write_timeout,
+            send_buffer: self.send_buffer.map(|b| b as usize),
+            allow_origin: self.allow_origin.clone(),
+            quality: self.quality,
+            buffer_memory: self.buffer_memory as usize,
+            limits: Limits {
+                head_timeout: self.head_timeout,
+                ..Limits::default()
+            },
+            ..ServerConfig::default()
+        }
+    }
+
+    /// How the source is supervised.
+    pub fn supervisor_config(&self) -> SupervisorConfig {
+        SupervisorConfig {
+            capture: match self.capture {
+                CaptureArg::Always => Capture::Always,
+                CaptureArg::OnDemand => Capture::OnDemand {
+                    linger: self.linger,
+                },
+            },
+            placeholder_size: self.resolution,
+            ..SupervisorConfig::default()
+        }
+    }
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let fd_limit = raise_fd_limit();
@@ -162,12 +205,12 @@ pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
             "the open-file limit is below --max-clients: connections past it will fail (raise it with ulimit -n)"
         );
     }
+    let spec = SourceSpec::from_args(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
     let (width, height) = args.resolution;
-    let source = Pattern::new(width, height, args.fps, args.quality);
     let hub = SharedHub::new(
         HubConfig {
             buffer_memory: args.buffer_memory as usize,
@@ -176,44 +219,14 @@ pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
             desired_fps: args.fps,
             width,
             height,
-            encoder: "CPU",
             ..SourceStatus::default()
         },
     );
-    let config = ServerConfig {
-        max_clients: args.max_clients,
-        default_policy: args.delivery.into(),
-        lockstep_timeout: args.lockstep_timeout,
-        write_timeout: args.write_timeout,
-        send_buffer: args.send_buffer.map(|b| b as usize),
-        allow_origin: args.allow_origin.clone(),
-        quality: args.quality,
-        buffer_memory: args.buffer_memory as usize,
-        limits: Limits {
-            head_timeout: args.head_timeout,
-            ..Limits::default()
-        },
-        ..ServerConfig::default()
-    };
-    let app = App::new(hub.clone(), config);
+    let app = App::new(hub.clone(), args.server_config());
     let shutdown = CancellationToken::new();
-    let supervisor = SupervisorConfig {
-        capture: match args.capture {
-            CaptureArg::Always => Capture::Always,
-            CaptureArg::OnDemand => Capture::OnDemand {
-                linger: args.linger,
-            },
-        },
-        placeholder_size: (width, height),
-        ..SupervisorConfig::default()
-    };
-    let source_task = tokio::spawn(supervise(source, hub, supervisor, shutdown.clone()));
+    let source_task = spec.spawn(&args, hub, args.supervisor_config(), shutdown.clone())?;
     let url = url_of(addr);
-    println!(
-        "mjpegd {} serving the test pattern {width}x{height} at {} fps",
-        env!("CARGO_PKG_VERSION"),
-        args.fps
-    );
+    println!("mjpegd {} serving {}", env!("CARGO_PKG_VERSION"), spec);
     println!("  page:     {url}/");
     println!("  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N)");
     println!("  snapshot: {url}/snapshot");

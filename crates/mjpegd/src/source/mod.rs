@@ -7,6 +7,7 @@
 //! frame while it retries with back-off. A new kind of source is one file implementing this trait.
 
 pub mod pattern;
+pub mod spec;
 pub mod supervisor;
 
 use bytes::Bytes;
