@@ -4,7 +4,7 @@ use crate::http::request::Limits;
 use crate::hub::{SharedHub, SourceStatus};
 use crate::server::{serve, url_of, App, ServerConfig};
 use crate::source::spec::SourceSpec;
-use crate::source::supervisor::{supervise, Capture, SupervisorConfig};
+use crate::source::supervisor::{Capture, SupervisorConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 use mjpegd_core::{HubConfig, Policy};
 use std::net::SocketAddr;
