@@ -5,6 +5,7 @@ use crate::hub::{SharedHub, SourceStatus};
 use crate::server::{serve, url_of, App, ServerConfig};
 use crate::source::spec::SourceSpec;
 use crate::source::supervisor::{Capture, SupervisorConfig};
+use crate::source::v4l2::FormatChoice;
 use clap::{Parser, Subcommand, ValueEnum};
 use mjpegd_core::{HubConfig, Policy};
 use std::net::SocketAddr;
@@ -22,7 +23,13 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// List V4L2 cameras with their formats, sizes and frame rates.
+    Devices {
+        /// Devices to describe (default: every /dev/video*).
+        paths: Vec<std::path::PathBuf>,
+    },
+}
 
 /// Flags of the server.
 #[derive(clap::Args, Debug, Clone)]
@@ -35,6 +42,12 @@ pub struct ServeArgs {
     /// A V4L2 camera, e.g. /dev/video0.
     #[arg(long)]
     pub device: Option<std::path::PathBuf>,
+    /// Pixel format to ask a V4L2 camera for (auto prefers MJPEG, which needs no encoding).
+    #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+    pub format: FormatChoice,
+    /// JPEG encoder threads for cameras that deliver raw YUYV or NV12 (default: cores, at most 4).
+    #[arg(long, default_value_t = default_encoders())]
+    pub encoders: usize,
     /// Address and port to listen on. 127.0.0.1 keeps it on this machine; 0.0.0.0 exposes it.
     #[arg(long, default_value = "127.0.0.1:8080", env = "MJPEGD_LISTEN")]
     pub listen: SocketAddr,
@@ -101,6 +114,12 @@ impl From<DeliveryArg> for Policy {
 pub enum CaptureArg {
     Always,
     OnDemand,
+}
+
+fn default_encoders() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
 }
 
 fn parse_resolution(s: &str) -> Result<(u32, u32), String> {

@@ -1,5 +1,5 @@
 use clap::Parser;
-use mjpegd::cli::{run_server, Cli};
+use mjpegd::cli::{run_server, Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -21,7 +21,10 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         None => runtime.block_on(run_server(cli.serve)),
-        Some(command) => match command {},
+        Some(Command::Devices { paths }) => {
+            print!("{}", mjpegd::source::v4l2::list_devices(&paths));
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,9 +6,11 @@
 //! publishes it into the hub, and when the source fails it keeps clients connected with a "no signal"
 //! frame while it retries with back-off. A new kind of source is one file implementing this trait.
 
+pub mod encode;
 pub mod pattern;
 pub mod spec;
 pub mod supervisor;
+pub mod v4l2;
 
 use bytes::Bytes;
 use std::fmt;
@@ -30,6 +32,8 @@ pub struct SourceInfo {
     pub width: u32,
     pub height: u32,
     pub fps: f64,
+    /// How frames become JPEGs: "CPU" (encoded by mjpegd) or "NONE" (passed through as the source made them).
+    pub encoder: &'static str,
 }
 
 /// Why a source could not open or stopped delivering. The supervisor logs it, shows it in `/state` and on

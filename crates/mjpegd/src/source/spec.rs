@@ -2,6 +2,7 @@
 
 use super::pattern::Pattern;
 use super::supervisor::{supervise, SupervisorConfig};
+use super::v4l2::{V4l2Camera, V4l2Options};
 use crate::cli::ServeArgs;
 use crate::hub::SharedHub;
 use std::fmt;
@@ -49,12 +50,20 @@ impl SourceSpec {
         let (width, height) = args.resolution;
         Ok(match self {
             SourceSpec::Pattern => {
-                hub.update_source(|s| s.encoder = "CPU");
                 let source = Pattern::new(width, height, args.fps, args.quality);
                 tokio::spawn(supervise(source, hub, config, shutdown))
             }
             SourceSpec::Device(path) => {
-                anyhow::bail!("V4L2 device {}: not supported yet", path.display())
+                let camera = V4l2Camera::new(V4l2Options {
+                    path: path.clone(),
+                    width,
+                    height,
+                    fps: args.fps,
+                    format: args.format,
+                    encoders: args.encoders,
+                    quality: args.quality,
+                });
+                tokio::spawn(supervise(camera, hub, config, shutdown))
             }
         })
     }

@@ -104,6 +104,7 @@ pub async fn supervise<S: Source>(
                     s.state = "online";
                     s.width = info.width;
                     s.height = info.height;
+                    s.encoder = info.encoder;
                     if failures > 0 {
                         s.reconnects += 1;
                     }
