@@ -5,8 +5,9 @@
 #   fuse3, libfuse3-dev, pkg-config   the fake V4L2 camera used by tests and benchmarks
 #   ffmpeg            tests of the pipe source and player compatibility
 #   ustreamer         the peer the benchmarks compare against
+#   chromium          the test of what a browser really shows
 set -euo pipefail
-packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg ustreamer curl)
+packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg ustreamer curl chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -124,6 +124,7 @@ impl Painter {
         }
         let label = format!("mjpegd test pattern {}x{} @ {fps} fps", w, h);
         c.text(small * 4, small * 4, small, &label, Yuv::WHITE);
+        draw_barcode(c, n);
         let encoder = match &mut self.encoder {
             Some(e) => e,
             None => self
@@ -134,6 +135,44 @@ impl Painter {
             .encode(c)
             .map_err(|e| SourceError(format!("JPEG encoding failed: {e}")))
     }
+}
+
+/// Bits of the frame counter in the machine-readable band.
+pub const BARCODE_BITS: u32 = 24;
+
+/// Burns the frame counter into a band along the top edge, most significant bit first, one white (1) or
+/// black (0) cell per bit across the full width, so a program (a test, a browser canvas) can read which
+/// frame a picture is without OCR. Read the luma at the centre of cell i: x = (i + 0.5) * width / 24,
+/// y = band height / 2.
+fn draw_barcode(c: &mut Canvas, n: u64) {
+    let (w, h) = (c.width() as i64, c.height() as i64);
+    let band = barcode_height(h);
+    for i in 0..BARCODE_BITS as i64 {
+        let x0 = i * w / BARCODE_BITS as i64;
+        let x1 = (i + 1) * w / BARCODE_BITS as i64;
+        let bit = (n >> (BARCODE_BITS as i64 - 1 - i)) & 1;
+        c.rect(
+            x0,
+            0,
+            x1 - x0,
+            band,
+            if bit == 1 { Yuv::WHITE } else { Yuv::BLACK },
+        );
+    }
+}
+
+/// Height of the barcode band for a picture `height` pixels high.
+pub fn barcode_height(height: i64) -> i64 {
+    (height / 60).max(4) & !1
+}
+
+/// Reads the frame counter back from a decoded luma (grey) picture.
+pub fn read_barcode(luma: &[u8], width: usize, height: usize) -> u64 {
+    let y = (barcode_height(height as i64) / 2) as usize;
+    (0..BARCODE_BITS as usize).fold(0, |n, i| {
+        let x = (2 * i + 1) * width / (2 * BARCODE_BITS as usize);
+        (n << 1) | u64::from(luma[y * width + x] > 128)
+    })
 }
 
 fn bounce(pos: i64, span: i64) -> i64 {
@@ -204,5 +243,23 @@ mod tests {
         assert_ne!(a.jpeg, b.jpeg);
         let header = turbojpeg::read_header(&b.jpeg).unwrap();
         assert_eq!((header.width, header.height), (320, 240));
+    }
+
+    #[tokio::test]
+    async fn the_frame_counter_can_be_read_back_from_the_jpeg() {
+        let mut p = Pattern::new(320, 240, 50.0, 60);
+        p.open().await.unwrap();
+        for n in 0..3 {
+            let f = p.next_frame().await.unwrap();
+            let grey = turbojpeg::decompress(&f.jpeg, turbojpeg::PixelFormat::GRAY).unwrap();
+            assert_eq!(read_barcode(&grey.pixels, grey.width, grey.height), n);
+        }
+        p.painter.lock().unwrap().count = 0xA5A5A5;
+        let f = p.next_frame().await.unwrap();
+        let grey = turbojpeg::decompress(&f.jpeg, turbojpeg::PixelFormat::GRAY).unwrap();
+        assert_eq!(
+            read_barcode(&grey.pixels, grey.width, grey.height),
+            0xA5A5A5
+        );
     }
 }
