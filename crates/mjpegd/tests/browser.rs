@@ -142,7 +142,7 @@ setTimeout(async () => {{
         ),
     )
     .unwrap();
-    let mut chromium = Command::new("chromium")
+    let chromium = Command::new("chromium")
         .args([
             "--headless",
             "--no-sandbox",
@@ -161,10 +161,16 @@ setTimeout(async () => {{
         .stderr(Stdio::piped())
         .spawn()
         .expect("chromium runs (Debian package chromium, installed by scripts/setup.sh)");
-    let result = read_page_result(&mut chromium);
-    let _ = chromium.kill();
-    let _ = chromium.wait();
-    let json = result;
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut chromium = KillOnDrop(chromium);
+    let json = read_page_result(&mut chromium.0);
+    drop(chromium);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let sent = v["sent"].as_array().unwrap();
     assert_eq!(sent.len(), 1, "one client: {v}");
