@@ -29,6 +29,8 @@ pub enum Command {
         /// Devices to describe (default: every /dev/video*).
         paths: Vec<std::path::PathBuf>,
     },
+    /// Load-test any MJPEG stream: N clients, frame rates, gaps, latency, CPU and memory.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Flags of the server.
@@ -42,6 +44,15 @@ pub struct ServeArgs {
     /// A V4L2 camera, e.g. /dev/video0.
     #[arg(long)]
     pub device: Option<std::path::PathBuf>,
+    /// Credentials for an upstream that wants Basic auth, USER:PASSWORD (or put them in the URL).
+    #[arg(long, value_parser = parse_credentials, env = "MJPEGD_SOURCE_AUTH")]
+    pub source_auth: Option<(String, String)>,
+    /// Time allowed to connect to an upstream.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: std::time::Duration,
+    /// Longest silence from an upstream before mjpegd reconnects.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub read_timeout: std::time::Duration,
     /// Pixel format to ask a V4L2 camera for (auto prefers MJPEG, which needs no encoding).
     #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
     pub format: FormatChoice,
@@ -114,6 +125,12 @@ impl From<DeliveryArg> for Policy {
 pub enum CaptureArg {
     Always,
     OnDemand,
+}
+
+fn parse_credentials(s: &str) -> Result<(String, String), String> {
+    s.split_once(':')
+        .map(|(u, p)| (u.to_string(), p.to_string()))
+        .ok_or_else(|| "expected USER:PASSWORD".to_string())
 }
 
 fn default_encoders() -> usize {

@@ -5,6 +5,7 @@
 //! awaits its next frame from the hub and writes it to its socket. The [`server`] accepts connections and
 //! the [`cli`] wires it all from flags. The binary is a thin wrapper over [`cli`].
 
+pub mod bench;
 pub mod cli;
 pub mod http;
 pub mod hub;

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         None => runtime.block_on(run_server(cli.serve)),
+        Some(Command::Bench(args)) => runtime.block_on(mjpegd::bench::run(args)),
         Some(Command::Devices { paths }) => {
             print!("{}", mjpegd::source::v4l2::list_devices(&paths));
             Ok(())

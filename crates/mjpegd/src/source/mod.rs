@@ -7,7 +7,10 @@
 //! frame while it retries with back-off. A new kind of source is one file implementing this trait.
 
 pub mod encode;
+pub mod files;
 pub mod pattern;
+pub mod pipe;
+pub mod relay;
 pub mod spec;
 pub mod supervisor;
 pub mod v4l2;

@@ -1,6 +1,9 @@
 //! Choosing a source from the command line.
 
+use super::files::{Files, FilesFrom};
 use super::pattern::Pattern;
+use super::pipe::{Pipe, PipeFrom};
+use super::relay::{Relay, RelayOptions};
 use super::supervisor::{supervise, SupervisorConfig};
 use super::v4l2::{V4l2Camera, V4l2Options};
 use crate::cli::ServeArgs;
@@ -8,6 +11,7 @@ use crate::hub::SharedHub;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +22,14 @@ pub enum SourceSpec {
     Pattern,
     /// A V4L2 device.
     Device(PathBuf),
+    /// An upstream MJPEG URL.
+    Relay(String),
+    /// A shell command writing MJPEG to its stdout.
+    Exec(String),
+    /// MJPEG on standard input.
+    Stdin,
+    /// Recorded frames.
+    Files(FilesFrom),
 }
 
 impl SourceSpec {
@@ -33,6 +45,27 @@ impl SourceSpec {
     pub fn parse(s: &str) -> anyhow::Result<SourceSpec> {
         match s {
             "pattern" | "test" | "testsrc" => Ok(SourceSpec::Pattern),
+            "-" => Ok(SourceSpec::Stdin),
+            url if url.starts_with("http://") => Ok(SourceSpec::Relay(url.to_string())),
+            url if url.starts_with("https://") => {
+                anyhow::bail!("{url}: https upstreams are not supported; relay over http:// on a trusted network")
+            }
+            cmd if cmd.starts_with("exec:") => {
+                let cmd = cmd["exec:".len()..].trim();
+                anyhow::ensure!(!cmd.is_empty(), "exec: needs a command, e.g. exec:'ffmpeg -i ... -f mjpeg -'");
+                Ok(SourceSpec::Exec(cmd.to_string()))
+            }
+            dir if dir.starts_with("files:") => {
+                let path = PathBuf::from(&dir["files:".len()..]);
+                anyhow::ensure!(path.is_dir(), "{}: not a folder of JPEG files", path.display());
+                Ok(SourceSpec::Files(FilesFrom::Dir(path)))
+            }
+            file if file.ends_with(".mjpeg") || file.ends_with(".mjpg") => {
+                let path = PathBuf::from(file);
+                anyhow::ensure!(path.is_file(), "{}: no such file", path.display());
+                Ok(SourceSpec::Files(FilesFrom::Mjpeg(path)))
+            }
+            dev if dev.starts_with("/dev/") => Ok(SourceSpec::Device(PathBuf::from(dev))),
             other => anyhow::bail!(
                 "unknown source {other:?}: use pattern, http://HOST/PATH, exec:COMMAND, -, files:DIR or FILE.mjpeg"
             ),
@@ -65,6 +98,34 @@ impl SourceSpec {
                 });
                 tokio::spawn(supervise(camera, hub, config, shutdown))
             }
+            SourceSpec::Relay(url) => {
+                let relay = Relay::new(RelayOptions {
+                    url: url.clone(),
+                    credentials: args.source_auth.clone(),
+                    connect_timeout: args.connect_timeout,
+                    read_timeout: args.read_timeout,
+                    fps: args.fps,
+                })
+                .map_err(|e| anyhow::anyhow!(e))?;
+                // The relay's own read timeout decides when a silent upstream is dead.
+                let config = SupervisorConfig {
+                    frame_timeout: args.read_timeout + Duration::from_secs(1),
+                    ..config
+                };
+                tokio::spawn(supervise(relay, hub, config, shutdown))
+            }
+            SourceSpec::Exec(cmd) => {
+                let pipe = Pipe::new(PipeFrom::Exec(cmd.clone()), width, height, args.fps);
+                tokio::spawn(supervise(pipe, hub, config, shutdown))
+            }
+            SourceSpec::Stdin => {
+                let pipe = Pipe::new(PipeFrom::Stdin, width, height, args.fps);
+                tokio::spawn(supervise(pipe, hub, config, shutdown))
+            }
+            SourceSpec::Files(from) => {
+                let files = Files::new(from.clone(), args.fps);
+                tokio::spawn(supervise(files, hub, config, shutdown))
+            }
         })
     }
 }
@@ -74,6 +135,42 @@ impl fmt::Display for SourceSpec {
         match self {
             SourceSpec::Pattern => f.write_str("the test pattern"),
             SourceSpec::Device(p) => write!(f, "the camera {}", p.display()),
+            SourceSpec::Relay(url) => {
+                // Never print credentials.
+                let shown = match url.split_once('@') {
+                    Some((_, rest)) => format!("http://{rest}"),
+                    None => url.clone(),
+                };
+                write!(f, "a relay of {shown}")
+            }
+            SourceSpec::Exec(cmd) => write!(f, "the output of `{cmd}`"),
+            SourceSpec::Stdin => f.write_str("MJPEG from standard input"),
+            SourceSpec::Files(FilesFrom::Dir(d)) => write!(f, "the JPEG files in {}", d.display()),
+            SourceSpec::Files(FilesFrom::Mjpeg(p)) => write!(f, "the MJPEG file {}", p.display()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_names() {
+        assert_eq!(SourceSpec::parse("pattern").unwrap(), SourceSpec::Pattern);
+        assert_eq!(SourceSpec::parse("-").unwrap(), SourceSpec::Stdin);
+        assert_eq!(
+            SourceSpec::parse("http://cam/mjpeg/1").unwrap(),
+            SourceSpec::Relay("http://cam/mjpeg/1".into())
+        );
+        assert_eq!(
+            SourceSpec::parse("exec: ffmpeg -f mjpeg -").unwrap(),
+            SourceSpec::Exec("ffmpeg -f mjpeg -".into())
+        );
+        assert!(SourceSpec::parse("exec:").is_err());
+        assert!(SourceSpec::parse("files:/nonexistent-dir").is_err());
+        assert!(SourceSpec::parse("bogus").is_err());
+        let shown = SourceSpec::Relay("http://admin:secret@cam/x".into()).to_string();
+        assert!(!shown.contains("secret"), "{shown}");
     }
 }

@@ -10,6 +10,7 @@
 use super::{Source, SourceError, SourceInfo};
 use crate::hub::SharedHub;
 use crate::render::{no_signal, JpegEncoder};
+use mjpegd_core::parse::jpeg::check;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -48,11 +49,6 @@ impl Default for SupervisorConfig {
             placeholder_interval: Duration::from_secs(1),
         }
     }
-}
-
-/// Is `jpeg` a whole JPEG? (starts with SOI, ends with EOI, long enough to hold a header).
-pub fn is_whole_jpeg(jpeg: &[u8]) -> bool {
-    jpeg.len() >= 4 && jpeg.starts_with(&[0xFF, 0xD8]) && jpeg.ends_with(&[0xFF, 0xD9])
 }
 
 enum Stopped {
@@ -162,6 +158,7 @@ async fn capture<S: Source>(
         }
     };
     tokio::pin!(idle);
+    let mut first = true;
     loop {
         let frame = tokio::select! {
             r = tokio::time::timeout(config.frame_timeout, source.next_frame()) => r,
@@ -169,17 +166,26 @@ async fn capture<S: Source>(
             _ = shutdown.cancelled() => return Stopped::Shutdown,
         };
         match frame {
-            Ok(Ok(captured)) => {
-                if is_whole_jpeg(&captured.jpeg) {
-                    hub.publish(captured.jpeg, captured.at);
-                } else {
-                    hub.update_source(|s| s.dropped_frames += 1);
-                    tracing::debug!(
-                        len = captured.jpeg.len(),
-                        "dropped a frame that is not a whole JPEG"
-                    );
+            Ok(Ok(captured)) => match check(&captured.jpeg) {
+                Ok(info) => {
+                    if first {
+                        first = false;
+                        // Sources that learn their size from the frames (relays, pipes) report it now.
+                        hub.update_source(|s| {
+                            s.width = info.width as u32;
+                            s.height = info.height as u32;
+                        });
+                    }
+                    // Cameras may pad a buffer with zeros after EOI: serve the JPEG alone.
+                    let mut jpeg = captured.jpeg;
+                    jpeg.truncate(info.len);
+                    hub.publish(jpeg, captured.at);
                 }
-            }
+                Err(e) => {
+                    hub.update_source(|s| s.dropped_frames += 1);
+                    tracing::debug!(len = captured.jpeg.len(), error = %e, "dropped a frame that is not a whole JPEG");
+                }
+            },
             Ok(Err(e)) => return Stopped::Failed(e),
             Err(_) => {
                 return Stopped::Failed(SourceError(format!(
