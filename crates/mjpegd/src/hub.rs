@@ -32,6 +32,8 @@ pub struct SourceStatus {
     pub height: u32,
     /// The frame rate asked for.
     pub desired_fps: f64,
+    /// The frame rate the source said it would deliver (a camera's driver may grant another than asked).
+    pub granted_fps: f64,
     /// Frames from the source dropped because they were not whole JPEGs.
     pub dropped_frames: u64,
     /// Times the source was (re)opened after a failure.

@@ -312,6 +312,7 @@ pub fn state_json(app: &App) -> serde_json::Value {
                 "online": source.online,
                 "resolution": {"width": source.width, "height": source.height},
                 "desired_fps": source.desired_fps,
+                "granted_fps": source.granted_fps,
                 "captured_fps": captured_fps,
                 "dropped_frames": source.dropped_frames,
                 "reconnects": source.reconnects,

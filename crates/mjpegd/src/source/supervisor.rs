@@ -101,6 +101,7 @@ pub async fn supervise<S: Source>(
                     s.width = info.width;
                     s.height = info.height;
                     s.encoder = info.encoder;
+                    s.granted_fps = info.fps;
                     if failures > 0 {
                         s.reconnects += 1;
                     }

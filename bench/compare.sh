@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: mjpegd against µStreamer (Debian's ustreamer), both reading the same fake V4L2
+# camera (1280x720, 30 fps, MJPEG passthrough), loaded by `mjpegd bench` over loopback.
+#
+#   bash bench/compare.sh                 # the full table: N = 1 10 100 500 1000 2000, 3 runs each
+#   NS="1 100" RUNS=1 bash bench/compare.sh   # a quick look
+#
+# Everything runs on 127.0.0.1, bounded in time, and stops by itself. Results: bench/results/*.json and
+# a Markdown table on stdout (paste it into bench/README.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NS=${NS:-"1 10 100 500 1000 2000"}
+RUNS=${RUNS:-3}
+WINDOW=${WINDOW:-10s}
+WARMUP=${WARMUP:-3s}
+POLICY=${POLICY:-latest}
+OUT=bench/results
+mkdir -p "$OUT"
+
+bash scripts/setup.sh
+command -v iperf3 >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3; }
+cargo build --release --locked -p mjpegd -p fakecam
+MJPEGD=target/release/mjpegd
+FAKECAM=target/release/fakecam
+ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d /tmp/mjpegd-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  fusermount3 -u "$work/cam" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The same 90 JPEGs for everyone.
+mkdir -p "$work/frames" "$work/cam"
+ffmpeg -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=30 -frames:v 90 -q:v 4 "$work/frames/%04d.jpg"
+frame_bytes=$(du -cb "$work"/frames/*.jpg | tail -1 | cut -f1)
+echo "frames: 90 JPEGs, average $((frame_bytes / 90)) bytes" >&2
+
+"$FAKECAM" --mount "$work/cam" --width 1280 --height 720 --fps 30 --format mjpeg --frames "$work/frames" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do [ -e "$work/cam/video0" ] && break; sleep 0.1; done
+
+# The machine's loopback ceiling, in the same session.
+iperf3 -s -1 -p 5299 >/dev/null 2>&1 &
+sleep 0.5
+ceiling=$(iperf3 -c 127.0.0.1 -p 5299 -P 2 -t 5 -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e6))')
+echo "loopback ceiling: $ceiling MB/s (iperf3, 2 streams)" >&2
+
+start_server() { # $1 name, $2 port
+  case "$1" in
+    ustreamer)
+      ustreamer --device="$work/cam/video0" --format=MJPEG --encoder=HW --resolution=1280x720 \
+        --desired-fps=30 --host=127.0.0.1 --port="$2" >/dev/null 2>&1 &
+      ;;
+    mjpegd)
+      "$MJPEGD" --device "$work/cam/video0" --format mjpeg --resolution 1280x720 --fps 30 \
+        --capture always --listen "127.0.0.1:$2" --max-clients 20000 >/dev/null 2>&1 &
+      ;;
+  esac
+  server_pid=$!
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$2/snapshot" && return; sleep 0.1; done
+  echo "$1 did not start" >&2; exit 1
+}
+
+port=8300
+for server in ustreamer mjpegd; do
+  for n in $NS; do
+    for run in $(seq "$RUNS"); do
+      port=$((port + 1))
+      start_server "$server" "$port"
+      path=/stream; [ "$server" = mjpegd ] && path="/stream?delivery=$POLICY"
+      "$MJPEGD" bench "http://127.0.0.1:$port$path" --clients "$n" --duration "$WINDOW" --warmup "$WARMUP" \
+        --pid "$server_pid" --loopback-only --json > "$OUT/$server-$n-$run.json" || true
+      kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+      echo "$server N=$n run $run: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["normal"]["fps"]["median"], "fps median,", round(d["frames_per_s"]), "frames/s,", d["errors"])' "$OUT/$server-$n-$run.json")" >&2
+    done
+  done
+done
+
+python3 bench/table.py "$OUT" "$ceiling" "$NS" "$RUNS"
