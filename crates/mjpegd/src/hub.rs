@@ -191,15 +191,24 @@ impl SharedHub {
         lock(&self.source).clone()
     }
 
-    /// Frames published per second over the last two seconds.
+    /// Frames published per second, over the last two seconds.
     pub fn measured_fps(&self) -> f64 {
         let recent = lock(&self.recent);
         let now = Instant::now();
-        let n = recent
+        let window: Vec<&Instant> = recent
             .iter()
             .filter(|t| now.duration_since(**t) <= Duration::from_secs(2))
-            .count();
-        n as f64 / 2.0
+            .collect();
+        match (window.first(), window.last()) {
+            // Intervals between the frames seen, so a source that started a moment ago is not
+            // under-counted; a source that stopped drops out of the window.
+            (Some(first), Some(last)) if window.len() >= 2 => {
+                let span = last.duration_since(**first).as_secs_f64();
+                let since_last = now.duration_since(**last).as_secs_f64();
+                (window.len() - 1) as f64 / span.max(since_last).max(1e-6)
+            }
+            _ => 0.0,
+        }
     }
 
     /// Hub counters.

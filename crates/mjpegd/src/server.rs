@@ -167,6 +167,11 @@ impl Transport for TcpStream {
 
     fn unsent_bytes(&self) -> Option<usize> {
         use std::os::fd::AsRawFd;
+        // A reset connection keeps its unacknowledged count forever: report nothing, so the caller's next
+        // write fails and ends the stream.
+        if !matches!(self.take_error(), Ok(None)) {
+            return None;
+        }
         let mut queued: libc::c_int = 0;
         // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
         let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };

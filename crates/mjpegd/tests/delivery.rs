@@ -252,3 +252,37 @@ fn three_policies_side_by_side() {
         serde_json::json!({"latest": 1, "all": 1, "lockstep": 1})
     );
 }
+
+#[test]
+fn clients_that_go_away_are_forgotten_promptly_under_every_policy() {
+    let server = Server::start(&[
+        "--fps",
+        "30",
+        "--capture",
+        "always",
+        "--resolution",
+        "640x480",
+    ]);
+    for policy in ["latest", "all", "lockstep"] {
+        // Read a little, leave unread bytes behind (the close becomes a reset), and go.
+        let mut s = Stream::open(
+            server.addr,
+            &format!("/stream?delivery={policy}"),
+            Some(8192),
+        );
+        s.next_part().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        drop(s);
+        eventually(
+            Duration::from_secs(3),
+            "the client removed from /state",
+            || {
+                server.state()["clients"]
+                    .as_array()
+                    .unwrap()
+                    .is_empty()
+                    .then_some(())
+            },
+        );
+    }
+}

@@ -54,12 +54,23 @@ fn camera(name: &str, format: Format, bad_every: Option<u32>) -> Cam {
         },
     )
     .expect("the fake camera mounts (needs /dev/fuse and fusermount3)");
-    Cam { cam, _dir: dir, frames }
+    Cam {
+        cam,
+        _dir: dir,
+        frames,
+    }
 }
 
 fn serve(cam: &Cam, extra: &[&str]) -> Server {
     let device = cam.cam.device_path();
-    let mut args = vec!["--device", device.to_str().unwrap(), "--resolution", "320x240", "--fps", "30"];
+    let mut args = vec![
+        "--device",
+        device.to_str().unwrap(),
+        "--resolution",
+        "320x240",
+        "--fps",
+        "30",
+    ];
     args.extend_from_slice(extra);
     Server::start(&args)
 }
@@ -82,7 +93,10 @@ fn mjpeg_frames_pass_through_byte_identical() {
 #[test]
 fn yuyv_frames_are_encoded_to_the_camera_size() {
     let cam = camera("yuyv", Format::Yuyv, None);
-    let server = serve(&cam, &["--format", "auto", "--capture", "always", "--encoders", "2"]);
+    let server = serve(
+        &cam,
+        &["--format", "auto", "--capture", "always", "--encoders", "2"],
+    );
     let mut s = server.stream("/stream");
     for _ in 0..15 {
         let part = s.next_part().unwrap();
@@ -91,7 +105,10 @@ fn yuyv_frames_are_encoded_to_the_camera_size() {
     }
     let state = server.state();
     assert_eq!(state["encoder"]["type"], "CPU");
-    assert!(state["source"]["captured_fps"].as_f64().unwrap() > 20.0, "{state}");
+    assert!(
+        state["source"]["captured_fps"].as_f64().unwrap() > 20.0,
+        "{state}"
+    );
 }
 
 #[test]
@@ -99,11 +116,23 @@ fn negotiation_reports_what_the_driver_granted() {
     let cam = camera("negotiate", Format::Mjpeg, None);
     // Ask for a size the camera does not have and a rate it does: it keeps 320x240, grants 15 fps.
     let device = cam.cam.device_path();
-    let server = Server::start(&["--device", device.to_str().unwrap(), "--resolution", "1920x1080", "--fps", "15", "--capture", "always"]);
+    let server = Server::start(&[
+        "--device",
+        device.to_str().unwrap(),
+        "--resolution",
+        "1920x1080",
+        "--fps",
+        "15",
+        "--capture",
+        "always",
+    ]);
     let mut s = server.stream("/stream");
     s.next_part().unwrap();
     let state = server.state();
-    assert_eq!(state["source"]["resolution"], serde_json::json!({"width": 320, "height": 240}));
+    assert_eq!(
+        state["source"]["resolution"],
+        serde_json::json!({"width": 320, "height": 240})
+    );
     assert_eq!(state["source"]["granted_fps"], 15.0);
     assert_eq!(cam.cam.stats().fps, 15, "S_PARM reached the camera");
 }
@@ -113,15 +142,21 @@ fn the_camera_is_open_only_while_someone_watches() {
     let cam = camera("ondemand", Format::Mjpeg, None);
     let server = serve(&cam, &["--capture", "on-demand", "--linger", "300ms"]);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(cam.cam.stats().open_handles, 0, "closed while no one watches");
+    assert_eq!(
+        cam.cam.stats().open_handles,
+        0,
+        "closed while no one watches"
+    );
     assert_eq!(cam.cam.stats().total_opens, 0);
     let mut s = server.stream("/stream");
     s.next_part().unwrap();
     assert!(cam.cam.stats().streaming, "open while a client watches");
     drop(s);
-    eventually(Duration::from_secs(5), "the camera closed after the linger", || {
-        (cam.cam.stats().open_handles == 0).then_some(())
-    });
+    eventually(
+        Duration::from_secs(5),
+        "the camera closed after the linger",
+        || (cam.cam.stats().open_handles == 0).then_some(()),
+    );
     assert_eq!(server.state()["source"]["state"], "idle");
 }
 
@@ -159,7 +194,10 @@ fn broken_buffers_are_dropped_and_counted() {
     let mut s = server.stream("/stream?delivery=all");
     for _ in 0..20 {
         let part = s.next_part().unwrap();
-        assert!(cam.frames.contains(&part.body), "only whole frames reach clients");
+        assert!(
+            cam.frames.contains(&part.body),
+            "only whole frames reach clients"
+        );
     }
     let dropped = server.state()["source"]["dropped_frames"].as_u64().unwrap();
     assert!(dropped >= 5, "dropped {dropped}");

@@ -83,9 +83,13 @@ pub async fn stream_frames<W: Transport>(
     let mut last_part = 0usize;
     loop {
         // A latest client waits for its queue to drain before it picks the newest frame.
+        // A client that takes no bytes for the write timeout (vanished without a reset) is dropped.
         if policy == Policy::Latest && last_part > 0 {
             tokio::select! {
-                _ = drained(w, last_part / 2) => {}
+                r = tokio::time::timeout(timeout, drained(w, last_part / 2)) => if r.is_err() {
+                    sub.evict(timeout_cause);
+                    return StreamEnd::Evicted(timeout_cause);
+                },
                 _ = evicted.cancelled() => return StreamEnd::Evicted(EvictCause::BufferFull),
                 _ = shutdown.cancelled() => return StreamEnd::Shutdown,
             }
