@@ -649,7 +649,7 @@ impl Shared {
             };
             if let Some(every) = self.cfg.bad_every.filter(|&e| e > 0) {
                 let k = n + 1;
-                if k % every as u64 == 0 {
+                if k.is_multiple_of(every as u64) {
                     // Alternate: truncated to half, then empty.
                     len = if (k / every as u64) % 2 == 1 {
                         len / 2

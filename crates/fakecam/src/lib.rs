@@ -148,7 +148,7 @@ impl FakeCam {
         if opts.width == 0 || opts.height == 0 || opts.width > 8192 || opts.height > 8192 {
             return Err(invalid("width and height must be within 1..=8192"));
         }
-        if opts.format == Format::Yuyv && opts.width % 2 != 0 {
+        if opts.format == Format::Yuyv && !opts.width.is_multiple_of(2) {
             return Err(invalid("YUYV needs an even width"));
         }
         let source = Source::new(&opts)?;
