@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use fakecam::{FakeCam, Format, FrameSource, Options};
 
-use common::{wait_stats, write_jpegs};
+use common::write_jpegs;
 
 const VIDIOC_REQBUFS: u64 = 0xc014_5608;
 const VIDIOC_QUERYBUF: u64 = 0xc058_5609;
@@ -183,19 +183,25 @@ fn nonblocking_dqbuf_gives_eagain_and_poll_reports_only_pollin() {
     let (cam, files) = mjpeg_dir_cam(tmp.path(), 2, 5, None);
     let fd = Fd::open(&cam.device_path(), true).unwrap();
     let maps = fd.start(2);
-    // Right after STREAMON the first frame (200 ms period) is not there yet.
-    assert_eq!(fd.buf_op(VIDIOC_DQBUF, 0).unwrap_err(), libc::EAGAIN);
-    // POLLIN|POLLOUT were asked for: only POLLIN comes back (the kernel masks revents with the
+    // POLLIN|POLLOUT are asked for: only POLLIN comes back (the kernel masks revents with the
     // requested events, so the POLLRDNORM the device also reports is not visible here).
-    let rev = fd.poll(2000);
-    assert_eq!(rev, libc::POLLIN, "revents {rev:#x}");
-    let b = fd.buf_op(VIDIOC_DQBUF, 0).unwrap();
-    assert_eq!(
-        maps[get(&b, 0) as usize].bytes(get(&b, 8) as usize),
-        files[0]
-    );
-    // Nothing is ready now: poll times out with no event (never POLLOUT).
+    let dq = |k: usize| {
+        let rev = fd.poll(2000);
+        assert_eq!(rev, libc::POLLIN, "revents {rev:#x}");
+        let b = fd.buf_op(VIDIOC_DQBUF, 0).unwrap();
+        assert_eq!(
+            maps[get(&b, 0) as usize].bytes(get(&b, 8) as usize),
+            files[k]
+        );
+        get(&b, 0)
+    };
+    // The first frame comes right after STREAMON.
+    let i = dq(0);
+    fd.buf_op(VIDIOC_QBUF, i).unwrap();
+    // The next one is a 200 ms period away: no event yet (never POLLOUT), DQBUF says EAGAIN.
     assert_eq!(fd.poll(0), 0);
+    assert_eq!(fd.buf_op(VIDIOC_DQBUF, 0).unwrap_err(), libc::EAGAIN);
+    dq(1);
 }
 
 #[test]
@@ -210,7 +216,9 @@ fn second_reqbufs_owner_gets_ebusy_until_the_owner_closes() {
     assert!(cam.stats().streaming);
     drop(maps);
     drop(a);
-    let s = wait_stats(&cam, Duration::from_secs(2), |s| s.open_handles == 1);
+    let s = cam
+        .wait_stats(Duration::from_secs(2), |s| s.open_handles == 1)
+        .unwrap();
     assert!(!s.streaming);
     assert_eq!(b.reqbufs(2), Ok(2));
 }
@@ -310,4 +318,31 @@ fn unplug_wakes_a_blocked_dqbuf_with_enodev() {
     assert_eq!(fd.reqbufs(2), Err(libc::ENODEV));
     let fresh = Fd::open(&cam.device_path(), false).unwrap();
     assert_eq!(fresh.reqbufs(2), Ok(2));
+}
+
+#[test]
+fn dropping_the_cam_while_a_client_holds_it_detaches_without_hanging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cam, files) = mjpeg_dir_cam(tmp.path(), 2, 30, None);
+    let mountpoint = cam.mountpoint().to_path_buf();
+    let fd = Fd::open(&cam.device_path(), false).unwrap();
+    let maps = fd.start(2);
+    let b = fd.buf_op(VIDIOC_DQBUF, 0).unwrap();
+    let i = get(&b, 0) as usize;
+
+    let t0 = Instant::now();
+    drop(cam);
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "drop took {:?}",
+        t0.elapsed()
+    );
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(&*mountpoint.to_string_lossy()),
+        "still mounted"
+    );
+    // The client's fd is dead, but its mapped buffer is still readable (no SIGBUS).
+    assert_eq!(fd.buf_op(VIDIOC_QBUF, i as u32).unwrap_err(), libc::ENODEV);
+    assert_eq!(maps[i].bytes(get(&b, 8) as usize), files[0]);
 }
