@@ -604,35 +604,39 @@ impl Shared {
     /// The source only advances when a buffer is filled: no frame is ever skipped, so a slow
     /// client sees every file in order (frames are late rather than dropped).
     pub(crate) fn run_producer(&self, mut source: Source) {
-        let mut next = Instant::now();
+        // Time of the last frame tick; None right after STREAMON (first frame at once).
+        let mut last: Option<Instant> = None;
         loop {
-            // Wait for the next frame time (or for streaming to start).
+            // Wait for the next frame time (or for streaming to start). The deadline is
+            // recomputed on every wake-up, so an S_PARM takes effect at once.
             let mut st = self.lock();
-            loop {
+            let period = loop {
                 if st.shutdown {
                     return;
                 }
                 if !st.streaming {
                     st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
-                    next = Instant::now();
+                    last = None;
                     continue;
                 }
+                let period = Duration::from_secs(1) / st.fps.max(1);
                 let now = Instant::now();
-                if now >= next {
-                    break;
+                let due = last.map_or(now, |l| l + period);
+                if now >= due {
+                    break period;
                 }
                 st = self
                     .wake
-                    .wait_timeout(st, next - now)
+                    .wait_timeout(st, due - now)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
-            }
-            let period = Duration::from_secs(1) / st.fps.max(1);
-            next += period;
+            };
             let now = Instant::now();
-            if next + period < now {
-                next = now; // fell behind (or fps changed): do not burst
-            }
+            // Keep the cadence, but after a stall (or an fps change) restart from now: no burst.
+            last = Some(match last {
+                Some(l) if now < l + 2 * period => l + period,
+                _ => now,
+            });
             let Some(i) = st.queued.pop_front() else {
                 continue; // client is late: this frame slot is lost, nothing consumed
             };
@@ -649,7 +653,7 @@ impl Shared {
             };
             if let Some(every) = self.cfg.bad_every.filter(|&e| e > 0) {
                 let k = n + 1;
-                if k % every as u64 == 0 {
+                if k.is_multiple_of(every as u64) {
                     // Alternate: truncated to half, then empty.
                     len = if (k / every as u64) % 2 == 1 {
                         len / 2

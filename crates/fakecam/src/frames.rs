@@ -213,7 +213,7 @@ impl Pattern {
             for x in 0..box_w.min(self.width) {
                 let (gx, gy) = (x / scale, y / scale);
                 let mut on = false;
-                if gx >= 1 && gy >= 1 && gy <= 5 {
+                if gx >= 1 && (1..=5).contains(&gy) {
                     let d = (gx - 1) / 4;
                     let col = (gx - 1) % 4;
                     if d < digits.len() && col < 3 {

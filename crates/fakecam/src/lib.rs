@@ -148,7 +148,7 @@ impl FakeCam {
         if opts.width == 0 || opts.height == 0 || opts.width > 8192 || opts.height > 8192 {
             return Err(invalid("width and height must be within 1..=8192"));
         }
-        if opts.format == Format::Yuyv && opts.width % 2 != 0 {
+        if opts.format == Format::Yuyv && !opts.width.is_multiple_of(2) {
             return Err(invalid("YUYV needs an even width"));
         }
         let source = Source::new(&opts)?;
@@ -233,34 +233,62 @@ impl FakeCam {
     }
 
     /// Current counters.
+    ///
+    /// Note: `close()` returns before the kernel tells the FUSE server about it, so
+    /// `open_handles` (and `streaming`, when the owner closes) change shortly *after* a client
+    /// closes the device: use [`FakeCam::wait_stats`] rather than asserting right away.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// Polls [`FakeCam::stats`] every few milliseconds until `pred` holds (`Ok`) or `timeout`
+    /// passes (`Err` with the last snapshot).
+    pub fn wait_stats(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Stats) -> bool,
+    ) -> Result<Stats, Stats> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.stats();
+            if pred(&s) {
+                return Ok(s);
+            }
+            if Instant::now() >= deadline {
+                return Err(s);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
 impl Drop for FakeCam {
     /// Unplugs (failing pending requests), stops the producer and unmounts. If a client still
-    /// holds the device open, the mount is detached lazily (MNT_DETACH / `fusermount3 -uz`) and
-    /// the FUSE thread keeps answering ENODEV until that client closes it.
+    /// holds the device open or mapped, the mount is detached lazily (MNT_DETACH /
+    /// `fusermount3 -uz`) without waiting, and the FUSE threads keep answering (ENODEV for
+    /// ioctls) until that client closes it.
     fn drop(&mut self) {
         self.shared.shutdown();
         if let Some(p) = self.producer.take() {
             let _ = p.join();
         }
+        // A plain unmount fails (EBUSY) while a client still has the device open or mapped.
         let unmounted = self
             .unmounter
             .take()
-            .map(|mut u| u.unmount().is_ok())
-            .unwrap_or(false);
-        if !unmounted || is_mounted(&self.mountpoint) {
+            .is_some_and(|mut u| u.unmount().is_ok())
+            && !is_mounted(&self.mountpoint);
+        if !unmounted {
+            // Detach lazily and do not wait: the FUSE threads keep answering (ENODEV for ioctls,
+            // buffer bytes for page faults) until the last client closes the device, then end.
             lazy_unmount(&self.mountpoint);
+            return;
         }
         if let Some(s) = self.session.take() {
-            // The loop ends as soon as the kernel drops the connection; do not hang on clients
-            // that keep the detached mount alive.
+            // The loop ends as soon as the kernel drops the connection.
             let deadline = Instant::now() + Duration::from_secs(2);
             while !s.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(5));
             }
             if s.is_finished() {
                 let _ = s.join();

@@ -16,7 +16,7 @@ use v4l::io::traits::CaptureStream;
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
-use common::{wait_stats, write_jpegs};
+use common::write_jpegs;
 
 fn capture(dev: &Device, count: usize) -> Vec<Vec<u8>> {
     let mut stream = MmapStream::with_buffers(dev, Type::VideoCapture, 4).unwrap();
@@ -202,7 +202,8 @@ fn unplug_fails_the_capturing_fd_hides_the_device_and_replug_streams_again() {
         Device::with_path(&path).err().map(|e| e.kind()),
         Some(std::io::ErrorKind::NotFound)
     );
-    wait_stats(&cam, Duration::from_secs(2), |s| s.open_handles == 0);
+    cam.wait_stats(Duration::from_secs(2), |s| s.open_handles == 0)
+        .unwrap();
 
     cam.replug();
     let dev = Device::with_path(&path).unwrap();
@@ -232,7 +233,8 @@ fn stats_track_open_handles_and_streaming() {
         let s = cam.stats();
         assert_eq!((s.open_handles, s.total_opens), (2, 2));
         drop(dev2);
-        wait_stats(&cam, Duration::from_secs(2), |s| s.open_handles == 1);
+        cam.wait_stats(Duration::from_secs(2), |s| s.open_handles == 1)
+            .unwrap();
 
         let mut stream = MmapStream::with_buffers(&dev, Type::VideoCapture, 3).unwrap();
         stream.set_timeout(Duration::from_secs(3));
@@ -243,7 +245,9 @@ fn stats_track_open_handles_and_streaming() {
         assert_eq!(&jpeg[jpeg.len() - 2..], &[0xff, 0xd9]);
         assert!(cam.stats().streaming);
     }
-    let s = wait_stats(&cam, Duration::from_secs(2), |s| s.open_handles == 0);
+    let s = cam
+        .wait_stats(Duration::from_secs(2), |s| s.open_handles == 0)
+        .unwrap();
     assert!(!s.streaming, "closing the owner stops streaming");
     assert_eq!(s.total_opens, 2);
 }

@@ -2,9 +2,6 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-use fakecam::{FakeCam, Stats};
 
 /// Writes `n` small, distinct JPEGs (solid colours, each with a different size in bytes) named
 /// `frame-00.jpg`, ... into `dir` and returns their bytes in name order.
@@ -41,20 +38,4 @@ pub fn write_jpegs(dir: &Path, n: usize, width: usize, height: usize) -> Vec<Vec
             jpeg
         })
         .collect()
-}
-
-/// Polls `cam.stats()` until `pred` holds, or panics after `timeout`.
-pub fn wait_stats(cam: &FakeCam, timeout: Duration, pred: impl Fn(&Stats) -> bool) -> Stats {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let s = cam.stats();
-        if pred(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for stats, last: {s:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
