@@ -66,19 +66,39 @@ start_server() { # $1 name, $2 port
   echo "$1 did not start" >&2; exit 1
 }
 
+bench() { # $1 server, $2 port, $3 path, $4 out, then extra bench flags
+  local server=$1 port=$2 path=$3 out=$4; shift 4
+  "$MJPEGD" bench "http://127.0.0.1:$port$path" --duration "$WINDOW" --warmup "$WARMUP" \
+    --pid "$server_pid" --loopback-only --json "$@" > "$out" || true
+  echo "$server $(basename "$out" .json): $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["normal"]["fps"]["median"], "fps median,", round(d["frames_per_s"]), "frames/s, p99", (d["normal"]["latency_ms"] or {}).get("p99"), "ms,", d["errors"])' "$out")" >&2
+}
+
 port=8300
-for server in ustreamer mjpegd; do
-  for n in $NS; do
-    for run in $(seq "$RUNS"); do
+# The two servers take turns run by run, so that whatever else the machine does weighs on both alike.
+for n in $NS; do
+  for run in $(seq "$RUNS"); do
+    for server in ustreamer mjpegd; do
       port=$((port + 1))
       start_server "$server" "$port"
       path=/stream; [ "$server" = mjpegd ] && path="/stream?delivery=$POLICY"
-      "$MJPEGD" bench "http://127.0.0.1:$port$path" --clients "$n" --duration "$WINDOW" --warmup "$WARMUP" \
-        --pid "$server_pid" --loopback-only --json > "$OUT/$server-$n-$run.json" || true
+      bench "$server" "$port" "$path" "$OUT/$server-$n-$run.json" --clients "$n"
       kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
-      echo "$server N=$n run $run: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["normal"]["fps"]["median"], "fps median,", round(d["frames_per_s"]), "frames/s,", d["errors"])' "$OUT/$server-$n-$run.json")" >&2
     done
   done
 done
+
+if [ "${EXTRAS:-1}" = 1 ]; then
+  # mjpegd alone: every frame under 'all', slow clients, and 10,000 clients at 1 fps.
+  port=$((port + 1)); start_server mjpegd "$port"
+  bench mjpegd "$port" "/stream?delivery=all" "$OUT/extra-all-100.json" --clients 100
+  bench mjpegd "$port" "/stream" "$OUT/extra-slow-100.json" --clients 100 --slow 10 --slow-rate 200KB --slow-rcvbuf 16KiB
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  port=$((port + 1)); start_server ustreamer "$port"
+  bench ustreamer "$port" "/stream" "$OUT/extra-ustreamer-slow-100.json" --clients 100 --slow 10 --slow-rate 200KB --slow-rcvbuf 16KiB
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  port=$((port + 1)); start_server mjpegd "$port"
+  WINDOW=30s bench mjpegd "$port" "/stream?fps=1" "$OUT/extra-10k-fps1.json" --clients 10000 --connect-batch 500
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+fi
 
 python3 bench/table.py "$OUT" "$ceiling" "$NS" "$RUNS"

@@ -48,3 +48,46 @@ for n in ns:
     u, m = cells["ustreamer"]["fps_total"], cells["mjpegd"]["fps_total"]
     if u == u and u > 0:
         print(f"| {n} | ratio | | mjpegd/µStreamer = {m / u:.2f}x | | | | | | |")
+
+
+def extra(name):
+    try:
+        with open(f"{out}/extra-{name}.json") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+rows = []
+a = extra("all-100")
+if a:
+    n = a["normal"]
+    rows.append(f"| 100 clients, `?delivery=all` | fps min {n['fps']['min']:.1f}, median {n['fps']['median']:.1f}; "
+                f"sequence gaps {n['gaps']}; frames not whole JPEG {n['not_jpeg']}; errors {sum(a['errors'].values())} |")
+for name, label in (("slow-100", "mjpegd"), ("ustreamer-slow-100", "µStreamer")):
+    s = extra(name)
+    if s:
+        n, sl = s["normal"], s["slow"]
+        rows.append(f"| {label}: 90 normal + 10 slow clients (200 kB/s, 16 KiB receive buffer) | normal fps p10 "
+                    f"{n['fps']['p10']:.1f}, median {n['fps']['median']:.1f}; slow clients' oldest frame "
+                    f"{sl['max_frame_age_ms']:.0f} ms, slow fps median {sl['fps']['median']:.1f} |")
+k = extra("10k-fps1")
+if k:
+    n = k["normal"]
+    rows.append(f"| 10,000 clients at `?fps=1`, 30 s | connected {k['connected']}; fps min {n['fps']['min']:.2f}, "
+                f"median {n['fps']['median']:.2f}; errors {sum(k['errors'].values())}; server RSS "
+                f"{(k['server'] or {}).get('rss_mib_after', float('nan')):.0f} MiB, CPU {(k['server'] or {}).get('cpu_percent', float('nan')):.0f}% |")
+if rows:
+    print("\n| scenario | result |\n|---|---|")
+    print("\n".join(rows))
+
+# Memory per client: RSS growth from N=1 to the largest N, per added client.
+ns_int = sorted(int(n) for n in ns)
+if len(ns_int) >= 2:
+    print()
+    for server in ("ustreamer", "mjpegd"):
+        lo, hi = load(server, ns_int[0]), load(server, ns_int[-1])
+        r_lo = med(lo, lambda r: (r["server"] or {}).get("rss_mib_after"))
+        r_hi = med(hi, lambda r: (r["server"] or {}).get("rss_mib_after"))
+        per = (r_hi - r_lo) * 1024 / (ns_int[-1] - ns_int[0])
+        print(f"RSS growth per client, {server}: {per:.1f} KiB (N={ns_int[0]}: {r_lo:.1f} MiB, N={ns_int[-1]}: {r_hi:.1f} MiB)")
