@@ -67,6 +67,10 @@ pub struct ClientMeta {
     pub policy: Policy,
     pub fps_cap: Option<f64>,
     pub user_agent: String,
+    /// Cancelled to end the stream: when the hub evicts the client, or (as a child of the server's
+    /// shutdown token) when the server stops. One token per client keeps the per-frame wait off any
+    /// shared waiter list.
+    pub stop: CancellationToken,
 }
 
 /// One source's hub, shared by the source task, the client tasks and the status page.
@@ -153,7 +157,7 @@ impl SharedHub {
             frames_sent: AtomicU64::new(0),
             frames_skipped: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
-            evicted: CancellationToken::new(),
+            evicted: meta.stop,
         });
         lock(&self.clients).insert(id, entry.clone());
         Subscription {
@@ -328,6 +332,7 @@ mod tests {
             policy,
             fps_cap: None,
             user_agent: String::new(),
+            stop: CancellationToken::new(),
         }
     }
 

@@ -167,15 +167,19 @@ impl Transport for TcpStream {
 
     fn unsent_bytes(&self) -> Option<usize> {
         use std::os::fd::AsRawFd;
-        // A reset connection keeps its unacknowledged count forever: report nothing, so the caller's next
-        // write fails and ends the stream.
-        if !matches!(self.take_error(), Ok(None)) {
-            return None;
-        }
         let mut queued: libc::c_int = 0;
         // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
         let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-        (rc == 0).then_some(queued.max(0) as usize)
+        if rc != 0 {
+            return None;
+        }
+        // A reset connection keeps its unacknowledged count forever: report nothing, so the caller's next
+        // write fails and ends the stream. (Asked only when something is queued: the common case costs one
+        // system call.)
+        if queued > 0 && !matches!(self.take_error(), Ok(None)) {
+            return None;
+        }
+        Some(queued.max(0) as usize)
     }
 }
 

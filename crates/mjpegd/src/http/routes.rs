@@ -208,12 +208,8 @@ async fn stream<T: Transport>(
         addr,
         policy,
         fps_cap: options.fps_cap,
-        user_agent: request
-            .header("user-agent")
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect(),
+        user_agent: request.header("user-agent").unwrap_or_default().chars().take(200).collect(),
+        stop: shutdown.child_token(),
     });
     let id = sub.entry().id;
     tracing::info!(client = %id, %addr, %policy, fps_cap = ?options.fps_cap, "stream started");

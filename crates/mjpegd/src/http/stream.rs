@@ -70,7 +70,15 @@ pub async fn stream_frames<W: Transport>(
     options: &StreamOptions,
     shutdown: &CancellationToken,
 ) -> StreamEnd {
-    let evicted = sub.entry().evicted.clone();
+    // Cancelled on eviction and (a child of `shutdown`) on shutdown: one waiter per client per frame.
+    let stop = sub.entry().evicted.clone();
+    let ended = || {
+        if shutdown.is_cancelled() {
+            StreamEnd::Shutdown
+        } else {
+            StreamEnd::Evicted(EvictCause::BufferFull)
+        }
+    };
     let policy = sub.entry().policy;
     let (timeout, timeout_cause) = match policy {
         Policy::Lockstep => (options.lockstep_timeout, EvictCause::LockstepTimeout),
@@ -90,14 +98,13 @@ pub async fn stream_frames<W: Transport>(
                     sub.evict(timeout_cause);
                     return StreamEnd::Evicted(timeout_cause);
                 },
-                _ = evicted.cancelled() => return StreamEnd::Evicted(EvictCause::BufferFull),
-                _ = shutdown.cancelled() => return StreamEnd::Shutdown,
+                _ = stop.cancelled() => return ended(),
             }
         }
         if period.is_some() {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_slot) => {}
-                _ = shutdown.cancelled() => return StreamEnd::Shutdown,
+                _ = stop.cancelled() => return ended(),
             }
         }
         let frame = tokio::select! {
@@ -105,8 +112,7 @@ pub async fn stream_frames<W: Transport>(
                 Ok(frame) => frame,
                 Err(cause) => return StreamEnd::Evicted(cause),
             },
-            _ = evicted.cancelled() => return StreamEnd::Evicted(EvictCause::BufferFull),
-            _ = shutdown.cancelled() => return StreamEnd::Shutdown,
+            _ = stop.cancelled() => return ended(),
         };
         let started = Instant::now();
         let written = tokio::select! {
@@ -118,8 +124,7 @@ pub async fn stream_frames<W: Transport>(
                 }
                 write_part(w, &frame, options.advance_headers).await
             }) => r,
-            _ = evicted.cancelled() => return StreamEnd::Evicted(EvictCause::BufferFull),
-            _ = shutdown.cancelled() => return StreamEnd::Shutdown,
+            _ = stop.cancelled() => return ended(),
         };
         match written {
             Ok(Ok(bytes)) => {
