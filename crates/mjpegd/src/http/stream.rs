@@ -94,7 +94,7 @@ pub async fn stream_frames<W: Transport>(
         // A client that takes no bytes for the write timeout (vanished without a reset) is dropped.
         if policy == Policy::Latest && last_part > 0 {
             tokio::select! {
-                r = tokio::time::timeout(timeout, drained(w, last_part / 2)) => if r.is_err() {
+                r = tokio::time::timeout(timeout, drained(w, last_part)) => if r.is_err() {
                     sub.evict(timeout_cause);
                     return StreamEnd::Evicted(timeout_cause);
                 },
@@ -120,7 +120,7 @@ pub async fn stream_frames<W: Transport>(
             // the round waits for it, under the lockstep timeout.
             r = tokio::time::timeout(timeout, async {
                 if policy == Policy::Lockstep && last_part > 0 {
-                    drained(w, last_part / 2).await;
+                    drained(w, last_part).await;
                 }
                 write_part(w, &frame, options.advance_headers).await
             }) => r,
@@ -147,10 +147,13 @@ pub async fn stream_frames<W: Transport>(
 /// Returns once at most `limit` bytes wait in the connection's send queue. Polls with a back-off, since
 /// the kernel has no readiness event for "the queue fell below N"; only clients that are behind wait here.
 async fn drained<W: Transport>(w: &W, limit: usize) {
-    let mut pause = Duration::from_millis(1);
+    // Short pauses first (a client that is only a little behind is on time again within a millisecond or
+    // two), longer ones for a client that stays behind, so it costs few wake-ups.
+    const PAUSES_MS: [u64; 9] = [1, 1, 1, 2, 2, 4, 8, 16, 32];
+    let mut tries = 0;
     while w.unsent_bytes().is_some_and(|q| q > limit) {
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(32));
+        tokio::time::sleep(Duration::from_millis(PAUSES_MS[tries.min(PAUSES_MS.len() - 1)])).await;
+        tries += 1;
     }
 }
 
