@@ -21,9 +21,13 @@ fn yuyv_frame(w: usize, h: usize, shift: usize) -> Vec<u8> {
 }
 
 fn run(w: usize, h: usize, encoders: usize, secs: f64) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let mut pool = EncoderPool::start(encoders, RawFormat::Yuyv, w as u32, h as u32, 80, tx).unwrap();
+    let mut pool =
+        EncoderPool::start(encoders, RawFormat::Yuyv, w as u32, h as u32, 80, tx).unwrap();
     let frames: Vec<Vec<u8>> = (0..4).map(|i| yuyv_frame(w, h, i * 17)).collect();
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let feeder = std::thread::spawn(move || {
@@ -68,7 +72,10 @@ fn main() {
         for encoders in [1, 2, 4] {
             let mut results: Vec<f64> = (0..runs).map(|_| run(w, h, encoders, secs)).collect();
             results.sort_by(f64::total_cmp);
-            println!("| {w}x{h} | {encoders} | {:.0} |", results[results.len() / 2]);
+            println!(
+                "| {w}x{h} | {encoders} | {:.0} |",
+                results[results.len() / 2]
+            );
         }
     }
 }

@@ -22,6 +22,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => runtime.block_on(run_server(cli.serve)),
         Some(Command::Bench(args)) => runtime.block_on(mjpegd::bench::run(args)),
+        Some(Command::Passwd { user }) => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).ok();
+            let password = password.trim_end_matches(['\r', '\n']);
+            mjpegd::http::auth::passwd_line(&user, password).map(|line| println!("{line}"))
+        }
         Some(Command::Devices { paths }) => {
             print!("{}", mjpegd::source::v4l2::list_devices(&paths));
             Ok(())

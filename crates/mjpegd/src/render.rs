@@ -122,6 +122,12 @@ impl Canvas {
         }
     }
 
+    /// Draws `text` centred horizontally, its top at `y`.
+    pub fn text_centered(&mut self, y: i64, scale: i64, text: &str, c: Yuv) {
+        let x = (self.width as i64 - Canvas::text_width(text, scale)) / 2;
+        self.text(x, y, scale, text, c);
+    }
+
     /// Width in pixels of `text` drawn at `scale`.
     pub fn text_width(text: &str, scale: i64) -> i64 {
         text.chars().count() as i64 * 8 * scale
@@ -175,31 +181,13 @@ pub fn no_signal(
     let h = c.height() as i64;
     let big = (w / 160).clamp(1, 12);
     let title = "NO SIGNAL";
-    c.text(
-        (w - Canvas::text_width(title, big)) / 2,
-        h / 2 - 12 * big,
-        big,
-        title,
-        Yuv::WHITE,
-    );
+    c.text_centered(h / 2 - 12 * big, big, title, Yuv::WHITE);
     let small = (big / 3).max(1);
     let max_chars = (w / (8 * small)).max(1) as usize;
     let reason: String = reason.chars().take(max_chars).collect();
-    c.text(
-        (w - Canvas::text_width(&reason, small)) / 2,
-        h / 2 + 2 * big,
-        small,
-        &reason,
-        Yuv::WHITE,
-    );
+    c.text_centered(h / 2 + 2 * big, small, &reason, Yuv::WHITE);
     let clock = clock_text(now);
-    c.text(
-        (w - Canvas::text_width(&clock, small)) / 2,
-        h / 2 + 2 * big + 12 * small,
-        small,
-        &clock,
-        Yuv::WHITE,
-    );
+    c.text_centered(h / 2 + 2 * big + 12 * small, small, &clock, Yuv::WHITE);
     encoder.encode(&c)
 }
 

@@ -37,6 +37,10 @@ pub struct ServerConfig {
     /// Shown in `/state`.
     pub quality: u8,
     pub buffer_memory: usize,
+    /// Most connections at once (streams, idle keep-alives, requests in progress).
+    pub max_connections: usize,
+    /// Most connections from one address (0: no limit).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +56,8 @@ impl Default for ServerConfig {
             allow_origin: None,
             quality: 80,
             buffer_memory: 256 << 20,
+            max_connections: 10_000 + 1024,
+            max_connections_per_ip: 0,
         }
     }
 }
@@ -60,6 +66,12 @@ impl Default for ServerConfig {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub rejected_max_clients: AtomicU64,
+    /// Connections refused by --max-connections.
+    pub rejected_connections: AtomicU64,
+    /// Connections refused by --max-connections-per-ip.
+    pub rejected_per_address: AtomicU64,
+    /// Requests refused for want of valid credentials.
+    pub unauthorized: AtomicU64,
     pub bad_requests: AtomicU64,
     pub timeouts: AtomicU64,
 }
@@ -72,6 +84,12 @@ pub struct App {
     pub instance_id: String,
     /// The CORS header line (empty when not configured).
     pub cors: String,
+    /// Who may watch (None: everyone).
+    pub access: Option<crate::http::auth::Access>,
+    /// HTTPS, if configured.
+    pub tls: Option<Arc<crate::tls::Tls>>,
+    /// Open connections.
+    pub connections: Arc<Connections>,
     streams: AtomicUsize,
 }
 
@@ -85,7 +103,12 @@ impl Drop for StreamSlot<'_> {
 }
 
 impl App {
-    pub fn new(hub: Arc<SharedHub>, config: ServerConfig) -> Arc<App> {
+    pub fn new(
+        hub: Arc<SharedHub>,
+        config: ServerConfig,
+        access: Option<crate::http::auth::Access>,
+        tls: Option<Arc<crate::tls::Tls>>,
+    ) -> Arc<App> {
         let cors = config
             .allow_origin
             .as_ref()
@@ -95,12 +118,16 @@ impl App {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
+        let connections = Connections::new(config.max_connections, config.max_connections_per_ip);
         Arc::new(App {
             hub,
             config,
             counters: Counters::default(),
             instance_id: format!("{:x}", nanos ^ (std::process::id() as u128) << 64),
             cors,
+            access,
+            tls,
+            connections,
             streams: AtomicUsize::new(0),
         })
     }
@@ -183,6 +210,87 @@ impl Transport for TcpStream {
     }
 }
 
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tune_for_stream(&self, send_buffer: Option<usize>) {
+        self.get_ref().0.tune_for_stream(send_buffer);
+    }
+
+    fn unsent_bytes(&self) -> Option<usize> {
+        self.get_ref().0.unsent_bytes()
+    }
+}
+
+/// Open connections, in total and per client address, to keep idle and hostile connections bounded.
+pub struct Connections {
+    max_total: usize,
+    max_per_ip: usize,
+    open: std::sync::Mutex<(usize, std::collections::HashMap<std::net::IpAddr, usize>)>,
+}
+
+/// One counted connection; uncounted on drop.
+pub struct ConnectionSlot {
+    connections: Arc<Connections>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .connections
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        open.0 -= 1;
+        if let Some(n) = open.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.1.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Why a connection was refused at the door.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    Total,
+    PerAddress,
+}
+
+impl Connections {
+    /// `max_per_ip` 0: no per-address limit.
+    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Connections> {
+        Arc::new(Connections {
+            max_total,
+            max_per_ip,
+            open: Default::default(),
+        })
+    }
+
+    /// Counts a new connection from `ip`, or says which limit it would break.
+    pub fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Result<ConnectionSlot, Refused> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.0 >= self.max_total {
+            return Err(Refused::Total);
+        }
+        let per = open.1.entry(ip).or_insert(0);
+        if self.max_per_ip > 0 && *per >= self.max_per_ip {
+            return Err(Refused::PerAddress);
+        }
+        *per += 1;
+        open.0 += 1;
+        Ok(ConnectionSlot {
+            connections: self.clone(),
+            ip,
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+}
+
 /// Accepts and serves connections until `shutdown` is cancelled, then waits (up to a few seconds) for the
 /// connections to end.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
@@ -194,13 +302,36 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         };
         match accepted {
             Ok((socket, addr)) => {
+                let slot = match app.connections.admit(addr.ip()) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        refuse(&app, socket, why);
+                        continue;
+                    }
+                };
                 let _ = socket.set_nodelay(true);
-                tracker.spawn(handle_connection(
-                    app.clone(),
-                    socket,
-                    addr,
-                    shutdown.clone(),
-                ));
+                let (app, shutdown) = (app.clone(), shutdown.clone());
+                tracker.spawn(async move {
+                    let _slot = slot;
+                    match app.tls.clone() {
+                        None => handle_connection(app, socket, addr, shutdown).await,
+                        Some(tls) => {
+                            let handshake = tokio::time::timeout(
+                                app.config.limits.head_timeout,
+                                tls.acceptor().accept(socket),
+                            );
+                            match handshake.await {
+                                Ok(Ok(stream)) => {
+                                    handle_connection(app, stream, addr, shutdown).await
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%addr, error = %e, "TLS handshake failed")
+                                }
+                                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                            }
+                        }
+                    }
+                });
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: keep the server alive, give connections time to close.
@@ -219,10 +350,34 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
     }
 }
 
+/// Answers a connection over the limits with a one-line 503 (without waiting on the client) and closes it.
+fn refuse(app: &App, socket: TcpStream, why: Refused) {
+    let (counter, reason) = match why {
+        Refused::Total => (
+            &app.counters.rejected_connections,
+            "too many connections (--max-connections)",
+        ),
+        Refused::PerAddress => (
+            &app.counters.rejected_per_address,
+            "too many connections from your address (--max-connections-per-ip)",
+        ),
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\nRetry-After: 5\r\n\r\n{reason}\n",
+        reason.len() + 1
+    );
+    // Plain TCP only: a TLS client could not read it anyway, and no handshake is worth its cost here.
+    if app.tls.is_none() {
+        let _ = socket.try_write(response.as_bytes());
+    }
+}
+
 /// The address a listener is bound to, for printing URLs.
-pub fn url_of(addr: SocketAddr) -> String {
+pub fn url_of(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     match addr {
-        SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
-        SocketAddr::V4(a) => format!("http://{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
+        SocketAddr::V4(a) => format!("{scheme}://{}:{}", a.ip(), a.port()),
     }
 }

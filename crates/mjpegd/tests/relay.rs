@@ -208,3 +208,95 @@ fn an_edge_mjpegd_relays_an_origin_mjpegd() {
         last = Some(n);
     }
 }
+
+#[test]
+fn a_garbage_upstream_is_dropped_and_retried_without_growing() {
+    let style = Style {
+        head: "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=b\r\n\r\n"
+            .into(),
+        preamble: "--b\r\n".into(),
+        // A header line that never ends.
+        part_head: format!("X-Junk: {}", "a".repeat(64 * 1024)),
+        part_tail: String::new(),
+        chunked: false,
+    };
+    let up = Upstream::start(style, vec![vec![0u8; 10]], 50);
+    let server = Server::start(&["--source", &up.url("/"), "--capture", "always"]);
+    let state = eventually(
+        Duration::from_secs(10),
+        "the broken upstream noticed",
+        || {
+            let s = server.state();
+            (s["source"]["reconnects"].as_u64().unwrap_or(0) >= 1
+                || up.connections.load(Ordering::Relaxed) >= 2)
+                .then_some(s)
+        },
+    );
+    assert!(
+        state["source"]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("broken"),
+        "{state}"
+    );
+    assert_eq!(state["source"]["online"], false);
+    // Only "no signal" frames were published: the garbage never reached a client.
+    let mut s = server.stream("/stream");
+    let part = s.next_part().unwrap();
+    let h = turbojpeg::read_header(&part.body).expect("the 'no signal' JPEG");
+    assert_eq!((h.width, h.height), (320, 240));
+}
+
+#[test]
+fn an_edge_relays_an_origin_that_requires_auth_and_only_while_watched() {
+    let origin = Server::start(&["--auth", "cam:pa55", "--capture", "always"]);
+    // Wrong credentials: the edge says why in /state.
+    let wrong = Server::start(&[
+        "--source",
+        &format!("http://cam:nope@{}/stream", origin.addr),
+        "--capture",
+        "always",
+    ]);
+    let state = eventually(Duration::from_secs(5), "the 401 reported", || {
+        let s = wrong.state();
+        s["source"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("401"))
+            .then_some(s)
+    });
+    assert_eq!(state["source"]["online"], false);
+    // Right credentials in the URL, on-demand: nothing pulled until someone watches.
+    let edge = Server::start(&[
+        "--source",
+        &format!("http://cam:pa55@{}/stream", origin.addr),
+        "--capture",
+        "on-demand",
+        "--linger",
+        "300ms",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        origin_clients(&origin),
+        0,
+        "no upstream connection while no one watches"
+    );
+    let mut s = edge.stream("/stream");
+    let mut t = edge.stream("/stream?delivery=all");
+    assert_whole_jpeg(&s.next_part().unwrap().body);
+    assert_whole_jpeg(&t.next_part().unwrap().body);
+    assert_eq!(
+        origin_clients(&origin),
+        1,
+        "one upstream connection for both clients"
+    );
+    drop((s, t));
+    eventually(Duration::from_secs(5), "the upstream released", || {
+        (origin_clients(&origin) == 0).then_some(())
+    });
+}
+
+fn origin_clients(origin: &Server) -> usize {
+    let r = request(origin.addr, "GET /state HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Y2FtOnBhNTU=\r\nConnection: close\r\n\r\n");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v["result"]["clients"].as_array().unwrap().len()
+}

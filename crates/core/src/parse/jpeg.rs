@@ -226,6 +226,12 @@ impl JpegSplitter {
                     match marker {
                         0xFF => self.pos += 1,
                         0xD9 => {
+                            if self.pos + 2 > self.cap {
+                                // Whole in one read, but over the cap all the same (found by fuzzing).
+                                self.resync(2);
+                                self.discarding = true;
+                                return Some(Err(JpegError::TooLarge(self.cap)));
+                            }
                             let frame = self.buf.split_to(self.pos + 2).freeze();
                             self.pos = 0;
                             self.state = State::Seek;
@@ -403,6 +409,22 @@ pub(crate) mod tests {
             out.extend(split_all(&mut s));
             assert!(s.buf.len() <= 1100, "buffer {}", s.buf.len());
         }
+        assert_eq!(out.first(), Some(&Err(JpegError::TooLarge(1000))));
+        assert_eq!(out.last(), Some(&Ok(Bytes::from(small))));
+    }
+
+    #[test]
+    fn an_oversized_frame_arriving_in_one_read_is_still_refused() {
+        // Found by fuzzing: the whole frame, over the cap, in a single push.
+        let mut big = tiny_jpeg(1);
+        let eoi = big.split_off(big.len() - 2);
+        big.extend(std::iter::repeat_n(0x11, 2_000));
+        big.extend(eoi);
+        let small = tiny_jpeg(3);
+        let mut s = JpegSplitter::new(1000);
+        s.push(&big);
+        s.push(&small);
+        let out = split_all(&mut s);
         assert_eq!(out.first(), Some(&Err(JpegError::TooLarge(1000))));
         assert_eq!(out.last(), Some(&Ok(Bytes::from(small))));
     }

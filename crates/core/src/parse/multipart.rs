@@ -308,7 +308,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Index just past the blank line that ends a header block ("\r\n\r\n" or "\n\n").
-fn find_blank_line(buf: &[u8]) -> Option<usize> {
+pub fn find_blank_line(buf: &[u8]) -> Option<usize> {
     let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4);
     let lf = memchr::memmem::find(buf, b"\n\n").map(|i| i + 2);
     match (crlf, lf) {

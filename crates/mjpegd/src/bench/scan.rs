@@ -7,6 +7,8 @@
 //! A part without Content-Length cannot be skipped this way; the scanner reports it so the caller can fall
 //! back to a full parser.
 
+use mjpegd_core::parse::multipart::find_blank_line;
+
 /// What the scanner learned about one part.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PartInfo {
@@ -140,16 +142,6 @@ impl PartScanner {
             self.first_len == 2 && self.first == [0xFF, 0xD8] && self.last == [0xFF, 0xD9];
         on_part(std::mem::take(&mut self.part));
         self.state = State::Head;
-    }
-}
-
-/// Index just past the first "\r\n\r\n" (or "\n\n"), if any.
-fn find_blank_line(buf: &[u8]) -> Option<usize> {
-    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4);
-    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

@@ -63,6 +63,19 @@ pub async fn handle_connection<T: Transport>(
                 return;
             }
         };
+        if let Some(access) = &app.access {
+            if !access.allows(&request).await {
+                app.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+                let _ = Response::text(401, "authentication required\n")
+                    .header(
+                        "WWW-Authenticate",
+                        "Basic realm=\"mjpegd\", charset=\"UTF-8\"",
+                    )
+                    .write(&mut io, request.method == "HEAD", &app.cors)
+                    .await;
+                return;
+            }
+        }
         let head_only = request.method == "HEAD";
         if request.method != "GET" && !head_only {
             let _ = Response::text(405, "only GET and HEAD are served\n")
@@ -208,7 +221,12 @@ async fn stream<T: Transport>(
         addr,
         policy,
         fps_cap: options.fps_cap,
-        user_agent: request.header("user-agent").unwrap_or_default().chars().take(200).collect(),
+        user_agent: request
+            .header("user-agent")
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect(),
         stop: shutdown.child_token(),
     });
     let id = sub.entry().id;
@@ -333,7 +351,11 @@ pub fn state_json(app: &App) -> serde_json::Value {
                 "max_clients": app.counters.rejected_max_clients.load(Ordering::Relaxed),
                 "bad_requests": app.counters.bad_requests.load(Ordering::Relaxed),
                 "timeouts": app.counters.timeouts.load(Ordering::Relaxed),
+                "unauthorized": app.counters.unauthorized.load(Ordering::Relaxed),
+                "max_connections": app.counters.rejected_connections.load(Ordering::Relaxed),
+                "max_connections_per_ip": app.counters.rejected_per_address.load(Ordering::Relaxed),
             },
+            "connections": app.connections.open(),
         }
     })
 }

@@ -152,7 +152,10 @@ async fn drained<W: Transport>(w: &W, limit: usize) {
     const PAUSES_MS: [u64; 9] = [1, 1, 1, 2, 2, 4, 8, 16, 32];
     let mut tries = 0;
     while w.unsent_bytes().is_some_and(|q| q > limit) {
-        tokio::time::sleep(Duration::from_millis(PAUSES_MS[tries.min(PAUSES_MS.len() - 1)])).await;
+        tokio::time::sleep(Duration::from_millis(
+            PAUSES_MS[tries.min(PAUSES_MS.len() - 1)],
+        ))
+        .await;
         tries += 1;
     }
 }

@@ -90,21 +90,9 @@ impl Painter {
         let small = (scale / 2).max(1);
         c.rect(0, h / 2 - 6 * scale, w, 17 * scale, Yuv::BLACK);
         let counter = format!("#{n:06}");
-        c.text(
-            (w - Canvas::text_width(&counter, scale)) / 2,
-            h / 2 - 5 * scale,
-            scale,
-            &counter,
-            Yuv::WHITE,
-        );
+        c.text_centered(h / 2 - 5 * scale, scale, &counter, Yuv::WHITE);
         let clock = clock_text(at);
-        c.text(
-            (w - Canvas::text_width(&clock, small)) / 2,
-            h / 2 + 5 * scale,
-            small,
-            &clock,
-            Yuv::WHITE,
-        );
+        c.text_centered(h / 2 + 5 * scale, small, &clock, Yuv::WHITE);
         // One lit cell per frame: a skipped or repeated frame shows as a jump or a stall.
         let cells = (fps.round() as i64).clamp(1, 60);
         let cell = (w / cells).max(1);

@@ -94,12 +94,14 @@ pub async fn supervise<S: Source>(
         let stopped = match opened {
             Ok(info) => {
                 tracing::info!(source = %description, width = info.width, height = info.height, fps = info.fps, "source online");
-                placeholder.size = (info.width, info.height);
                 hub.update_source(|s| {
                     s.online = true;
                     s.state = "online";
-                    s.width = info.width;
-                    s.height = info.height;
+                    // Relays and pipes learn their size from the first frame (see `capture`).
+                    if info.width > 0 && info.height > 0 {
+                        s.width = info.width;
+                        s.height = info.height;
+                    }
                     s.encoder = info.encoder;
                     s.granted_fps = info.fps;
                     if failures > 0 {
@@ -253,7 +255,14 @@ impl Placeholder {
                 },
             };
             let now = SystemTime::now();
-            match no_signal(encoder, self.size.0, self.size.1, &self.reason, now) {
+            // The source's last known size, so the picture does not jump when it fails.
+            let status = hub.source();
+            let (w, h) = if status.width > 0 && status.height > 0 {
+                (status.width, status.height)
+            } else {
+                self.size
+            };
+            match no_signal(encoder, w, h, &self.reason, now) {
                 Ok(jpeg) => {
                     hub.publish(jpeg, now);
                 }
