@@ -2,7 +2,7 @@
 
 use crate::http::request::Limits;
 use crate::hub::{SharedHub, SourceStatus};
-use crate::server::{serve, url_of, App, ServerConfig};
+use crate::server::{serve, url_of, url_with_scheme, App, ServerConfig};
 use crate::source::spec::SourceSpec;
 use crate::source::supervisor::{Capture, SupervisorConfig};
 use crate::source::v4l2::FormatChoice;
@@ -31,6 +31,8 @@ pub enum Command {
     },
     /// Load-test any MJPEG stream: N clients, frame rates, gaps, latency, CPU and memory.
     Bench(crate::bench::BenchArgs),
+    /// Read a password on standard input and print its bcrypt hash, for an --auth-file line `user:HASH`.
+    HashPassword,
 }
 
 /// Flags of the server.
@@ -102,6 +104,8 @@ pub struct ServeArgs {
     /// Time a client has to send a whole request head once it started.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub head_timeout: Duration,
+    #[command(flatten)]
+    pub security: crate::security::SecurityArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -258,19 +262,27 @@ pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
             ..SourceStatus::default()
         },
     );
-    let app = App::new(hub.clone(), args.server_config());
+    let mut config = args.server_config();
+    args.security.apply(&mut config)?;
+    if let Some(tls) = &config.tls {
+        crate::tls::reload_on_sighup(tls.clone(), CancellationToken::new())?;
+    }
+    let tls = config.tls.is_some();
+    let app = App::new(hub.clone(), config);
     let shutdown = CancellationToken::new();
     let source_task = spec.spawn(&args, hub, args.supervisor_config(), shutdown.clone())?;
-    let url = url_of(addr);
+    let url = if tls {
+        url_with_scheme("https", addr)
+    } else {
+        url_of(addr)
+    };
     println!("mjpegd {} serving {}", env!("CARGO_PKG_VERSION"), spec);
     println!("  page:     {url}/");
     println!("  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N)");
     println!("  snapshot: {url}/snapshot");
     println!("  state:    {url}/state");
     println!("  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot");
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "listening beyond this machine: anyone who can reach {addr} can watch");
-    }
+    crate::security::announce(addr, &app.config);
     let server = tokio::spawn(serve(listener, app, shutdown.clone()));
     wait_for_signal().await;
     tracing::info!("shutting down");

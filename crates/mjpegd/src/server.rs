@@ -5,9 +5,12 @@
 //! shutdown the listener closes, every connection is told to end, and the process exits once they have
 //! (or after a short grace period).
 
+use crate::http::auth::Auth;
+use crate::http::limits::{refuse, ConnectionLimits, Refused};
 use crate::http::request::Limits;
 use crate::http::routes::handle_connection;
 use crate::hub::SharedHub;
+use crate::tls::Tls;
 use mjpegd_core::{Frame, Policy};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -37,6 +40,14 @@ pub struct ServerConfig {
     /// Shown in `/state`.
     pub quality: u8,
     pub buffer_memory: usize,
+    /// Who may connect (None: everyone).
+    pub auth: Option<Arc<Auth>>,
+    /// HTTPS (None: plain HTTP).
+    pub tls: Option<Arc<Tls>>,
+    /// Most open connections of any kind.
+    pub max_connections: usize,
+    /// Most open connections from one address, if limited.
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +63,10 @@ impl Default for ServerConfig {
             allow_origin: None,
             quality: 80,
             buffer_memory: 256 << 20,
+            auth: None,
+            tls: None,
+            max_connections: 10_000 + 1_000,
+            max_connections_per_address: None,
         }
     }
 }
@@ -62,6 +77,14 @@ pub struct Counters {
     pub rejected_max_clients: AtomicU64,
     pub bad_requests: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Requests without valid credentials (401).
+    pub unauthorized: AtomicU64,
+    /// Connections refused at --max-connections.
+    pub max_connections: AtomicU64,
+    /// Connections refused at --max-connections-per-address.
+    pub max_connections_per_address: AtomicU64,
+    /// TLS handshakes that failed or did not finish within the head timeout.
+    pub tls_handshakes: AtomicU64,
 }
 
 /// Everything a connection needs: the hub it serves and the settings.
@@ -72,6 +95,8 @@ pub struct App {
     pub instance_id: String,
     /// The CORS header line (empty when not configured).
     pub cors: String,
+    /// Open connections and their limits.
+    pub connections: Arc<ConnectionLimits>,
     streams: AtomicUsize,
 }
 
@@ -95,12 +120,15 @@ impl App {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
+        let connections =
+            ConnectionLimits::new(config.max_connections, config.max_connections_per_address);
         Arc::new(App {
             hub,
             config,
             counters: Counters::default(),
             instance_id: format!("{:x}", nanos ^ (std::process::id() as u128) << 64),
             cors,
+            connections,
             streams: AtomicUsize::new(0),
         })
     }
@@ -194,13 +222,50 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         };
         match accepted {
             Ok((socket, addr)) => {
+                let permit = match app.connections.admit(addr.ip()) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        let counter = match why {
+                            Refused::Total => &app.counters.max_connections,
+                            Refused::PerAddress => &app.counters.max_connections_per_address,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        if app.config.tls.is_none() {
+                            refuse(socket, why);
+                        }
+                        continue;
+                    }
+                };
                 let _ = socket.set_nodelay(true);
-                tracker.spawn(handle_connection(
-                    app.clone(),
-                    socket,
-                    addr,
-                    shutdown.clone(),
-                ));
+                let (app, shutdown) = (app.clone(), shutdown.clone());
+                match app.config.tls.as_ref().map(|t| t.acceptor()) {
+                    None => tracker.spawn(async move {
+                        handle_connection(app, socket, addr, shutdown).await;
+                        drop(permit);
+                    }),
+                    Some(acceptor) => tracker.spawn(async move {
+                        let handshake = tokio::time::timeout(
+                            app.config.limits.head_timeout,
+                            acceptor.accept(socket),
+                        );
+                        let tls = tokio::select! {
+                            r = handshake => r,
+                            _ = shutdown.cancelled() => return,
+                        };
+                        match tls {
+                            Ok(Ok(tls)) => handle_connection(app, tls, addr, shutdown).await,
+                            Ok(Err(e)) => {
+                                app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                                app.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        drop(permit);
+                    }),
+                };
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: keep the server alive, give connections time to close.
@@ -221,8 +286,13 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
 
 /// The address a listener is bound to, for printing URLs.
 pub fn url_of(addr: SocketAddr) -> String {
+    url_with_scheme("http", addr)
+}
+
+/// The same with another scheme (https).
+pub fn url_with_scheme(scheme: &str, addr: SocketAddr) -> String {
     match addr {
-        SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
-        SocketAddr::V4(a) => format!("http://{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
+        SocketAddr::V4(a) => format!("{scheme}://{}:{}", a.ip(), a.port()),
     }
 }

@@ -8,6 +8,8 @@
 //! httparse within size and time limits, [`routes`] decides, [`response`] writes small complete
 //! responses, and [`stream`] writes MJPEG.
 
+pub mod auth;
+pub mod limits;
 pub mod request;
 pub mod response;
 pub mod routes;

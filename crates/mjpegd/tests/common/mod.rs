@@ -34,6 +34,7 @@ impl Server {
                 let url = rest
                     .trim()
                     .trim_start_matches("http://")
+                    .trim_start_matches("https://")
                     .trim_end_matches('/');
                 break url.parse().unwrap();
             }
