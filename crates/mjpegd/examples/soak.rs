@@ -12,6 +12,12 @@
 //! evicted, and the evictions in /state must cover them). RSS and open fds are taken after a warm-up
 //! churn (the baseline) and again when every client is gone; the run fails if the fds differ or RSS grew
 //! by more than `--rss-slack`. Loopback only; bounded in time; exits by itself.
+//!
+//!     target/release/examples/soak attack --kind slowloris|idle|deaf --count 10000
+//!
+//! measures one hostile load instead: a real viewer's frame rate before and during `--count` hostile
+//! connections (slowloris: a header byte a second each; idle: nothing sent; deaf: stream clients with a
+//! tiny receive buffer that never read), mjpegd's RSS before, at peak and after, and how they were cut.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -61,6 +67,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("emit") {
         emit(args[2].parse().unwrap());
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("attack") {
+        attack(&args);
         return;
     }
     let duration =
@@ -529,4 +539,174 @@ fn one_client(addr: SocketAddr, rng: &mut Rng, tally: &Tally) {
             }
         }
     }
+}
+
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain struct in/out.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+/// One hostile load against a fresh mjpegd (test pattern 640x480 at 30 fps), with one real viewer.
+fn attack(args: &[String]) {
+    raise_nofile();
+    let kind = arg(args, "--kind").unwrap_or("slowloris".into());
+    let count: usize = arg(args, "--count").map_or(10_000, |c| c.parse().unwrap());
+    let me = std::env::current_exe().unwrap();
+    let mjpegd = arg(args, "--mjpegd").map_or_else(
+        || me.parent().unwrap().parent().unwrap().join("mjpegd"),
+        std::path::PathBuf::from,
+    );
+    let mut cmd = Command::new(&mjpegd);
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--capture",
+        "always",
+        "--resolution",
+        "640x480",
+        "--fps",
+        "30",
+    ])
+    .args(["--max-clients", "20000", "--max-connections", "30000"]);
+    if kind == "deaf" {
+        cmd.args(["--write-timeout", "5s"]);
+    }
+    let head_timeout = arg(args, "--head-timeout").unwrap_or("5s".into());
+    cmd.args(["--head-timeout", &head_timeout]);
+    let mut child = cmd
+        .env("MJPEGD_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.trim().strip_prefix("page:") {
+            break rest
+                .trim()
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .parse()
+                .unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let pid = child.id();
+    // The real viewer: counts whole frames, second by second.
+    let frames = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let viewer = {
+        let (frames, stop) = (frames.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut r, b) = connect(addr, "/stream", None).unwrap();
+            let mut body = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if part(&mut r, &b, &mut body).is_err() {
+                    println!("viewer: stream broke");
+                    return;
+                }
+                frames.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let fps_over = |d: Duration| {
+        let f0 = frames.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        let mut peak = 0;
+        while t0.elapsed() < d {
+            std::thread::sleep(Duration::from_millis(250));
+            peak = peak.max(rss_kib(pid));
+        }
+        (
+            (frames.load(Ordering::Relaxed) - f0) as f64 / t0.elapsed().as_secs_f64(),
+            peak,
+        )
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let (fps_before, _) = fps_over(Duration::from_secs(4));
+    let rss_base = rss_kib(pid);
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(count);
+    let mut failed = 0;
+    let request = b"GET /stream HTTP/1.1\r\nHost: x\r\nX-Trickle: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for _ in 0..count {
+        let c = match kind.as_str() {
+            "deaf" => {
+                let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .unwrap();
+                let _ = sock.set_recv_buffer_size(4096);
+                sock.connect(&addr.into())
+                    .map(|_| TcpStream::from(sock))
+                    .and_then(|mut s| {
+                        s.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")?;
+                        Ok(s)
+                    })
+            }
+            _ => TcpStream::connect(addr),
+        };
+        match c {
+            Ok(s) => conns.push(s),
+            Err(_) => failed += 1,
+        }
+    }
+    let opened = started.elapsed();
+    let mut alive = vec![true; conns.len()];
+    let mut peak = rss_kib(pid);
+    let mut fps_during = Vec::new();
+    let mut all_cut_at = None;
+    let mut peak_open = 0;
+    let seconds = humantime::parse_duration(&head_timeout).unwrap().as_secs() as usize + 7;
+    for second in 0..seconds {
+        if kind == "slowloris" {
+            for (c, a) in conns.iter_mut().zip(alive.iter_mut()) {
+                if *a
+                    && c.write_all(&request[second % request.len()..][..1])
+                        .is_err()
+                {
+                    *a = false;
+                }
+            }
+        }
+        let (fps, p) = fps_over(Duration::from_secs(1));
+        fps_during.push(fps);
+        peak = peak.max(p);
+        let open = get_state(addr)["connections"]["open"].as_u64().unwrap_or(0);
+        peak_open = peak_open.max(open);
+        if open <= 2 && all_cut_at.is_none() {
+            all_cut_at = Some(started.elapsed());
+        }
+    }
+    let state = get_state(addr);
+    drop(conns);
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_end = rss_kib(pid);
+    stop.store(true, Ordering::Relaxed);
+    let _ = viewer.join();
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let min = fps_during.iter().cloned().fold(f64::MAX, f64::min);
+    let mean = fps_during.iter().sum::<f64>() / fps_during.len() as f64;
+    println!("attack {kind}: {} connections opened in {:.1} s ({failed} failed to connect), at most {peak_open} open at once (--head-timeout {head_timeout})", count - failed, opened.as_secs_f64());
+    println!(
+        "  mjpegd RSS: {:.1} MiB before, {:.1} MiB peak ({:+.1} MiB), {:.1} MiB after",
+        mib(rss_base),
+        mib(peak),
+        mib(peak) - mib(rss_base),
+        mib(rss_end)
+    );
+    println!(
+        "  viewer: {fps_before:.1} fps before; during: mean {mean:.1}, worst second {min:.1} fps"
+    );
+    println!(
+        "  all hostile connections cut by {:?} after the first was opened; /state rejected: {}",
+        all_cut_at, state["rejected"]
+    );
 }

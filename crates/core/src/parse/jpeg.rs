@@ -226,6 +226,12 @@ impl JpegSplitter {
                     match marker {
                         0xFF => self.pos += 1,
                         0xD9 => {
+                            if self.pos + 2 > self.cap {
+                                // Whole in one read, but over the cap all the same (found by fuzzing).
+                                self.resync(2);
+                                self.discarding = true;
+                                return Some(Err(JpegError::TooLarge(self.cap)));
+                            }
                             let frame = self.buf.split_to(self.pos + 2).freeze();
                             self.pos = 0;
                             self.state = State::Seek;
