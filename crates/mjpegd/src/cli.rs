@@ -1,17 +1,14 @@
 //! The command line: flags, their defaults, and turning them into a running server.
 
-use crate::http::auth::Access;
 use crate::http::request::Limits;
 use crate::hub::{SharedHub, SourceStatus};
-use crate::server::{serve, url_of, App, ServerConfig};
+use crate::server::{serve, url_of, url_with_scheme, App, ServerConfig};
 use crate::source::spec::SourceSpec;
 use crate::source::supervisor::{Capture, SupervisorConfig};
 use crate::source::v4l2::FormatChoice;
-use crate::tls::Tls;
 use clap::{Parser, Subcommand, ValueEnum};
 use mjpegd_core::{HubConfig, Policy};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -34,11 +31,8 @@ pub enum Command {
     },
     /// Load-test any MJPEG stream: N clients, frame rates, gaps, latency, CPU and memory.
     Bench(crate::bench::BenchArgs),
-    /// Read a password from stdin and print a `user:bcrypt-hash` line for --auth-file.
-    Passwd {
-        /// The user name.
-        user: String,
-    },
+    /// Read a password on standard input and print its bcrypt hash, for an --auth-file line `user:HASH`.
+    HashPassword,
 }
 
 /// Flags of the server.
@@ -107,31 +101,11 @@ pub struct ServeArgs {
     /// Send Access-Control-Allow-Origin with this value (e.g. '*').
     #[arg(long)]
     pub allow_origin: Option<String>,
-    /// Require HTTP Basic auth with this USER:PASSWORD (repeatable).
-    #[arg(long, env = "MJPEGD_AUTH")]
-    pub auth: Vec<String>,
-    /// Require HTTP Basic auth against a file of `user:bcrypt-hash` lines (htpasswd -B, or mjpegd passwd).
-    #[arg(long)]
-    pub auth_file: Option<std::path::PathBuf>,
-    /// Also accept `?key=TOKEN` in the URL, for players that cannot send credentials (repeatable). The
-    /// token travels in the URL: it ends up in logs and history; use TLS and a long random token.
-    #[arg(long)]
-    pub key: Vec<String>,
-    /// Serve HTTPS with this PEM certificate chain (with --tls-key). Reloaded on SIGHUP.
-    #[arg(long, requires = "tls_key")]
-    pub tls_cert: Option<std::path::PathBuf>,
-    /// The PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    pub tls_key: Option<std::path::PathBuf>,
-    /// Most connections at once, of any kind (default: --max-clients + 1024).
-    #[arg(long)]
-    pub max_connections: Option<usize>,
-    /// Most connections from one client address (0: no limit).
-    #[arg(long, default_value_t = 0)]
-    pub max_connections_per_ip: usize,
     /// Time a client has to send a whole request head once it started.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub head_timeout: Duration,
+    #[command(flatten)]
+    pub security: crate::security::SecurityArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -242,8 +216,6 @@ impl ServeArgs {
                 head_timeout: self.head_timeout,
                 ..Limits::default()
             },
-            max_connections: self.max_connections.unwrap_or(self.max_clients + 1024),
-            max_connections_per_ip: self.max_connections_per_ip,
             ..ServerConfig::default()
         }
     }
@@ -290,36 +262,29 @@ pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
             ..SourceStatus::default()
         },
     );
-    let access = Access::from_flags(&args.auth, args.auth_file.as_deref(), &args.key)?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(Tls::new(cert, key)?)),
-        _ => None,
-    };
-    let protected = access.is_some();
-    let app = App::new(hub.clone(), args.server_config(), access, tls.clone());
+    let mut config = args.server_config();
+    args.security.apply(&mut config)?;
+    if let Some(tls) = &config.tls {
+        crate::tls::reload_on_sighup(tls.clone(), CancellationToken::new())?;
+    }
+    let tls = config.tls.is_some();
+    let app = App::new(hub.clone(), config);
     let shutdown = CancellationToken::new();
     let source_task = spec.spawn(&args, hub, args.supervisor_config(), shutdown.clone())?;
-    let url = url_of(addr, tls.is_some());
+    let url = if tls {
+        url_with_scheme("https", addr)
+    } else {
+        url_of(addr)
+    };
     println!("mjpegd {} serving {}", env!("CARGO_PKG_VERSION"), spec);
     println!("  page:     {url}/");
     println!("  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N)");
     println!("  snapshot: {url}/snapshot");
     println!("  state:    {url}/state");
     println!("  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot");
-    if !addr.ip().is_loopback() {
-        if protected {
-            tracing::info!(%addr, tls = tls.is_some(), "listening beyond this machine, with authentication");
-        } else {
-            tracing::warn!(%addr, "listening beyond this machine WITHOUT authentication: anyone who can reach {addr} can watch (see --auth)");
-        }
-        if tls.is_none() && protected {
-            tracing::warn!(
-                "credentials will cross the network in clear text: consider --tls-cert/--tls-key"
-            );
-        }
-    }
+    crate::security::announce(addr, &app.config);
     let server = tokio::spawn(serve(listener, app, shutdown.clone()));
-    wait_for_signal(tls.as_deref()).await;
+    wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = server.await;
@@ -327,21 +292,12 @@ pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Returns on SIGINT or SIGTERM; reloads the TLS certificate on SIGHUP.
-async fn wait_for_signal(tls: Option<&Tls>) {
+async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = hup.recv() => match tls.map(Tls::reload) {
-                Some(Ok(())) => tracing::info!("TLS certificate reloaded"),
-                Some(Err(e)) => tracing::error!(error = %e, "TLS reload failed; the old certificate stays in use"),
-                None => tracing::info!("SIGHUP: nothing to reload"),
-            },
-        }
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod http;
 pub mod hub;
 pub mod render;
+pub mod security;
 pub mod server;
 pub mod source;
 pub mod tls;

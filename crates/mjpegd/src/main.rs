@@ -22,12 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => runtime.block_on(run_server(cli.serve)),
         Some(Command::Bench(args)) => runtime.block_on(mjpegd::bench::run(args)),
-        Some(Command::Passwd { user }) => {
-            let mut password = String::new();
-            std::io::stdin().read_line(&mut password).ok();
-            let password = password.trim_end_matches(['\r', '\n']);
-            mjpegd::http::auth::passwd_line(&user, password).map(|line| println!("{line}"))
-        }
+        Some(Command::HashPassword) => hash_password(),
         Some(Command::Devices { paths }) => {
             print!("{}", mjpegd::source::v4l2::list_devices(&paths));
             Ok(())
@@ -40,4 +35,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `mjpegd hash-password`: one line of standard input in, its bcrypt hash out.
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "no password on standard input");
+    println!("{}", mjpegd::http::auth::hash_password(password)?);
+    Ok(())
 }

@@ -5,9 +5,12 @@
 //! shutdown the listener closes, every connection is told to end, and the process exits once they have
 //! (or after a short grace period).
 
+use crate::http::auth::Auth;
+use crate::http::limits::{refuse, ConnectionLimits, Refused};
 use crate::http::request::Limits;
 use crate::http::routes::handle_connection;
 use crate::hub::SharedHub;
+use crate::tls::Tls;
 use mjpegd_core::{Frame, Policy};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -37,10 +40,14 @@ pub struct ServerConfig {
     /// Shown in `/state`.
     pub quality: u8,
     pub buffer_memory: usize,
-    /// Most connections at once (streams, idle keep-alives, requests in progress).
+    /// Who may connect (None: everyone).
+    pub auth: Option<Arc<Auth>>,
+    /// HTTPS (None: plain HTTP).
+    pub tls: Option<Arc<Tls>>,
+    /// Most open connections of any kind.
     pub max_connections: usize,
-    /// Most connections from one address (0: no limit).
-    pub max_connections_per_ip: usize,
+    /// Most open connections from one address, if limited.
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -56,8 +63,10 @@ impl Default for ServerConfig {
             allow_origin: None,
             quality: 80,
             buffer_memory: 256 << 20,
-            max_connections: 10_000 + 1024,
-            max_connections_per_ip: 0,
+            auth: None,
+            tls: None,
+            max_connections: 10_000 + 1_000,
+            max_connections_per_address: None,
         }
     }
 }
@@ -66,14 +75,16 @@ impl Default for ServerConfig {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub rejected_max_clients: AtomicU64,
-    /// Connections refused by --max-connections.
-    pub rejected_connections: AtomicU64,
-    /// Connections refused by --max-connections-per-ip.
-    pub rejected_per_address: AtomicU64,
-    /// Requests refused for want of valid credentials.
-    pub unauthorized: AtomicU64,
     pub bad_requests: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Requests without valid credentials (401).
+    pub unauthorized: AtomicU64,
+    /// Connections refused at --max-connections.
+    pub max_connections: AtomicU64,
+    /// Connections refused at --max-connections-per-address.
+    pub max_connections_per_address: AtomicU64,
+    /// TLS handshakes that failed or did not finish within the head timeout.
+    pub tls_handshakes: AtomicU64,
 }
 
 /// Everything a connection needs: the hub it serves and the settings.
@@ -84,12 +95,8 @@ pub struct App {
     pub instance_id: String,
     /// The CORS header line (empty when not configured).
     pub cors: String,
-    /// Who may watch (None: everyone).
-    pub access: Option<crate::http::auth::Access>,
-    /// HTTPS, if configured.
-    pub tls: Option<Arc<crate::tls::Tls>>,
-    /// Open connections.
-    pub connections: Arc<Connections>,
+    /// Open connections and their limits.
+    pub connections: Arc<ConnectionLimits>,
     streams: AtomicUsize,
 }
 
@@ -103,12 +110,7 @@ impl Drop for StreamSlot<'_> {
 }
 
 impl App {
-    pub fn new(
-        hub: Arc<SharedHub>,
-        config: ServerConfig,
-        access: Option<crate::http::auth::Access>,
-        tls: Option<Arc<crate::tls::Tls>>,
-    ) -> Arc<App> {
+    pub fn new(hub: Arc<SharedHub>, config: ServerConfig) -> Arc<App> {
         let cors = config
             .allow_origin
             .as_ref()
@@ -118,15 +120,14 @@ impl App {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
-        let connections = Connections::new(config.max_connections, config.max_connections_per_ip);
+        let connections =
+            ConnectionLimits::new(config.max_connections, config.max_connections_per_address);
         Arc::new(App {
             hub,
             config,
             counters: Counters::default(),
             instance_id: format!("{:x}", nanos ^ (std::process::id() as u128) << 64),
             cors,
-            access,
-            tls,
             connections,
             streams: AtomicUsize::new(0),
         })
@@ -210,87 +211,6 @@ impl Transport for TcpStream {
     }
 }
 
-impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
-    fn tune_for_stream(&self, send_buffer: Option<usize>) {
-        self.get_ref().0.tune_for_stream(send_buffer);
-    }
-
-    fn unsent_bytes(&self) -> Option<usize> {
-        self.get_ref().0.unsent_bytes()
-    }
-}
-
-/// Open connections, in total and per client address, to keep idle and hostile connections bounded.
-pub struct Connections {
-    max_total: usize,
-    max_per_ip: usize,
-    open: std::sync::Mutex<(usize, std::collections::HashMap<std::net::IpAddr, usize>)>,
-}
-
-/// One counted connection; uncounted on drop.
-pub struct ConnectionSlot {
-    connections: Arc<Connections>,
-    ip: std::net::IpAddr,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        let mut open = self
-            .connections
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        open.0 -= 1;
-        if let Some(n) = open.1.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.1.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// Why a connection was refused at the door.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refused {
-    Total,
-    PerAddress,
-}
-
-impl Connections {
-    /// `max_per_ip` 0: no per-address limit.
-    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Connections> {
-        Arc::new(Connections {
-            max_total,
-            max_per_ip,
-            open: Default::default(),
-        })
-    }
-
-    /// Counts a new connection from `ip`, or says which limit it would break.
-    pub fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Result<ConnectionSlot, Refused> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if open.0 >= self.max_total {
-            return Err(Refused::Total);
-        }
-        let per = open.1.entry(ip).or_insert(0);
-        if self.max_per_ip > 0 && *per >= self.max_per_ip {
-            return Err(Refused::PerAddress);
-        }
-        *per += 1;
-        open.0 += 1;
-        Ok(ConnectionSlot {
-            connections: self.clone(),
-            ip,
-        })
-    }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).0
-    }
-}
-
 /// Accepts and serves connections until `shutdown` is cancelled, then waits (up to a few seconds) for the
 /// connections to end.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
@@ -302,36 +222,50 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         };
         match accepted {
             Ok((socket, addr)) => {
-                let slot = match app.connections.admit(addr.ip()) {
-                    Ok(slot) => slot,
+                let permit = match app.connections.admit(addr.ip()) {
+                    Ok(p) => p,
                     Err(why) => {
-                        refuse(&app, socket, why);
+                        let counter = match why {
+                            Refused::Total => &app.counters.max_connections,
+                            Refused::PerAddress => &app.counters.max_connections_per_address,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        if app.config.tls.is_none() {
+                            refuse(socket, why);
+                        }
                         continue;
                     }
                 };
                 let _ = socket.set_nodelay(true);
                 let (app, shutdown) = (app.clone(), shutdown.clone());
-                tracker.spawn(async move {
-                    let _slot = slot;
-                    match app.tls.clone() {
-                        None => handle_connection(app, socket, addr, shutdown).await,
-                        Some(tls) => {
-                            let handshake = tokio::time::timeout(
-                                app.config.limits.head_timeout,
-                                tls.acceptor().accept(socket),
-                            );
-                            match handshake.await {
-                                Ok(Ok(stream)) => {
-                                    handle_connection(app, stream, addr, shutdown).await
-                                }
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%addr, error = %e, "TLS handshake failed")
-                                }
-                                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                match app.config.tls.as_ref().map(|t| t.acceptor()) {
+                    None => tracker.spawn(async move {
+                        handle_connection(app, socket, addr, shutdown).await;
+                        drop(permit);
+                    }),
+                    Some(acceptor) => tracker.spawn(async move {
+                        let handshake = tokio::time::timeout(
+                            app.config.limits.head_timeout,
+                            acceptor.accept(socket),
+                        );
+                        let tls = tokio::select! {
+                            r = handshake => r,
+                            _ = shutdown.cancelled() => return,
+                        };
+                        match tls {
+                            Ok(Ok(tls)) => handle_connection(app, tls, addr, shutdown).await,
+                            Ok(Err(e)) => {
+                                app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                                app.counters.timeouts.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                    }
-                });
+                        drop(permit);
+                    }),
+                };
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: keep the server alive, give connections time to close.
@@ -350,32 +284,13 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
     }
 }
 
-/// Answers a connection over the limits with a one-line 503 (without waiting on the client) and closes it.
-fn refuse(app: &App, socket: TcpStream, why: Refused) {
-    let (counter, reason) = match why {
-        Refused::Total => (
-            &app.counters.rejected_connections,
-            "too many connections (--max-connections)",
-        ),
-        Refused::PerAddress => (
-            &app.counters.rejected_per_address,
-            "too many connections from your address (--max-connections-per-ip)",
-        ),
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\nRetry-After: 5\r\n\r\n{reason}\n",
-        reason.len() + 1
-    );
-    // Plain TCP only: a TLS client could not read it anyway, and no handshake is worth its cost here.
-    if app.tls.is_none() {
-        let _ = socket.try_write(response.as_bytes());
-    }
+/// The address a listener is bound to, for printing URLs.
+pub fn url_of(addr: SocketAddr) -> String {
+    url_with_scheme("http", addr)
 }
 
-/// The address a listener is bound to, for printing URLs.
-pub fn url_of(addr: SocketAddr, tls: bool) -> String {
-    let scheme = if tls { "https" } else { "http" };
+/// The same with another scheme (https).
+pub fn url_with_scheme(scheme: &str, addr: SocketAddr) -> String {
     match addr {
         SocketAddr::V6(a) => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
         SocketAddr::V4(a) => format!("{scheme}://{}:{}", a.ip(), a.port()),

@@ -1,64 +1,117 @@
-//! HTTPS with rustls: the certificate and key from PEM files, reloaded on SIGHUP without a restart.
+//! HTTPS: rustls (ring provider, TLS 1.2 and 1.3) over the same connections and routes.
 //!
-//! TLS encrypts each part into fresh buffers, so the zero-copy path ends at the TLS layer; everything
-//! before it (one shared frame, no per-client formatting) stays the same.
+//! The certificate chain and key are PEM files (`--tls-cert`, `--tls-key`); SIGHUP reloads them (a renewed
+//! certificate takes effect for new connections, existing ones keep theirs; a reload that fails keeps the
+//! old pair and says why). The handshake has `--head-timeout` to finish, so a client that opens a
+//! connection and says nothing costs no more over TLS than over plain HTTP.
+//!
+//! A stream over TLS is still one write per part into rustls, which encrypts into its own buffer: zero
+//! copy ends at TLS. The send queue the delivery policies look at is the TCP socket's.
 
+use crate::server::Transport;
+use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
-/// The TLS side of the listener, reloadable.
+/// The TLS side of the server: where the certificate lives and the acceptor built from it.
 pub struct Tls {
     cert: PathBuf,
     key: PathBuf,
     acceptor: RwLock<TlsAcceptor>,
 }
 
-fn load(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| anyhow::anyhow!("--tls-cert {}: {e}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("--tls-cert {}: {e}", cert.display()))?;
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "--tls-cert {}: no certificate in the file",
-        cert.display()
-    );
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| anyhow::anyhow!("--tls-key {}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| anyhow::anyhow!("TLS certificate and key do not fit together: {e}"))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish()
+    }
 }
 
 impl Tls {
     /// Loads the certificate chain and key.
-    pub fn new(cert: &Path, key: &Path) -> anyhow::Result<Tls> {
-        Ok(Tls {
+    pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Arc<Tls>> {
+        let acceptor = acceptor(cert, key)?;
+        Ok(Arc::new(Tls {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            acceptor: RwLock::new(load(cert, key)?),
-        })
+            acceptor: RwLock::new(acceptor),
+        }))
     }
 
-    /// Loads the files again (after a certificate renewal); on failure the old ones stay in use.
+    /// Reads the files again; on error the current certificate stays.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let acceptor = load(&self.cert, &self.key)?;
-        *self.acceptor.write().unwrap_or_else(|e| e.into_inner()) = acceptor;
+        let fresh = acceptor(&self.cert, &self.key)?;
+        *self.acceptor.write().unwrap() = fresh;
         Ok(())
     }
 
     /// The acceptor for a new connection.
     pub fn acceptor(&self) -> TlsAcceptor {
-        self.acceptor
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.acceptor.read().unwrap().clone()
+    }
+}
+
+fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read --tls-cert {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad PEM in --tls-cert {}", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("no certificate in --tls-cert {}", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read a private key from --tls-key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate and key do not make a usable pair")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Reloads the certificate on every SIGHUP until `shutdown`.
+pub fn reload_on_sighup(tls: Arc<Tls>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %tls.cert.display(), "SIGHUP: certificate reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "SIGHUP: reload failed, keeping the current certificate"
+                    )
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+impl Transport for TlsStream<TcpStream> {
+    fn tune_for_stream(&self, send_buffer: Option<usize>) {
+        self.get_ref().0.tune_for_stream(send_buffer)
+    }
+
+    fn unsent_bytes(&self) -> Option<usize> {
+        self.get_ref().0.unsent_bytes()
     }
 }

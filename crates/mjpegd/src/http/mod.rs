@@ -9,6 +9,7 @@
 //! responses, and [`stream`] writes MJPEG.
 
 pub mod auth;
+pub mod limits;
 pub mod request;
 pub mod response;
 pub mod routes;

@@ -120,14 +120,8 @@ pub async fn read_request<R: AsyncRead + Unpin>(
     }
 }
 
-/// Parses a request head from bytes (for fuzzing and tests): `Ok(None)` if the head is incomplete.
-pub fn parse_head(bytes: &[u8], limits: &Limits) -> Result<Option<Request>, RequestError> {
-    let mut buf = BytesMut::from(bytes);
-    parse(&mut buf, limits)
-}
-
 /// Parses a complete head at the start of `buf`, consuming it; `None` if more bytes are needed.
-fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request>, RequestError> {
+pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request>, RequestError> {
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {

@@ -30,9 +30,20 @@ pub async fn handle_connection<T: Transport>(
     shutdown: CancellationToken,
 ) {
     let mut buf = BytesMut::with_capacity(1024);
+    let mut first = true;
     loop {
+        // A new connection has the head timeout for its first request from the moment it was accepted:
+        // idle connections that never send anything are not kept for the (longer) keep-alive idle time.
+        let limits = &app.config.limits;
+        let deadline = if first {
+            limits.head_timeout
+        } else {
+            limits.idle_timeout + limits.head_timeout
+        };
+        first = false;
+        let read = tokio::time::timeout(deadline, read_request(&mut io, &mut buf, limits));
         let request = tokio::select! {
-            r = read_request(&mut io, &mut buf, &app.config.limits) => r,
+            r = read => r.unwrap_or(Err(RequestError::Timeout)),
             _ = shutdown.cancelled() => return,
         };
         let request = match request {
@@ -51,6 +62,7 @@ pub async fn handle_connection<T: Transport>(
                         let _ = Response::text(400, &format!("bad request: {why}\n"))
                             .write(&mut io, false, &app.cors)
                             .await;
+                        super::limits::linger_close(&mut io).await;
                         return;
                     }
                 };
@@ -60,23 +72,27 @@ pub async fn handle_connection<T: Transport>(
                 let _ = Response::text(status, reason)
                     .write(&mut io, false, &app.cors)
                     .await;
+                if status == 431 {
+                    super::limits::linger_close(&mut io).await;
+                }
                 return;
             }
         };
-        if let Some(access) = &app.access {
-            if !access.allows(&request).await {
+        let head_only = request.method == "HEAD";
+        if let Some(auth) = &app.config.auth {
+            if !auth.allows(&request).await {
                 app.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-                let _ = Response::text(401, "authentication required\n")
-                    .header(
-                        "WWW-Authenticate",
-                        "Basic realm=\"mjpegd\", charset=\"UTF-8\"",
-                    )
-                    .write(&mut io, request.method == "HEAD", &app.cors)
-                    .await;
+                tracing::debug!(%addr, path = %request.path, "unauthorized");
+                let _ = tokio::time::timeout(
+                    app.config.write_timeout,
+                    Response::text(401, "authentication required\n")
+                        .header("WWW-Authenticate", super::auth::CHALLENGE)
+                        .write(&mut io, head_only, &app.cors),
+                )
+                .await;
                 return;
             }
         }
-        let head_only = request.method == "HEAD";
         if request.method != "GET" && !head_only {
             let _ = Response::text(405, "only GET and HEAD are served\n")
                 .header("Allow", "GET, HEAD")
@@ -90,48 +106,57 @@ pub async fn handle_connection<T: Transport>(
             None
         };
         let keep_alive = request.keep_alive();
-        let outcome = match (request.path.as_str(), action) {
-            ("/stream" | "/mjpeg/1", _) | ("/", Some("stream")) => {
-                stream(&app, io, addr, &request, head_only, &shutdown).await;
-                return;
-            }
-            ("/snapshot" | "/jpg", _) | ("/", Some("snapshot")) => {
-                snapshot(&app, &mut io, head_only).await
-            }
-            ("/state", _) => {
-                let body = state_json(&app).to_string();
-                Response {
+        if let ("/stream" | "/mjpeg/1", _) | ("/", Some("stream")) = (request.path.as_str(), action)
+        {
+            stream(&app, io, addr, &request, head_only, &shutdown).await;
+            return;
+        }
+        // A small response has the write timeout to leave, like a frame: a client that asks and never
+        // reads does not hold its connection forever.
+        let respond = async {
+            match (request.path.as_str(), action) {
+                ("/snapshot" | "/jpg", _) | ("/", Some("snapshot")) => {
+                    snapshot(&app, &mut io, head_only).await
+                }
+                ("/state", _) => {
+                    let body = state_json(&app).to_string();
+                    Response {
+                        status: 200,
+                        content_type: "application/json",
+                        headers: NO_CACHE.to_string(),
+                        body: body.as_bytes(),
+                        close: !keep_alive,
+                    }
+                    .write(&mut io, head_only, &app.cors)
+                    .await
+                    .map(|_| !keep_alive)
+                }
+                ("/" | "/index.html", None) => Response {
                     status: 200,
-                    content_type: "application/json",
+                    content_type: "text/html; charset=utf-8",
                     headers: NO_CACHE.to_string(),
-                    body: body.as_bytes(),
+                    body: INDEX_HTML.as_bytes(),
                     close: !keep_alive,
                 }
                 .write(&mut io, head_only, &app.cors)
                 .await
-                .map(|_| !keep_alive)
-            }
-            ("/" | "/index.html", None) => Response {
-                status: 200,
-                content_type: "text/html; charset=utf-8",
-                headers: NO_CACHE.to_string(),
-                body: INDEX_HTML.as_bytes(),
-                close: !keep_alive,
-            }
-            .write(&mut io, head_only, &app.cors)
-            .await
-            .map(|_| !keep_alive),
-            ("/", Some(_)) => Response::text(
-                400,
-                "unknown action: use action=stream or action=snapshot\n",
-            )
-            .write(&mut io, head_only, &app.cors)
-            .await
-            .map(|_| true),
-            _ => Response::text(404, "not found: try /stream, /snapshot, /state or /\n")
+                .map(|_| !keep_alive),
+                ("/", Some(_)) => Response::text(
+                    400,
+                    "unknown action: use action=stream or action=snapshot\n",
+                )
                 .write(&mut io, head_only, &app.cors)
                 .await
-                .map(|_| !keep_alive),
+                .map(|_| true),
+                _ => Response::text(404, "not found: try /stream, /snapshot, /state or /\n")
+                    .write(&mut io, head_only, &app.cors)
+                    .await
+                    .map(|_| !keep_alive),
+            }
+        };
+        let Ok(outcome) = tokio::time::timeout(app.config.write_timeout, respond).await else {
+            app.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+            return;
         };
         match outcome {
             Ok(false) if keep_alive => continue,
@@ -352,10 +377,15 @@ pub fn state_json(app: &App) -> serde_json::Value {
                 "bad_requests": app.counters.bad_requests.load(Ordering::Relaxed),
                 "timeouts": app.counters.timeouts.load(Ordering::Relaxed),
                 "unauthorized": app.counters.unauthorized.load(Ordering::Relaxed),
-                "max_connections": app.counters.rejected_connections.load(Ordering::Relaxed),
-                "max_connections_per_ip": app.counters.rejected_per_address.load(Ordering::Relaxed),
+                "max_connections": app.counters.max_connections.load(Ordering::Relaxed),
+                "max_connections_per_address": app.counters.max_connections_per_address.load(Ordering::Relaxed),
+                "tls_handshakes": app.counters.tls_handshakes.load(Ordering::Relaxed),
             },
-            "connections": app.connections.open(),
+            "connections": {
+                "open": app.connections.open(),
+                "max": app.connections.max_total(),
+                "max_per_address": app.connections.max_per_address(),
+            },
         }
     })
 }
