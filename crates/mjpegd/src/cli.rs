@@ -276,13 +276,17 @@ pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         url_of(addr)
     };
-    println!("mjpegd {} serving {}", env!("CARGO_PKG_VERSION"), spec);
-    println!("  page:     {url}/");
-    println!("  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N)");
-    println!("  snapshot: {url}/snapshot");
-    println!("  state:    {url}/state");
-    println!("  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot");
-    crate::security::announce(addr, &app.config);
+    // One write, errors ignored: a server must not die because whoever started it closed its stdout.
+    let access = crate::security::announce(addr, &app.config);
+    let banner = format!(
+        "mjpegd {} serving {spec}\n  page:     {url}/\n  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N)\n  snapshot: {url}/snapshot\n  state:    {url}/state\n  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot\n{access}",
+        env!("CARGO_PKG_VERSION"),
+    );
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
     let server = tokio::spawn(serve(listener, app, shutdown.clone()));
     wait_for_signal().await;
     tracing::info!("shutting down");

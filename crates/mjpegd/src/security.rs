@@ -57,8 +57,8 @@ impl SecurityArgs {
 }
 
 /// Says plainly who can reach the server and whether they need credentials; warns when it is reachable
-/// from other machines without them.
-pub fn announce(addr: SocketAddr, config: &ServerConfig) {
+/// from other machines without them. Returns the line for the startup banner.
+pub fn announce(addr: SocketAddr, config: &ServerConfig) -> String {
     let exposed = !addr.ip().is_loopback();
     let access = match &config.auth {
         Some(auth) => {
@@ -77,7 +77,7 @@ pub fn announce(addr: SocketAddr, config: &ServerConfig) {
     } else {
         "plain HTTP"
     };
-    println!("  access:   {access}; {scope}; {scheme}");
+    let line = format!("  access:   {access}; {scope}; {scheme}\n");
     if exposed && config.auth.is_none() {
         tracing::warn!(%addr, "exposed without auth: anyone who can reach {addr} can watch; set --auth or --auth-file");
     } else if exposed {
@@ -86,4 +86,5 @@ pub fn announce(addr: SocketAddr, config: &ServerConfig) {
     if exposed && config.auth.is_some() && config.tls.is_none() {
         tracing::warn!("Basic auth over plain HTTP: passwords cross the network in clear; set --tls-cert/--tls-key");
     }
+    line
 }

@@ -258,3 +258,43 @@ fn chromium_gets_each_part_header_ahead_so_it_paints_the_frame_at_once() {
         .headers
         .contains_key("content-length"));
 }
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    // Started by something that stopped reading its output (a closed pipe): the banner's write fails,
+    // the server serves all the same.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--resolution",
+            "320x240",
+        ])
+        .env("MJPEGD_LOG", "warn")
+        .stdout(writer)
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let snap = eventually(Duration::from_secs(10), "a snapshot", || {
+        TcpStream::connect(addr).ok()?;
+        let r = request(
+            addr,
+            "GET /snapshot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        (r.status == 200).then_some(r)
+    });
+    assert!(snap.body.starts_with(&[0xFF, 0xD8]));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server is still up"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}

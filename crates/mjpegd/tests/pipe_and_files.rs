@@ -115,6 +115,7 @@ fn garbled_frames_from_a_pipe_are_dropped_and_counted() {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&stream).unwrap();
     let stdout = child.stdout.take().unwrap();
+    // The reader is dropped once the address is known: a closed stdout must not stop the server.
     let addr: std::net::SocketAddr = {
         use std::io::BufRead;
         let mut lines = std::io::BufReader::new(stdout).lines();
