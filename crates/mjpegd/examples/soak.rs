@@ -217,6 +217,12 @@ fn start(mjpegd: &std::path::Path, me: &std::path::Path) -> (Child, SocketAddr) 
         .stdout(Stdio::piped())
         .spawn()
         .expect("mjpegd starts");
+    let addr = listening_address(&mut child);
+    (child, addr)
+}
+
+/// Reads the address from mjpegd's startup banner, then keeps draining its stdout.
+fn listening_address(child: &mut Child) -> SocketAddr {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("mjpegd prints its URLs").unwrap();
@@ -230,7 +236,7 @@ fn start(mjpegd: &std::path::Path, me: &std::path::Path) -> (Child, SocketAddr) 
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    addr
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -586,19 +592,7 @@ fn attack(args: &[String]) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(rest) = line.trim().strip_prefix("page:") {
-            break rest
-                .trim()
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .parse()
-                .unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let addr = listening_address(&mut child);
     let pid = child.id();
     // The real viewer: counts whole frames, second by second.
     let frames = Arc::new(AtomicU64::new(0));

@@ -114,23 +114,7 @@ fn garbled_frames_from_a_pipe_are_dropped_and_counted() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&stream).unwrap();
-    let stdout = child.stdout.take().unwrap();
-    // The reader is dropped once the address is known: a closed stdout must not stop the server.
-    let addr: std::net::SocketAddr = {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        loop {
-            let line = lines.next().unwrap().unwrap();
-            if let Some(rest) = line.trim().strip_prefix("page:") {
-                break rest
-                    .trim()
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    .parse()
-                    .unwrap();
-            }
-        }
-    };
+    let addr = listening_address(&mut child);
     let state = eventually(Duration::from_secs(5), "frames counted", || {
         let r = request(
             addr,

@@ -26,20 +26,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("mjpegd starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines.next().expect("mjpegd prints its URLs").unwrap();
-            if let Some(rest) = line.trim().strip_prefix("page:") {
-                let url = rest
-                    .trim()
-                    .trim_start_matches("http://")
-                    .trim_start_matches("https://")
-                    .trim_end_matches('/');
-                break url.parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let addr = listening_address(&mut child);
         Server { child, addr }
     }
 
@@ -263,4 +250,24 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Reads the address from the startup banner of an mjpegd started with a piped stdout, then keeps
+/// draining its stdout on a thread.
+#[allow(dead_code)]
+pub fn listening_address(child: &mut Child) -> SocketAddr {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("mjpegd prints its URLs").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("page:") {
+            let url = rest
+                .trim()
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .trim_end_matches('/');
+            break url.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    addr
 }
