@@ -246,8 +246,7 @@ pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let spec = SourceSpec::from_args(&args)?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = listen(args.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
     let (width, height) = args.resolution;
@@ -304,4 +303,18 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// Binds the listening socket with a deep accept queue (the kernel caps it at net.core.somaxconn): when
+/// thousands of players connect at once, a short queue makes the kernel drop connections before mjpegd
+/// ever sees them.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
 }

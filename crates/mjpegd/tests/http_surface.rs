@@ -298,3 +298,101 @@ fn a_closed_stdout_does_not_stop_the_server() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn cors_is_off_by_default_and_allow_origin_sets_it_on_every_response() {
+    let get = |addr, path: &str| {
+        request(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let closed = Server::start(&["--capture", "always"]);
+    for path in ["/snapshot", "/state", "/"] {
+        let r = get(closed.addr, path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            !r.headers.contains_key("access-control-allow-origin"),
+            "{path}: no CORS header unless asked for"
+        );
+    }
+    assert!(!closed
+        .stream("/stream")
+        .head
+        .headers
+        .contains_key("access-control-allow-origin"));
+
+    let open = Server::start(&[
+        "--capture",
+        "always",
+        "--allow-origin",
+        "https://ha.example",
+    ]);
+    for path in ["/snapshot", "/state", "/"] {
+        let r = get(open.addr, path);
+        assert_eq!(
+            r.headers
+                .get("access-control-allow-origin")
+                .map(String::as_str),
+            Some("https://ha.example"),
+            "{path}"
+        );
+    }
+    let s = open.stream("/stream");
+    assert_eq!(
+        s.head
+            .headers
+            .get("access-control-allow-origin")
+            .map(String::as_str),
+        Some("https://ha.example")
+    );
+}
+
+#[test]
+fn a_burst_of_connections_is_queued_by_the_kernel_not_dropped() {
+    // While mjpegd is stopped, nothing is accepted: only the listen queue holds the connections. With
+    // the common default of 1024 the rest would hang in SYN retries for seconds; mjpegd asks for more.
+    const BURST: usize = 1500;
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .map_or(4096, |s| s.trim().parse().unwrap_or(4096));
+    if somaxconn <= BURST {
+        eprintln!("net.core.somaxconn is {somaxconn}: the kernel caps every queue below the burst");
+        return;
+    }
+    let server = Server::start(&["--max-clients", "5000"]);
+    let pid = server.child.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let mut conns = Vec::new();
+    let mut refused = 0;
+    for _ in 0..BURST {
+        match TcpStream::connect_timeout(&server.addr, Duration::from_millis(500)) {
+            Ok(s) => conns.push(s),
+            Err(_) => refused += 1,
+        }
+        if refused > 5 {
+            break;
+        }
+    }
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!(refused, 0, "connections not queued after {}", conns.len());
+    // And once it runs again, every one of them is served.
+    for s in conns.iter_mut().step_by(100) {
+        s.write_all(b"GET /state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    for s in conns.iter_mut().step_by(100) {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        assert_eq!(parse_response(&all).status, 200);
+    }
+}
