@@ -270,7 +270,7 @@ fn a_closed_stdout_does_not_stop_the_server() {
         .port();
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -282,6 +282,7 @@ fn a_closed_stdout_does_not_stop_the_server() {
         .spawn()
         .unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut server = Server { child, addr }; // stopped on drop, even if an assertion fails
     let snap = eventually(Duration::from_secs(10), "a snapshot", || {
         TcpStream::connect(addr).ok()?;
         let r = request(
@@ -292,11 +293,10 @@ fn a_closed_stdout_does_not_stop_the_server() {
     });
     assert!(snap.body.starts_with(&[0xFF, 0xD8]));
     assert!(
-        child.try_wait().unwrap().is_none(),
+        server.child.try_wait().unwrap().is_none(),
         "the server is still up"
     );
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    assert!(server.stop().success());
 }
 
 #[test]

@@ -97,24 +97,21 @@ fn garbled_frames_from_a_pipe_are_dropped_and_counted() {
     stream.extend_from_slice(&jpegs[0]);
     stream.extend_from_slice(&jpegs[1][..jpegs[1].len() / 2]); // truncated: no EOI...
     stream.extend_from_slice(&jpegs[0]); // ...then a whole frame again
-    let mut server_cmd = Command::new(env!("CARGO_BIN_EXE_mjpegd"));
-    let mut child = server_cmd
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--source",
-            "-",
-            "--capture",
-            "always",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .env("MJPEGD_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let mut server = Server::spawn(
+        Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--source",
+                "-",
+                "--capture",
+                "always",
+            ])
+            .stdin(Stdio::piped()),
+    );
+    let mut stdin = server.child.stdin.take().unwrap();
     stdin.write_all(&stream).unwrap();
-    let addr = listening_address(&mut child);
+    let addr = server.addr;
     let state = eventually(Duration::from_secs(5), "frames counted", || {
         let r = request(
             addr,
@@ -130,8 +127,7 @@ fn garbled_frames_from_a_pipe_are_dropped_and_counted() {
     );
     assert_eq!(snap.body, jpegs[0], "only whole frames are served");
     drop(stdin);
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    assert!(server.stop().success());
 }
 
 #[test]

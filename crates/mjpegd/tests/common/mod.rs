@@ -21,12 +21,26 @@ impl Server {
         if !args.contains(&"--resolution") {
             cmd.args(["--resolution", "320x240"]);
         }
-        cmd.args(args)
-            .env("MJPEGD_LOG", "warn")
+        cmd.args(args);
+        Server::spawn(&mut cmd)
+    }
+
+    /// Starts mjpegd as `cmd` says (it must listen somewhere and keep stdout to the banner) and reads
+    /// its address from the banner.
+    pub fn spawn(cmd: &mut Command) -> Server {
+        cmd.env("MJPEGD_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("mjpegd starts");
-        let addr = listening_address(&mut child);
+        // A server that never prints its address must not outlive the failed test.
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            listening_address(&mut child)
+        }));
+        let addr = found.unwrap_or_else(|e| {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::panic::resume_unwind(e)
+        });
         Server { child, addr }
     }
 
