@@ -395,12 +395,18 @@ pub(crate) mod tests {
         );
     }
 
-    #[test]
-    fn an_oversized_frame_is_dropped_and_memory_stays_bounded() {
+    /// A valid JPEG padded with `extra` bytes of entropy-coded data before its EOI.
+    fn padded_jpeg(extra: usize) -> Vec<u8> {
         let mut big = tiny_jpeg(1);
         let eoi = big.split_off(big.len() - 2);
-        big.extend(std::iter::repeat_n(0x11, 10_000));
+        big.extend(std::iter::repeat_n(0x11, extra));
         big.extend(eoi);
+        big
+    }
+
+    #[test]
+    fn an_oversized_frame_is_dropped_and_memory_stays_bounded() {
+        let big = padded_jpeg(10_000);
         let small = tiny_jpeg(3);
         let mut s = JpegSplitter::new(1000);
         let mut out = Vec::new();
@@ -416,10 +422,7 @@ pub(crate) mod tests {
     #[test]
     fn an_oversized_frame_arriving_in_one_read_is_still_refused() {
         // Found by fuzzing: the whole frame, over the cap, in a single push.
-        let mut big = tiny_jpeg(1);
-        let eoi = big.split_off(big.len() - 2);
-        big.extend(std::iter::repeat_n(0x11, 2_000));
-        big.extend(eoi);
+        let big = padded_jpeg(2_000);
         let small = tiny_jpeg(3);
         let mut s = JpegSplitter::new(1000);
         s.push(&big);
