@@ -6,9 +6,8 @@
 #   ffmpeg            tests of the pipe source and player compatibility
 #   ustreamer         the peer the benchmarks compare against
 #   chromium          the test of what a browser really shows
-#   curl, openssl     TLS tests (certificates, an independent HTTPS client)
 set -euo pipefail
-packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg ustreamer curl chromium openssl)
+packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg ustreamer curl chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

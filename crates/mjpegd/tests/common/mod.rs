@@ -268,7 +268,6 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 
 /// Reads the address from the startup banner of an mjpegd started with a piped stdout, then keeps
 /// draining its stdout on a thread.
-#[allow(dead_code)]
 pub fn listening_address(child: &mut Child) -> SocketAddr {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
