@@ -55,6 +55,14 @@ pub struct ServeArgs {
     /// Longest silence from an upstream before mjpegd reconnects.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub read_timeout: std::time::Duration,
+    /// Clients are shown a "no signal" frame once the source has sent nothing for this long, even while its
+    /// connection stays open (the source is reopened only after --read-timeout / its frame timeout).
+    #[arg(long, default_value = "2s", value_parser = parse_no_signal_after)]
+    pub no_signal_after: Duration,
+    /// Largest picture accepted from a source, WIDTHxHEIGHT: frames that claim more (a relay or a child
+    /// can send any header) are dropped and counted in /state.
+    #[arg(long, default_value = "8192x8192", value_parser = parse_max_picture)]
+    pub max_picture_size: (u32, u32),
     /// Pixel format to ask a V4L2 camera for (auto prefers MJPEG, which needs no encoding).
     #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
     pub format: FormatChoice,
@@ -161,6 +169,32 @@ fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
+fn parse_no_signal_after(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!("{s}: must be between 100ms and 1h"));
+    }
+    Ok(d)
+}
+
+fn parse_max_picture(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected WIDTHxHEIGHT, like 8192x8192, not {s:?}"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (16..=65535).contains(n))
+    };
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!(
+            "{s}: width and height must be between 16 and 65535"
+        )),
+    }
+}
+
 fn parse_fps(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 && f <= 240.0 => Ok(f),
@@ -230,6 +264,8 @@ impl ServeArgs {
                 },
             },
             placeholder_size: self.resolution,
+            no_signal_after: self.no_signal_after,
+            max_picture: self.max_picture_size,
             ..SupervisorConfig::default()
         }
     }

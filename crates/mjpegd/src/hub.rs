@@ -18,6 +18,55 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// What the source is doing, as `/state` shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SourceState {
+    /// Closed: no one watches an on-demand source (or it has not started yet).
+    #[default]
+    Idle,
+    /// Being opened (or opened, and its first frame not yet in).
+    Opening,
+    /// Delivering frames.
+    Online,
+    /// Open, but silent for longer than the no-signal delay: clients are shown "no signal" while the
+    /// supervisor keeps waiting for a frame, up to the frame timeout.
+    Stalled,
+    /// Failed; clients are shown "no signal" while the supervisor retries with back-off.
+    Offline,
+}
+
+impl SourceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceState::Idle => "idle",
+            SourceState::Opening => "opening",
+            SourceState::Online => "online",
+            SourceState::Stalled => "stalled",
+            SourceState::Offline => "offline",
+        }
+    }
+}
+
+/// How a source's frames become JPEGs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encoder {
+    /// Passed through as the source made them.
+    #[default]
+    None,
+    /// Encoded by mjpegd.
+    Cpu,
+}
+
+impl Encoder {
+    /// The name µStreamer's `/state` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoder::None => "NONE",
+            Encoder::Cpu => "CPU",
+        }
+    }
+}
+
 /// What a source reports about itself, shown in `/state`.
 #[derive(Clone, Debug, Default)]
 pub struct SourceStatus {
@@ -25,8 +74,7 @@ pub struct SourceStatus {
     pub description: String,
     /// The source delivers real frames now.
     pub online: bool,
-    /// A word on what the source is doing: "opening", "online", "offline", "idle".
-    pub state: &'static str,
+    pub state: SourceState,
     /// The resolution the source actually delivers.
     pub width: u32,
     pub height: u32,
@@ -35,13 +83,24 @@ pub struct SourceStatus {
     /// The frame rate the source said it would deliver (a camera's driver may grant another than asked).
     pub granted_fps: f64,
     /// Frames from the source dropped because they were not whole JPEGs.
-    pub dropped_frames: u64,
+    pub dropped_not_jpeg: u64,
+    /// Frames dropped because their picture is larger than the configured maximum.
+    pub dropped_too_large: u64,
     /// Times the source was (re)opened after a failure.
     pub reconnects: u64,
-    /// The last failure, if any.
+    /// Why the source is down now (None while it delivers frames or is idle).
+    pub error: Option<String>,
+    /// The most recent failure, kept after recovery, and when it happened.
     pub last_error: Option<String>,
-    /// How frames become JPEGs: "CPU" (encoded here) or "NONE" (passed through as the source made them).
-    pub encoder: &'static str,
+    pub last_error_at: Option<SystemTime>,
+    pub encoder: Encoder,
+}
+
+impl SourceStatus {
+    /// Frames dropped for any cause.
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped_not_jpeg + self.dropped_too_large
+    }
 }
 
 /// One connected stream client, as the status page shows it.
@@ -137,9 +196,15 @@ impl SharedHub {
         published.frame
     }
 
-    /// The newest frame, if any.
+    /// The newest frame of the source's current run, if any.
     pub fn newest(&self) -> Option<Arc<Frame>> {
         lock(&self.core).newest().cloned()
+    }
+
+    /// The source stopped: from now on snapshots and joining clients wait for its next run's first frame
+    /// (see [`mjpegd_core::Hub::end_run`]).
+    pub fn end_run(&self) {
+        lock(&self.core).end_run();
     }
 
     /// Registers a stream client.

@@ -31,6 +31,7 @@ impl Yuv {
 }
 
 /// An I420 picture of even width and height.
+#[derive(Clone)]
 pub struct Canvas {
     width: usize,
     height: usize,
@@ -167,28 +168,147 @@ impl JpegEncoder {
     }
 }
 
-/// The frame shown while a source has no picture: dark grey, "NO SIGNAL", the reason and the time.
-pub fn no_signal(
-    encoder: &mut JpegEncoder,
-    width: u32,
-    height: u32,
-    reason: &str,
-    now: std::time::SystemTime,
-) -> Result<Bytes, turbojpeg::Error> {
-    let mut c = Canvas::new(width, height);
-    c.fill(Yuv::GREY);
-    let w = c.width() as i64;
-    let h = c.height() as i64;
-    let big = (w / 160).clamp(1, 12);
+/// Largest "no signal" picture: whatever size a source claims, the placeholder is drawn at most this big
+/// (a 1080p I420 canvas is 3 MB; a picture of 65535x65535 would be 6 GB).
+pub const MAX_NO_SIGNAL: (u32, u32) = (1920, 1080);
+
+/// The size the "no signal" picture is drawn at for a source of `size`: the same, or scaled down (keeping
+/// its shape) to fit [`MAX_NO_SIGNAL`], and at least 16x16.
+pub fn no_signal_size(size: (u32, u32)) -> (u32, u32) {
+    let (w, h) = (size.0.max(16) as u64, size.1.max(16) as u64);
+    let (mw, mh) = (MAX_NO_SIGNAL.0 as u64, MAX_NO_SIGNAL.1 as u64);
+    if w <= mw && h <= mh {
+        return (w as u32, h as u32);
+    }
+    // Scale by the tighter of the two ratios.
+    let (w2, h2) = if w * mh > h * mw {
+        (mw, (h * mw / w).max(16))
+    } else {
+        ((w * mh / h).max(16), mh)
+    };
+    (w2 as u32, h2 as u32)
+}
+
+/// The frame shown while a source has no picture: dark grey, "NO SIGNAL", the reason and the time, every
+/// line inside the picture with a margin at any size from 16x16 up. The picture without the clock is drawn
+/// once per size and reason and kept; each frame copies it, draws the clock and encodes.
+pub struct NoSignal {
+    encoder: JpegEncoder,
+    base: Option<(u32, u32, String, Canvas, i64)>,
+}
+
+/// Where the text of a "no signal" picture goes: (top, scale, text) per line.
+fn no_signal_layout(width: i64, height: i64, reason: &str) -> (Vec<(i64, i64, String)>, i64, i64) {
+    let margin = (width / 32).max(2);
+    let room = (width - 2 * margin).max(8);
     let title = "NO SIGNAL";
-    c.text_centered(h / 2 - 12 * big, big, title, Yuv::WHITE);
+    // The title is the largest line: as big as fits, at most 12x, and at most a third of the height.
+    let big = (room / Canvas::text_width(title, 1))
+        .min(width / 160)
+        .min(height / 24)
+        .clamp(1, 12);
     let small = (big / 3).max(1);
-    let max_chars = (w / (8 * small)).max(1) as usize;
-    let reason: String = reason.chars().take(max_chars).collect();
-    c.text_centered(h / 2 + 2 * big, small, &reason, Yuv::WHITE);
-    let clock = clock_text(now);
-    c.text_centered(h / 2 + 2 * big + 12 * small, small, &clock, Yuv::WHITE);
-    encoder.encode(&c)
+    let per_line = (room / (8 * small)).max(1) as usize;
+    let mut lines = vec![(big, title.to_string())];
+    // The reason on at most two lines, cut with "..." beyond.
+    let chars: Vec<char> = reason.chars().filter(|c| !c.is_control()).collect();
+    let mut rest = &chars[..];
+    for i in 0..2 {
+        if rest.is_empty() {
+            break;
+        }
+        let take = rest.len().min(per_line);
+        let mut line: String = rest[..take].iter().collect();
+        rest = &rest[take..];
+        if i == 1 && !rest.is_empty() && per_line > 3 {
+            line = rest_cut(&line, per_line);
+        }
+        lines.push((small, line));
+    }
+    // Stack the lines centred vertically; the clock line comes last.
+    let gap = |scale: i64| 4 * scale;
+    let total: i64 = lines.iter().map(|(s, _)| 8 * s + gap(*s)).sum::<i64>() + 8 * small;
+    let mut y = ((height - total) / 2).max(0);
+    let mut placed = Vec::with_capacity(lines.len());
+    for (scale, text) in lines {
+        placed.push((y, scale, text));
+        y += 8 * scale + gap(scale);
+    }
+    (placed, y, small)
+}
+
+/// `line` ending in "..." within `max` characters.
+fn rest_cut(line: &str, max: usize) -> String {
+    let kept: String = line.chars().take(max.saturating_sub(3)).collect();
+    format!("{kept}...")
+}
+
+/// The clock as long as fits in `room` pixels at `scale`: the full date and time, the time, or nothing.
+fn clock_fitting(now: std::time::SystemTime, room: i64, scale: i64) -> String {
+    let full = clock_text(now);
+    if Canvas::text_width(&full, scale) <= room {
+        return full;
+    }
+    // "YYYY-MM-DD HH:MM:SS.mmm UTC" -> "HH:MM:SS UTC" -> "HH:MM:SS"
+    let time = full.get(11..19).unwrap_or("").to_string();
+    let with_zone = format!("{time} UTC");
+    if Canvas::text_width(&with_zone, scale) <= room {
+        with_zone
+    } else if Canvas::text_width(&time, scale) <= room {
+        time
+    } else {
+        String::new()
+    }
+}
+
+impl NoSignal {
+    pub fn new() -> Result<NoSignal, turbojpeg::Error> {
+        Ok(NoSignal {
+            encoder: JpegEncoder::new(70)?,
+            base: None,
+        })
+    }
+
+    /// Draws the picture (without encoding it).
+    pub fn draw(
+        &mut self,
+        width: u32,
+        height: u32,
+        reason: &str,
+        now: std::time::SystemTime,
+    ) -> Canvas {
+        let (width, height) = no_signal_size((width, height));
+        let fresh = !matches!(&self.base, Some((w, h, r, _, _)) if *w == width && *h == height && r == reason);
+        if fresh {
+            let mut c = Canvas::new(width, height);
+            c.fill(Yuv::GREY);
+            let (lines, clock_y, _) = no_signal_layout(c.width() as i64, c.height() as i64, reason);
+            for (y, scale, text) in lines {
+                c.text_centered(y, scale, &text, Yuv::WHITE);
+            }
+            self.base = Some((width, height, reason.to_string(), c, clock_y));
+        }
+        let (_, _, reason, base, clock_y) = self.base.as_ref().expect("drawn above");
+        let mut c = base.clone();
+        let w = c.width() as i64;
+        let (_, _, small) = no_signal_layout(w, c.height() as i64, reason);
+        let room = w - 2 * (w / 32).max(2);
+        let clock = clock_fitting(now, room, small);
+        c.text_centered(*clock_y, small, &clock, Yuv::WHITE);
+        c
+    }
+
+    /// Draws and encodes the picture.
+    pub fn frame(
+        &mut self,
+        width: u32,
+        height: u32,
+        reason: &str,
+        now: std::time::SystemTime,
+    ) -> Result<Bytes, turbojpeg::Error> {
+        let c = self.draw(width, height, reason, now);
+        self.encoder.encode(&c)
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS.mmm UTC`.
@@ -217,17 +337,71 @@ mod tests {
 
     #[test]
     fn no_signal_frame_is_a_jpeg_even_at_odd_sizes() {
-        let mut enc = JpegEncoder::new(70).unwrap();
-        let jpeg = no_signal(
-            &mut enc,
-            321,
-            239,
-            "camera unplugged",
-            std::time::SystemTime::now(),
-        )
-        .unwrap();
+        let mut ns = NoSignal::new().unwrap();
+        let jpeg = ns
+            .frame(321, 239, "camera unplugged", std::time::SystemTime::now())
+            .unwrap();
         let header = turbojpeg::read_header(&jpeg).unwrap();
         assert_eq!((header.width, header.height), (322, 240));
+    }
+
+    #[test]
+    fn no_signal_is_drawn_at_a_bounded_size_whatever_the_source_claims() {
+        assert_eq!(no_signal_size((65535, 65535)), (1080, 1080));
+        assert_eq!(no_signal_size((16384, 16384)), (1080, 1080));
+        assert_eq!(no_signal_size((3840, 2160)), (1920, 1080));
+        assert_eq!(no_signal_size((65535, 16)), (1920, 16));
+        assert_eq!(no_signal_size((640, 480)), (640, 480));
+        assert_eq!(no_signal_size((0, 0)), (16, 16));
+        let mut ns = NoSignal::new().unwrap();
+        let jpeg = ns
+            .frame(65535, 65535, "huge", std::time::SystemTime::now())
+            .unwrap();
+        let header = turbojpeg::read_header(&jpeg).unwrap();
+        assert_eq!((header.width, header.height), (1080, 1080));
+    }
+
+    /// Every text pixel is inside the picture with a margin: nothing is clipped at the edges.
+    #[test]
+    fn no_signal_text_fits_at_every_size() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_000_000_123);
+        let long = "relay of http://192.168.100.200:8081/mjpeg/1?resolution=UXGA: upstream silent for 10s and then some more words that cannot fit";
+        for (w, h) in [
+            (160, 120),
+            (176, 144),
+            (320, 240),
+            (640, 480),
+            (800, 600),
+            (1280, 720),
+            (1920, 1080),
+        ] {
+            let mut ns = NoSignal::new().unwrap();
+            let c = ns.draw(w, h, long, t);
+            let (cw, ch) = (c.width(), c.height());
+            let lit = |x: usize, y: usize| c.y[y * cw + x] == Yuv::WHITE.0;
+            let margin = 2;
+            for y in 0..ch {
+                for x in (0..margin).chain(cw - margin..cw) {
+                    assert!(
+                        !lit(x, y),
+                        "{w}x{h}: text at the left or right edge ({x},{y})"
+                    );
+                }
+            }
+            for x in 0..cw {
+                for y in (0..margin).chain(ch - margin..ch) {
+                    assert!(
+                        !lit(x, y),
+                        "{w}x{h}: text at the top or bottom edge ({x},{y})"
+                    );
+                }
+            }
+            let lit_rows = (0..ch).filter(|&y| (0..cw).any(|x| lit(x, y))).count();
+            assert!(
+                lit_rows >= 16,
+                "{w}x{h}: the text is drawn ({lit_rows} rows)"
+            );
+        }
     }
 
     #[test]

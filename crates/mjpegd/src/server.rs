@@ -143,24 +143,18 @@ impl App {
             .map(|_| StreamSlot(&self.streams))
     }
 
-    /// The frame a snapshot should show: the newest while the source is running, else the next one to
-    /// arrive (waking an on-demand source), within the snapshot timeout.
+    /// The frame a snapshot should show: the newest of the source's current run (a real frame, or "no
+    /// signal" while it is down), else the next one to arrive (waking an on-demand source), within the
+    /// snapshot timeout. A frame from an earlier run is never shown as if it were live.
     pub async fn fresh_frame(&self) -> Option<Arc<Frame>> {
-        let state = self.hub.source().state;
-        let newest = self.hub.newest();
-        if matches!(state, "online" | "offline") && newest.is_some() {
-            return newest;
+        if let Some(frame) = self.hub.newest() {
+            return Some(frame);
         }
-        let after = newest.map(|f| f.seq);
         let mut changes = self.hub.changes();
         let _watching = self.hub.watch();
         let wait = async {
             loop {
-                if let Some(f) = self
-                    .hub
-                    .newest()
-                    .filter(|f| after.is_none_or(|a| f.seq > a))
-                {
+                if let Some(f) = self.hub.newest() {
                     return f;
                 }
                 if changes.changed().await.is_err() {

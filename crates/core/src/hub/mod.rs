@@ -125,9 +125,17 @@ impl Hub {
         Published { frame, evicted }
     }
 
-    /// The newest frame, if any was published.
+    /// The newest frame of the source's current run, if it published one.
     pub fn newest(&self) -> Option<&Arc<Frame>> {
         self.newest.as_ref()
+    }
+
+    /// The source stopped (it failed, or closed for lack of watchers): its newest frame is history, not
+    /// live video. Snapshots and clients that join from now on (`latest`, `lockstep`, and where an `all`
+    /// client starts) wait for the next run's first frame instead of being handed it. Frames already in the
+    /// `all` backlog stay, so `all` clients still get every frame; sequence numbers carry on.
+    pub fn end_run(&mut self) {
+        self.newest = None;
     }
 
     /// Registers a client under `policy`.
@@ -360,6 +368,32 @@ mod tests {
         hub.evict(straggler, EvictCause::LockstepTimeout);
         assert_eq!(seq(hub.next(a)), Some(1));
         assert_eq!(hub.stats().evictions, [0, 1, 0]);
+    }
+
+    #[test]
+    fn after_a_run_ends_joiners_wait_for_the_next_runs_first_frame() {
+        let mut hub = Hub::new(HubConfig::default());
+        let reader = hub.join(Policy::All);
+        hub.publish(jpeg(1), 0);
+        hub.publish(jpeg(1), 1);
+        hub.end_run();
+        assert!(hub.newest().is_none());
+        let latest = hub.join(Policy::Latest);
+        let lock = hub.join(Policy::Lockstep);
+        let all = hub.join(Policy::All);
+        for c in [latest, lock, all] {
+            assert!(
+                matches!(hub.next(c), Next::Wait),
+                "{c:?} got a frame of the old run"
+            );
+        }
+        // The earlier `all` client still gets every frame, old run included.
+        assert_eq!(seq(hub.next(reader)), Some(0));
+        assert_eq!(seq(hub.next(reader)), Some(1));
+        hub.publish(jpeg(1), 2);
+        for c in [latest, lock, all, reader] {
+            assert_eq!(seq(hub.next(c)), Some(2), "{c:?}");
+        }
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Source for Files {
             width,
             height,
             fps: self.fps,
-            encoder: "NONE",
+            encoder: crate::hub::Encoder::None,
         })
     }
 

@@ -35,8 +35,8 @@ pub struct SourceInfo {
     pub width: u32,
     pub height: u32,
     pub fps: f64,
-    /// How frames become JPEGs: "CPU" (encoded by mjpegd) or "NONE" (passed through as the source made them).
-    pub encoder: &'static str,
+    /// How frames become JPEGs.
+    pub encoder: crate::hub::Encoder,
 }
 
 /// Why a source could not open or stopped delivering. The supervisor logs it, shows it in `/state` and on

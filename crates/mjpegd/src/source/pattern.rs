@@ -190,7 +190,7 @@ impl Source for Pattern {
             width: c.width() as u32,
             height: c.height() as u32,
             fps: self.fps,
-            encoder: "CPU",
+            encoder: crate::hub::Encoder::Cpu,
         })
     }
 

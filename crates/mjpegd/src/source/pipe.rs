@@ -149,7 +149,7 @@ impl Source for Pipe {
             width: self.width,
             height: self.height,
             fps: self.fps,
-            encoder: "NONE",
+            encoder: crate::hub::Encoder::None,
         })
     }
 

@@ -201,7 +201,7 @@ impl Source for Relay {
             width: 0,
             height: 0,
             fps: self.options.fps,
-            encoder: "NONE",
+            encoder: crate::hub::Encoder::None,
         })
     }
 

@@ -1,19 +1,31 @@
 //! Keeps a source running for as long as the server runs, whatever the source does.
 //!
 //! The supervisor opens the source (only while someone watches, in on-demand mode, with a short linger so a
-//! reconnecting browser does not reopen a camera), checks every frame is a whole JPEG before it reaches a
-//! client (a broken one is dropped and counted), and publishes it. When the source fails (cannot open,
-//! errors, or goes silent for longer than the frame timeout), clients stay connected: they are sent a "no
-//! signal" frame once a second while the supervisor retries with a back-off capped at a few seconds, and
-//! streaming resumes by itself when the source comes back.
+//! reconnecting browser does not reopen a camera), checks every frame before it reaches a client (one that
+//! is not a whole JPEG, or whose picture is larger than the configured maximum, is dropped and counted), and
+//! publishes it. A source controls every byte it sends, so nothing it says is trusted: a frame header that
+//! claims 65535x65535 pixels is dropped, not drawn.
+//!
+//! Clients are never left without a picture for long: when the source goes silent for the no-signal delay
+//! (2 s by default) while its connection stays open, or fails (cannot open, errors, or stays silent for
+//! the frame timeout), they are sent a "no signal" frame once a second while the supervisor waits or
+//! retries with a back-off capped at a few seconds (and reset after a run that delivered frames);
+//! streaming resumes by itself when the source comes back. The "no signal" picture is drawn at a bounded
+//! size and encoded on the blocking pool, so the supervisor's other branches (frames, shutdown) stay
+//! responsive.
+//!
+//! When a run of the source ends, its newest frame stops being "live": a client that arrives later waits
+//! for the next run's first frame (or "no signal") instead of being handed a picture from minutes ago.
 
-use super::{Source, SourceError, SourceInfo};
-use crate::hub::SharedHub;
-use crate::render::{no_signal, JpegEncoder};
-use mjpegd_core::parse::jpeg::check;
-use std::sync::Arc;
+use super::{Captured, Source, SourceError};
+use crate::hub::{SharedHub, SourceState};
+use crate::render::NoSignal;
+use bytes::Bytes;
+use mjpegd_core::parse::jpeg::{check, JpegError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// When the source is open.
@@ -29,14 +41,19 @@ pub enum Capture {
 #[derive(Clone, Debug)]
 pub struct SupervisorConfig {
     pub capture: Capture,
-    /// A source that yields no frame for this long is treated as failed.
+    /// A source that yields no frame for this long is treated as failed, closed and reopened.
     pub frame_timeout: Duration,
+    /// Clients are shown "no signal" once the source has been silent this long (while it is open, and
+    /// while a first open is under way).
+    pub no_signal_after: Duration,
     /// Longest wait between two attempts to reopen a failed source.
     pub max_backoff: Duration,
     /// Size of the "no signal" frame before the source has told its real size.
     pub placeholder_size: (u32, u32),
     /// How often the "no signal" frame is sent while the source is down.
     pub placeholder_interval: Duration,
+    /// Frames whose picture is wider or taller than this are dropped and counted.
+    pub max_picture: (u32, u32),
 }
 
 impl Default for SupervisorConfig {
@@ -44,59 +61,99 @@ impl Default for SupervisorConfig {
         SupervisorConfig {
             capture: Capture::Always,
             frame_timeout: Duration::from_secs(5),
+            no_signal_after: Duration::from_secs(2),
             max_backoff: Duration::from_secs(4),
             placeholder_size: (1280, 720),
             placeholder_interval: Duration::from_secs(1),
+            max_picture: (8192, 8192),
         }
     }
 }
 
+/// The first wait before reopening a failed source (doubled after each failure that delivered nothing).
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// A failure that repeats the previous one word for word is logged again only after this long.
+const REMIND_AFTER: Duration = Duration::from_secs(600);
+
 enum Stopped {
-    Failed(SourceError),
+    /// The source failed; `delivered` says whether this run published any frame.
+    Failed {
+        error: SourceError,
+        delivered: bool,
+    },
     Idle,
     Shutdown,
 }
 
-/// Runs `source` into `hub` until `shutdown` is cancelled.
+/// Runs `source` into `hub` until `shutdown` is cancelled, then closes it.
 pub async fn supervise<S: Source>(
     mut source: S,
     hub: Arc<SharedHub>,
     config: SupervisorConfig,
     shutdown: CancellationToken,
 ) {
+    run(&mut source, &hub, &config, &shutdown).await;
+    // Whatever the source holds (a child process group, a device, a connection) is released at shutdown
+    // too, not left to the process's exit.
+    source.close();
+    hub.end_run();
+    hub.update_source(|s| {
+        s.state = SourceState::Idle;
+        s.online = false;
+    });
+}
+
+async fn run<S: Source>(
+    source: &mut S,
+    hub: &SharedHub,
+    config: &SupervisorConfig,
+    shutdown: &CancellationToken,
+) {
     let description = source.describe();
     hub.update_source(|s| {
         s.description = description.clone();
-        s.state = "idle";
+        s.state = SourceState::Idle;
     });
     let mut watchers = hub.watchers();
     let mut placeholder = Placeholder::new(config.placeholder_size);
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = FIRST_BACKOFF;
     let mut failures = 0u64;
+    let mut log = FailureLog::default();
     loop {
         if let Capture::OnDemand { .. } = config.capture {
             hub.update_source(|s| {
-                s.state = "idle";
+                s.state = SourceState::Idle;
                 s.online = false;
+                s.error = None;
             });
             tokio::select! {
                 _ = wait_for_watchers(&mut watchers) => {}
                 _ = shutdown.cancelled() => return,
             }
         }
-        hub.update_source(|s| s.state = "opening");
+        hub.update_source(|s| s.state = SourceState::Opening);
+        // "No signal" during a slow open (a dead upstream's connect timeout): at once after a failure,
+        // after the usual delay on a first open.
+        let delay = if failures > 0 {
+            Duration::ZERO
+        } else {
+            placeholder.reason = format!("opening {description}");
+            config.no_signal_after
+        };
         let opened = tokio::select! {
-            r = source.open() => r,
+            biased;
             _ = shutdown.cancelled() => return,
-            // Keep "no signal" going while a slow open (a dead upstream's connect timeout) is under way.
-            _ = placeholder.run(&hub, &config, failures > 0) => unreachable!(),
+            r = source.open() => r,
+            _ = placeholder.run(hub, config, Instant::now() + delay, None) => unreachable!(),
         };
         let stopped = match opened {
             Ok(info) => {
-                tracing::info!(source = %description, width = info.width, height = info.height, fps = info.fps, "source online");
+                if info.width > 0 && info.height > 0 {
+                    tracing::info!(source = %description, width = info.width, height = info.height, fps = info.fps, "source open");
+                } else {
+                    tracing::info!(source = %description, "source open; its picture size comes with the first frame");
+                }
                 hub.update_source(|s| {
-                    s.online = true;
-                    s.state = "online";
                     // Relays and pipes learn their size from the first frame (see `capture`).
                     if info.width > 0 && info.height > 0 {
                         s.width = info.width;
@@ -108,33 +165,54 @@ pub async fn supervise<S: Source>(
                         s.reconnects += 1;
                     }
                 });
-                let stopped =
-                    capture(&mut source, &hub, &config, &info, &mut watchers, &shutdown).await;
+                let stopped = capture(
+                    source,
+                    hub,
+                    config,
+                    &mut placeholder,
+                    &mut watchers,
+                    shutdown,
+                )
+                .await;
                 source.close();
                 stopped
             }
-            Err(e) => Stopped::Failed(e),
+            Err(error) => Stopped::Failed {
+                error,
+                delivered: false,
+            },
         };
+        // Whatever this run published is history now, not live video.
+        hub.end_run();
         match stopped {
             Stopped::Shutdown => return,
             Stopped::Idle => {
                 tracing::info!(source = %description, "no one watching: source closed");
-                backoff = Duration::from_millis(250);
+                backoff = FIRST_BACKOFF;
                 failures = 0;
             }
-            Stopped::Failed(e) => {
+            Stopped::Failed { error, delivered } => {
+                if delivered {
+                    // A source that worked and then dropped (an upstream that closes after each frame, a
+                    // camera replugged) is retried quickly, not after the longest wait.
+                    backoff = FIRST_BACKOFF;
+                }
                 failures += 1;
-                tracing::warn!(source = %description, error = %e, retry_in = ?backoff, "source failed");
-                placeholder.reason = e.to_string();
+                log.failed(&description, &error, backoff);
+                let message = error.to_string();
+                placeholder.reason = message.clone();
                 hub.update_source(|s| {
                     s.online = false;
-                    s.state = "offline";
-                    s.last_error = Some(e.to_string());
+                    s.state = SourceState::Offline;
+                    s.error = Some(message.clone());
+                    s.last_error = Some(message);
+                    s.last_error_at = Some(SystemTime::now());
                 });
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = placeholder.run(&hub, &config, true) => unreachable!(),
+                    biased;
                     _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = placeholder.run(hub, config, Instant::now(), None) => unreachable!(),
                 }
                 backoff = (backoff * 2).min(config.max_backoff);
             }
@@ -142,11 +220,30 @@ pub async fn supervise<S: Source>(
     }
 }
 
+/// Why a frame was not published.
+enum Rejected {
+    NotJpeg(JpegError),
+    TooLarge { width: u32, height: u32 },
+}
+
+/// Checks a frame from the source: a whole JPEG, of a picture no larger than allowed. Returns the JPEG
+/// alone (cameras may pad a buffer with zeros after EOI) and its size.
+fn accept(jpeg: Bytes, max: (u32, u32)) -> Result<(Bytes, u32, u32), Rejected> {
+    let info = check(&jpeg).map_err(Rejected::NotJpeg)?;
+    let (width, height) = (info.width as u32, info.height as u32);
+    if width == 0 || height == 0 || width > max.0 || height > max.1 {
+        return Err(Rejected::TooLarge { width, height });
+    }
+    let mut jpeg = jpeg;
+    jpeg.truncate(info.len);
+    Ok((jpeg, width, height))
+}
+
 async fn capture<S: Source>(
     source: &mut S,
     hub: &SharedHub,
     config: &SupervisorConfig,
-    _info: &SourceInfo,
+    placeholder: &mut Placeholder,
     watchers: &mut watch::Receiver<usize>,
     shutdown: &CancellationToken,
 ) -> Stopped {
@@ -161,40 +258,89 @@ async fn capture<S: Source>(
         }
     };
     tokio::pin!(idle);
-    let mut first = true;
+    let waiting_first = "source open, no frame yet".to_string();
+    let silent = format!(
+        "no frame for {}",
+        humantime::format_duration(config.no_signal_after)
+    );
+    let mut last_frame = Instant::now();
+    let mut delivered = 0u64;
+    let mut size = (0, 0);
+    let (mut warned_not_jpeg, mut warned_too_large) = (false, false);
     loop {
-        let frame = tokio::select! {
-            r = tokio::time::timeout(config.frame_timeout, source.next_frame()) => r,
-            _ = &mut idle => return Stopped::Idle,
-            _ = shutdown.cancelled() => return Stopped::Shutdown,
+        let stall = if delivered == 0 {
+            &waiting_first
+        } else {
+            &silent
         };
-        match frame {
-            Ok(Ok(captured)) => match check(&captured.jpeg) {
-                Ok(info) => {
-                    if first {
-                        first = false;
-                        // Sources that learn their size from the frames (relays, pipes) report it now.
-                        hub.update_source(|s| {
-                            s.width = info.width as u32;
-                            s.height = info.height as u32;
-                        });
-                    }
-                    // Cameras may pad a buffer with zeros after EOI: serve the JPEG alone.
-                    let mut jpeg = captured.jpeg;
-                    jpeg.truncate(info.len);
-                    hub.publish(jpeg, captured.at);
+        let frame = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Stopped::Shutdown,
+            r = tokio::time::timeout_at(last_frame + config.frame_timeout, source.next_frame()) => r,
+            _ = &mut idle => return Stopped::Idle,
+            _ = placeholder.run(hub, config, last_frame + config.no_signal_after, Some(stall)) => unreachable!(),
+        };
+        let delivered_any = delivered > 0;
+        let captured: Captured = match frame {
+            Ok(Ok(captured)) => captured,
+            Ok(Err(error)) => {
+                return Stopped::Failed {
+                    error,
+                    delivered: delivered_any,
                 }
-                Err(e) => {
-                    hub.update_source(|s| s.dropped_frames += 1);
-                    tracing::debug!(len = captured.jpeg.len(), error = %e, "dropped a frame that is not a whole JPEG");
-                }
-            },
-            Ok(Err(e)) => return Stopped::Failed(e),
+            }
             Err(_) => {
-                return Stopped::Failed(SourceError(format!(
-                    "no frame for {:?}",
-                    config.frame_timeout
-                )))
+                return Stopped::Failed {
+                    error: SourceError(format!(
+                        "no frame for {}",
+                        humantime::format_duration(config.frame_timeout)
+                    )),
+                    delivered: delivered_any,
+                }
+            }
+        };
+        match accept(captured.jpeg, config.max_picture) {
+            Ok((jpeg, width, height)) => {
+                // The placeholder started (and marked the source stalled) only if this frame came after
+                // the no-signal delay.
+                let was_silent = last_frame.elapsed() >= config.no_signal_after;
+                if delivered == 0 || was_silent || size != (width, height) {
+                    if delivered == 0 || size != (width, height) {
+                        tracing::info!(source = %hub.source().description, width, height, "source online");
+                    }
+                    size = (width, height);
+                    hub.update_source(|s| {
+                        s.online = true;
+                        s.state = SourceState::Online;
+                        s.error = None;
+                        s.width = width;
+                        s.height = height;
+                    });
+                }
+                hub.publish(jpeg, captured.at);
+                delivered += 1;
+                last_frame = Instant::now();
+            }
+            Err(Rejected::NotJpeg(e)) => {
+                hub.update_source(|s| s.dropped_not_jpeg += 1);
+                if !std::mem::replace(&mut warned_not_jpeg, true) {
+                    tracing::warn!(error = %e, "dropped a frame that is not a whole JPEG (counted in /state; further ones logged at debug)");
+                } else {
+                    tracing::debug!(error = %e, "dropped a frame that is not a whole JPEG");
+                }
+            }
+            Err(Rejected::TooLarge { width, height }) => {
+                hub.update_source(|s| s.dropped_too_large += 1);
+                let (mw, mh) = config.max_picture;
+                if !std::mem::replace(&mut warned_too_large, true) {
+                    tracing::warn!(width, height, max = %format!("{mw}x{mh}"), "dropped a frame whose picture is larger than --max-picture-size (counted in /state; further ones logged at debug)");
+                } else {
+                    tracing::debug!(
+                        width,
+                        height,
+                        "dropped a frame larger than --max-picture-size"
+                    );
+                }
             }
         }
     }
@@ -222,52 +368,142 @@ async fn wait_idle(watchers: &mut watch::Receiver<usize>, linger: Duration) {
     }
 }
 
-/// The "no signal" frame, drawn at the source's size with the reason it is down.
+/// Logs a source's failures: each new one at warn, and one that repeats the previous word for word only
+/// once per [`REMIND_AFTER`] with how often it recurred (a closed stdin or an unplugged camera fails the
+/// same way at every retry).
+#[derive(Default)]
+struct FailureLog {
+    last: Option<String>,
+    repeats: u64,
+    since: Option<Instant>,
+}
+
+impl FailureLog {
+    fn failed(&mut self, source: &str, error: &SourceError, retry_in: Duration) {
+        let message = error.to_string();
+        let recent = self.since.is_some_and(|t| t.elapsed() < REMIND_AFTER);
+        if self.last.as_deref() == Some(message.as_str()) && recent {
+            self.repeats += 1;
+            tracing::debug!(source, error = %message, retry_in = ?retry_in, "source failed again");
+            return;
+        }
+        if self.repeats > 0 && self.last.as_deref() == Some(message.as_str()) {
+            tracing::warn!(source, error = %message, retry_in = ?retry_in, repeated = self.repeats, "source still failing");
+        } else {
+            tracing::warn!(source, error = %message, retry_in = ?retry_in, "source failed");
+        }
+        self.last = Some(message);
+        self.repeats = 0;
+        self.since = Some(Instant::now());
+    }
+}
+
+/// The "no signal" frame, drawn at the source's size (bounded) with the reason it is down.
 struct Placeholder {
-    size: (u32, u32),
+    fallback_size: (u32, u32),
     reason: String,
-    encoder: Option<JpegEncoder>,
+    /// Shared with the blocking pool while a frame is drawn there; None if it could not be made.
+    painter: Option<Arc<Mutex<NoSignal>>>,
 }
 
 impl Placeholder {
-    fn new(size: (u32, u32)) -> Placeholder {
+    fn new(fallback_size: (u32, u32)) -> Placeholder {
         Placeholder {
-            size,
+            fallback_size,
             reason: String::from("waiting for the source"),
-            encoder: None,
+            painter: NoSignal::new().ok().map(|p| Arc::new(Mutex::new(p))),
         }
     }
 
-    /// Publishes the frame every interval, forever (the caller races it against what it waits for).
-    /// Does nothing if `active` is false.
-    async fn run(&mut self, hub: &SharedHub, config: &SupervisorConfig, active: bool) {
-        if !active {
-            return std::future::pending().await;
+    /// From `start`, publishes the frame every interval, forever (the caller races it against what it
+    /// waits for). With `stall`, the source is marked stalled for that reason when the first one goes out.
+    async fn run(
+        &mut self,
+        hub: &SharedHub,
+        config: &SupervisorConfig,
+        start: Instant,
+        stall: Option<&str>,
+    ) {
+        tokio::time::sleep_until(start).await;
+        if let Some(reason) = stall {
+            self.reason = reason.to_string();
+            tracing::warn!(source = %hub.source().description, reason, "source silent: clients are shown \"no signal\"");
+            hub.update_source(|s| {
+                s.online = false;
+                s.state = SourceState::Stalled;
+                s.error = Some(reason.to_string());
+            });
         }
+        let Some(painter) = self.painter.clone() else {
+            return std::future::pending().await;
+        };
         let mut ticker = tokio::time::interval(config.placeholder_interval);
         loop {
             ticker.tick().await;
-            let encoder = match &mut self.encoder {
-                Some(e) => e,
-                None => match JpegEncoder::new(70) {
-                    Ok(e) => self.encoder.insert(e),
-                    Err(_) => return std::future::pending().await,
-                },
-            };
-            let now = SystemTime::now();
             // The source's last known size, so the picture does not jump when it fails.
             let status = hub.source();
             let (w, h) = if status.width > 0 && status.height > 0 {
                 (status.width, status.height)
             } else {
-                self.size
+                self.fallback_size
             };
-            match no_signal(encoder, w, h, &self.reason, now) {
-                Ok(jpeg) => {
+            let reason = self.reason.clone();
+            let painter = painter.clone();
+            let now = SystemTime::now();
+            let drawn = tokio::task::spawn_blocking(move || {
+                let mut p = painter.lock().unwrap_or_else(|e| e.into_inner());
+                p.frame(w, h, &reason, now)
+            })
+            .await;
+            match drawn {
+                Ok(Ok(jpeg)) => {
                     hub.publish(jpeg, now);
                 }
-                Err(e) => tracing::error!(error = %e, "cannot draw the no-signal frame"),
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot draw the no-signal frame"),
+                Err(e) => tracing::error!(error = %e, "drawing the no-signal frame failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{Canvas, JpegEncoder};
+
+    /// A small real JPEG whose frame header claims `w` x `h`.
+    fn claiming(w: u16, h: u16) -> Vec<u8> {
+        let mut jpeg = JpegEncoder::new(50)
+            .unwrap()
+            .encode(&Canvas::new(32, 16))
+            .unwrap()
+            .to_vec();
+        let sof = jpeg
+            .windows(2)
+            .position(|m| m == [0xFF, 0xC0])
+            .expect("baseline SOF");
+        jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+        jpeg
+    }
+
+    #[test]
+    fn frames_larger_than_the_maximum_are_rejected() {
+        let max = (8192, 8192);
+        assert!(accept(Bytes::from(claiming(640, 480)), max).is_ok());
+        assert!(accept(Bytes::from(claiming(8192, 8192)), max).is_ok());
+        for (w, h) in [(65535, 65535), (8193, 10), (10, 8193), (0, 480)] {
+            assert!(
+                matches!(
+                    accept(Bytes::from(claiming(w, h)), max),
+                    Err(Rejected::TooLarge { .. })
+                ),
+                "{w}x{h}"
+            );
+        }
+        assert!(matches!(
+            accept(Bytes::from_static(b"not a jpeg"), max),
+            Err(Rejected::NotJpeg(_))
+        ));
     }
 }

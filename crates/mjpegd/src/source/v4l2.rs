@@ -278,7 +278,11 @@ fn capture_thread(
         width: fmt.width,
         height: fmt.height,
         fps,
-        encoder: if raw.is_some() { "CPU" } else { "NONE" },
+        encoder: if raw.is_some() {
+            crate::hub::Encoder::Cpu
+        } else {
+            crate::hub::Encoder::None
+        },
     };
     tracing::info!(device = %path.display(), format = %fmt.fourcc, width = fmt.width, height = fmt.height, fps, "camera negotiated");
     if granted_tx.send(Ok(info)).is_err() {
