@@ -266,80 +266,100 @@ async fn capture<S: Source>(
     let mut last_frame = Instant::now();
     let mut delivered = 0u64;
     let mut size = (0, 0);
-    let (mut warned_not_jpeg, mut warned_too_large) = (false, false);
+    let mut warned = Warned::default();
     loop {
         let stall = if delivered == 0 {
             &waiting_first
         } else {
             &silent
         };
-        let frame = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return Stopped::Shutdown,
-            r = tokio::time::timeout_at(last_frame + config.frame_timeout, source.next_frame()) => r,
-            _ = &mut idle => return Stopped::Idle,
-            _ = placeholder.run(hub, config, last_frame + config.no_signal_after, Some(stall)) => unreachable!(),
-        };
-        let delivered_any = delivered > 0;
-        let captured: Captured = match frame {
-            Ok(Ok(captured)) => captured,
-            Ok(Err(error)) => {
-                return Stopped::Failed {
-                    error,
-                    delivered: delivered_any,
-                }
-            }
-            Err(_) => {
-                return Stopped::Failed {
-                    error: SourceError(format!(
-                        "no frame for {}",
-                        humantime::format_duration(config.frame_timeout)
-                    )),
-                    delivered: delivered_any,
-                }
-            }
-        };
-        match accept(captured.jpeg, config.max_picture) {
-            Ok((jpeg, width, height)) => {
-                // The placeholder started (and marked the source stalled) only if this frame came after
-                // the no-signal delay.
-                let was_silent = last_frame.elapsed() >= config.no_signal_after;
-                if delivered == 0 || was_silent || size != (width, height) {
-                    if delivered == 0 || size != (width, height) {
-                        tracing::info!(source = %hub.source().description, width, height, "source online");
+        // One "no signal" timer per accepted frame, kept across dropped ones: a source that floods
+        // garbage cannot restart it (or its drawing) with every frame it sends.
+        let silence = placeholder.run(
+            hub,
+            config,
+            last_frame + config.no_signal_after,
+            Some(stall),
+        );
+        tokio::pin!(silence);
+        let (jpeg, at, width, height) = loop {
+            let frame = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Stopped::Shutdown,
+                _ = &mut idle => return Stopped::Idle,
+                _ = &mut silence => unreachable!(),
+                r = tokio::time::timeout_at(last_frame + config.frame_timeout, source.next_frame()) => r,
+            };
+            let captured: Captured = match frame {
+                Ok(Ok(captured)) => captured,
+                Ok(Err(error)) => {
+                    return Stopped::Failed {
+                        error,
+                        delivered: delivered > 0,
                     }
-                    size = (width, height);
-                    hub.update_source(|s| {
-                        s.online = true;
-                        s.state = SourceState::Online;
-                        s.error = None;
-                        s.width = width;
-                        s.height = height;
-                    });
                 }
-                hub.publish(jpeg, captured.at);
-                delivered += 1;
-                last_frame = Instant::now();
+                Err(_) => {
+                    return Stopped::Failed {
+                        error: SourceError(format!(
+                            "no frame for {}",
+                            humantime::format_duration(config.frame_timeout)
+                        )),
+                        delivered: delivered > 0,
+                    }
+                }
+            };
+            match accept(captured.jpeg, config.max_picture) {
+                Ok((jpeg, width, height)) => break (jpeg, captured.at, width, height),
+                Err(rejected) => warned.count(hub, rejected, config.max_picture),
             }
-            Err(Rejected::NotJpeg(e)) => {
+        };
+        // The placeholder started (and marked the source stalled) only if this frame came after the
+        // no-signal delay.
+        let was_silent = last_frame.elapsed() >= config.no_signal_after;
+        if delivered == 0 || was_silent || size != (width, height) {
+            if delivered == 0 || size != (width, height) {
+                tracing::info!(source = %hub.source().description, width, height, "source online");
+            }
+            size = (width, height);
+            hub.update_source(|s| {
+                s.online = true;
+                s.state = SourceState::Online;
+                s.error = None;
+                s.width = width;
+                s.height = height;
+            });
+        }
+        hub.publish(jpeg, at);
+        delivered += 1;
+        last_frame = Instant::now();
+    }
+}
+
+/// Counts dropped frames; each cause is logged at warn the first time, at debug after.
+#[derive(Default)]
+struct Warned {
+    not_jpeg: bool,
+    too_large: bool,
+}
+
+impl Warned {
+    fn count(&mut self, hub: &SharedHub, rejected: Rejected, max: (u32, u32)) {
+        match rejected {
+            Rejected::NotJpeg(e) => {
                 hub.update_source(|s| s.dropped_not_jpeg += 1);
-                if !std::mem::replace(&mut warned_not_jpeg, true) {
+                if !std::mem::replace(&mut self.not_jpeg, true) {
                     tracing::warn!(error = %e, "dropped a frame that is not a whole JPEG (counted in /state; further ones logged at debug)");
                 } else {
                     tracing::debug!(error = %e, "dropped a frame that is not a whole JPEG");
                 }
             }
-            Err(Rejected::TooLarge { width, height }) => {
+            Rejected::TooLarge { width, height } => {
                 hub.update_source(|s| s.dropped_too_large += 1);
-                let (mw, mh) = config.max_picture;
-                if !std::mem::replace(&mut warned_too_large, true) {
-                    tracing::warn!(width, height, max = %format!("{mw}x{mh}"), "dropped a frame whose picture is larger than --max-picture-size (counted in /state; further ones logged at debug)");
+                let max = format!("{}x{}", max.0, max.1);
+                if !std::mem::replace(&mut self.too_large, true) {
+                    tracing::warn!(width, height, %max, "dropped a frame whose picture is larger than --max-picture-size (counted in /state; further ones logged at debug)");
                 } else {
-                    tracing::debug!(
-                        width,
-                        height,
-                        "dropped a frame larger than --max-picture-size"
-                    );
+                    tracing::debug!(width, height, %max, "dropped a frame larger than --max-picture-size");
                 }
             }
         }
