@@ -4,6 +4,7 @@
 //! `/?action=snapshot`), `/state` and the page at `/`. A connection may carry several small requests
 //! (keep-alive); a stream request turns it into a stream until the client leaves.
 
+use super::auth::Verdict;
 use super::request::{read_request, Request, RequestError};
 use super::response::{Response, NO_CACHE};
 use super::stream::{is_chromium, response_head, stream_frames, StreamEnd, StreamOptions};
@@ -79,19 +80,33 @@ pub async fn handle_connection<T: Transport>(
             }
         };
         let head_only = request.method == "HEAD";
-        if let Some(auth) = &app.config.auth {
-            if !auth.allows(&request).await {
+        let verdict = match &app.config.auth {
+            Some(auth) => auth.check(&request, addr.ip()).await,
+            None => Verdict::Open,
+        };
+        if !verdict.admitted() {
+            let refusal = if verdict == Verdict::Busy {
+                app.counters
+                    .password_checks_busy
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%addr, path = %request.path, "password checks busy");
+                Response::text(
+                    503,
+                    "too many password checks waiting: try again in a few seconds\n",
+                )
+                .header("Retry-After", "2")
+            } else {
                 app.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%addr, path = %request.path, "unauthorized");
-                let _ = tokio::time::timeout(
-                    app.config.write_timeout,
-                    Response::text(401, "authentication required\n")
-                        .header("WWW-Authenticate", super::auth::CHALLENGE)
-                        .write(&mut io, head_only, &app.cors),
-                )
-                .await;
-                return;
-            }
+                Response::text(401, "authentication required\n")
+                    .header("WWW-Authenticate", super::auth::CHALLENGE)
+            };
+            let _ = tokio::time::timeout(
+                app.config.write_timeout,
+                refusal.write(&mut io, head_only, &app.cors),
+            )
+            .await;
+            return;
         }
         if request.method != "GET" && !head_only {
             let _ = Response::text(405, "only GET and HEAD are served\n")
@@ -377,6 +392,7 @@ pub fn state_json(app: &App) -> serde_json::Value {
                 "bad_requests": app.counters.bad_requests.load(Ordering::Relaxed),
                 "timeouts": app.counters.timeouts.load(Ordering::Relaxed),
                 "unauthorized": app.counters.unauthorized.load(Ordering::Relaxed),
+                "password_checks_busy": app.counters.password_checks_busy.load(Ordering::Relaxed),
                 "max_connections": app.counters.max_connections.load(Ordering::Relaxed),
                 "max_connections_per_address": app.counters.max_connections_per_address.load(Ordering::Relaxed),
                 "tls_handshakes": app.counters.tls_handshakes.load(Ordering::Relaxed),
