@@ -134,7 +134,7 @@ pub async fn handle_connection<T: Transport>(
                     snapshot(&app, &mut io, head_only).await
                 }
                 ("/state", _) => {
-                    let body = state_json(&app).to_string();
+                    let body = state_json(&app, verdict.sees_clients()).to_string();
                     Response {
                         status: 200,
                         content_type: "application/json",
@@ -315,8 +315,10 @@ async fn snapshot<T: Transport>(app: &App, io: &mut T, head_only: bool) -> std::
     .map(|_| false)
 }
 
-/// The `/state` document: µStreamer's shape (so its tools read it) with mjpegd's additions.
-pub fn state_json(app: &App) -> serde_json::Value {
+/// The `/state` document: µStreamer's shape (so its tools read it) with mjpegd's additions. Without
+/// `show_clients` (a request let in by an access key: a player, not an operator) each client's address
+/// and user agent are left out.
+pub fn state_json(app: &App, show_clients: bool) -> serde_json::Value {
     let source = app.hub.source();
     let stats = app.hub.stats();
     let captured_fps = app.hub.measured_fps();
@@ -336,9 +338,8 @@ pub fn state_json(app: &App) -> serde_json::Value {
             json!({"fps": (sent as f64 / secs * 10.0).round() / 10.0, "extra_headers": false,
                    "advance_headers": false, "dual_final_frames": false, "zero_data": false, "key": ""}),
         );
-        list.push(json!({
+        let mut client = json!({
             "id": c.id.to_string(),
-            "address": c.addr.to_string(),
             "delivery": c.policy.as_str(),
             "fps_cap": c.fps_cap,
             "frames_sent": sent,
@@ -347,8 +348,12 @@ pub fn state_json(app: &App) -> serde_json::Value {
             "frames_behind": pos.map(|p| p.behind),
             "last_sequence": pos.and_then(|p| p.last_seq),
             "connected_since": humantime::format_rfc3339_seconds(c.since).to_string(),
-            "user_agent": c.user_agent,
-        }));
+        });
+        if show_clients {
+            client["address"] = json!(c.addr.to_string());
+            client["user_agent"] = json!(c.user_agent);
+        }
+        list.push(client);
     }
     let evictions: serde_json::Map<_, _> = EvictCause::ALL
         .iter()
