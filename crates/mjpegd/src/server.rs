@@ -79,6 +79,9 @@ pub struct Counters {
     pub timeouts: AtomicU64,
     /// Requests without valid credentials (401).
     pub unauthorized: AtomicU64,
+    /// Requests answered 503 because too many password checks were waiting (from their address or in
+    /// all), or theirs waited past its deadline.
+    pub password_checks_busy: AtomicU64,
     /// Connections refused at --max-connections.
     pub max_connections: AtomicU64,
     /// Connections refused at --max-connections-per-address.

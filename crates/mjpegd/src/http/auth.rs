@@ -4,38 +4,86 @@
 //! lengths match) and from `--auth-file` (one `user:bcrypt-hash` a line, as `htpasswd -nB` or
 //! `mjpegd hash-password` writes). A bcrypt check costs tens of milliseconds of CPU by design, so it is not
 //! paid on every request: an Authorization value that verified once is remembered (as a salted SHA-256
-//! digest, never in clear, at most [`CACHE_CAP`] of them), and at most [`VERIFY_SLOTS`] bcrypt checks run
-//! at once on the blocking pool, so a flood of wrong passwords costs at most that many cores.
+//! digest, never in clear, at most [`CACHE_CAP`] of them). The checks that must run go through a
+//! [`lanes::Gate`]: at most [`VERIFY_SLOTS`] at once, fair between client addresses, bounded, each
+//! waiting at most [`QUEUE_DEADLINE`]; past that the request is answered [`Verdict::Busy`] (a 503), so a
+//! flood of wrong passwords costs at most that many cores and cannot keep a real user waiting behind it.
+//!
+//! Every failed check costs the same time whoever it names: hashes in the file may have different costs
+//! (`htpasswd -nB` writes 5, `mjpegd hash-password` 12), so an unknown user is checked against the
+//! costliest hash, and a check against a cheaper hash is padded with bcrypt work up to the costliest one
+//! (no user enumeration by timing).
 //!
 //! Access keys (`--access-key`) are for players that cannot send an Authorization header: any URL with
 //! `?key=KEY` is let in. The key is in the URL, so it ends up in browser history, proxy logs, Referer
-//! headers and screenshots; treat it as a password that leaks easily, and prefer Basic auth.
+//! headers and screenshots; treat it as a password that leaks easily, and prefer Basic auth. What a key
+//! lets in is told apart ([`Verdict::Key`]) so it can be shown less (no client addresses in `/state`).
+
+mod lanes;
 
 use super::request::Request;
 use anyhow::{bail, Context};
 use base64::Engine;
+use lanes::Gate;
 use ring::digest::{digest, SHA256};
 use std::collections::HashSet;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
 /// Most remembered verified Authorization values (the set is cleared when full).
 pub const CACHE_CAP: usize = 1024;
 /// Most bcrypt checks at once.
 pub const VERIFY_SLOTS: usize = 2;
+/// Most password checks waiting from one client address.
+pub const QUEUE_PER_ADDRESS: usize = 4;
+/// Most password checks waiting in all.
+pub const QUEUE_TOTAL: usize = 64;
+/// Longest a password check waits for its turn.
+pub const QUEUE_DEADLINE: Duration = Duration::from_secs(5);
+/// Highest bcrypt cost accepted in a users file (cost 16 is about 4 s of CPU a check; every failed check
+/// costs as much as the costliest hash).
+pub const MAX_COST: u32 = 16;
 /// The challenge sent with a 401.
 pub const CHALLENGE: &str = "Basic realm=\"mjpegd\", charset=\"UTF-8\"";
 
 type Digest = [u8; 32];
 
+/// What the access rules say about one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No access rules: everyone is let in.
+    Open,
+    /// A user with a valid password.
+    User,
+    /// An access key (a player): let in, but shown less.
+    Key,
+    /// No valid credentials (401).
+    Refused,
+    /// Too many password checks waiting, or this one waited past its deadline (503, try again).
+    Busy,
+}
+
+impl Verdict {
+    /// Whether the request may proceed.
+    pub fn admitted(self) -> bool {
+        matches!(self, Verdict::Open | Verdict::User | Verdict::Key)
+    }
+
+    /// Whether the request may see who watches (client addresses and user agents).
+    pub fn sees_clients(self) -> bool {
+        matches!(self, Verdict::Open | Verdict::User)
+    }
+}
+
 enum Secret {
     /// SHA-256 of `user:password`.
     Plain(Digest),
-    /// A bcrypt hash of the password.
-    Bcrypt(String),
+    /// A bcrypt hash of the password, and its cost.
+    Bcrypt { hash: String, cost: u32 },
 }
 
 struct User {
@@ -49,7 +97,10 @@ pub struct Auth {
     keys: Vec<Digest>,
     salt: [u8; 16],
     verified: Mutex<HashSet<Digest>>,
-    slots: Semaphore,
+    /// The costliest bcrypt hash and its cost: what an unknown user is checked against, and what every
+    /// check is padded up to.
+    costliest: Option<(String, u32)>,
+    gate: Arc<Gate>,
 }
 
 impl fmt::Debug for Auth {
@@ -115,12 +166,20 @@ impl Auth {
         let mut salt = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
             .map_err(|_| anyhow::anyhow!("no randomness"))?;
+        let costliest = users
+            .iter()
+            .filter_map(|u| match &u.secret {
+                Secret::Bcrypt { hash, cost } => Some((hash.clone(), *cost)),
+                Secret::Plain(_) => None,
+            })
+            .max_by_key(|(_, cost)| *cost);
         Ok(Some(Auth {
             users,
             keys,
             salt,
             verified: Mutex::new(HashSet::new()),
-            slots: Semaphore::new(VERIFY_SLOTS),
+            costliest,
+            gate: Gate::new(VERIFY_SLOTS, QUEUE_PER_ADDRESS, QUEUE_TOTAL, QUEUE_DEADLINE),
         }))
     }
 
@@ -129,28 +188,32 @@ impl Auth {
         (self.users.len(), self.keys.len())
     }
 
-    /// Whether `request` may proceed.
-    pub async fn allows(&self, request: &Request) -> bool {
-        if let Some(key) = request.param("key") {
-            if !self.keys.is_empty() {
-                let candidate = sha256(&[key.as_bytes()]);
-                // Compare with every key, without stopping early.
-                let mut ok = subtle::Choice::from(0);
-                for k in &self.keys {
-                    ok |= k.ct_eq(&candidate);
-                }
-                if bool::from(ok) {
-                    return true;
-                }
+    /// What the rules say about `request`, which came from `ip` (whose lane its password check waits in).
+    ///
+    /// Valid Basic credentials win over a key (a user sees everything); a valid key is not refused for a
+    /// wrong or slow Authorization header beside it.
+    pub async fn check(&self, request: &Request, ip: IpAddr) -> Verdict {
+        let key_ok = request.param("key").is_some_and(|key| {
+            let candidate = sha256(&[key.as_bytes()]);
+            // Compare with every key, without stopping early.
+            let mut ok = subtle::Choice::from(0);
+            for k in &self.keys {
+                ok |= k.ct_eq(&candidate);
             }
-        }
-        let Some(credentials) = request.header("authorization").and_then(basic_credentials) else {
-            return false;
+            bool::from(ok)
+        });
+        let basic = match request.header("authorization").and_then(basic_credentials) {
+            Some(credentials) => self.check_basic(&credentials, ip).await,
+            None => Verdict::Refused,
         };
-        self.check_basic(&credentials).await
+        match basic {
+            Verdict::User => Verdict::User,
+            _ if key_ok => Verdict::Key,
+            other => other,
+        }
     }
 
-    async fn check_basic(&self, credentials: &[u8]) -> bool {
+    async fn check_basic(&self, credentials: &[u8], ip: IpAddr) -> Verdict {
         let plain = sha256(&[credentials]);
         let mut ok = subtle::Choice::from(0);
         for u in &self.users {
@@ -159,49 +222,60 @@ impl Auth {
             }
         }
         if bool::from(ok) {
-            return true;
+            return Verdict::User;
         }
         let Some(colon) = credentials.iter().position(|&b| b == b':') else {
-            return false;
+            return Verdict::Refused;
         };
-        let (name, password) = (&credentials[..colon], &credentials[colon + 1..]);
-        let hash = self.users.iter().find_map(|u| match &u.secret {
-            Secret::Bcrypt(h) if u.name.as_bytes() == name => Some(h.clone()),
-            _ => None,
-        });
-        // An unknown user is checked against another user's hash all the same, and refused: it costs the
-        // same time as a wrong password (no user enumeration by timing).
-        let known = hash.is_some();
-        let Some(hash) = hash.or_else(|| {
-            self.users.iter().find_map(|u| match &u.secret {
-                Secret::Bcrypt(h) => Some(h.clone()),
-                _ => None,
-            })
-        }) else {
-            return false;
+        let Some((costliest, max_cost)) = self.costliest.clone() else {
+            return Verdict::Refused;
         };
         let remembered = sha256(&[&self.salt, credentials]);
         if self.verified.lock().unwrap().contains(&remembered) {
-            return true;
+            return Verdict::User;
         }
-        let Ok(_slot) = self.slots.acquire().await else {
-            return false;
-        };
-        let password = password.to_vec();
-        let verified =
-            tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false)
-                && known;
-        if verified {
-            let mut set = self.verified.lock().unwrap();
-            if set.len() >= CACHE_CAP {
-                set.clear();
+        let (name, password) = (&credentials[..colon], &credentials[colon + 1..]);
+        let own = self.users.iter().find_map(|u| match &u.secret {
+            Secret::Bcrypt { hash, cost } if u.name.as_bytes() == name => {
+                Some((hash.clone(), *cost))
             }
-            set.insert(remembered);
+            _ => None,
+        });
+        // An unknown user is checked against the costliest hash all the same, and refused.
+        let known = own.is_some();
+        let (hash, cost) = own.unwrap_or((costliest, max_cost));
+        let password = password.to_vec();
+        let checked = self
+            .gate
+            .run(ip, move || padded_verify(&password, &hash, cost, max_cost))
+            .await;
+        match checked {
+            Err(why) => {
+                tracing::debug!(%ip, ?why, "password check not run");
+                Verdict::Busy
+            }
+            Ok(Some(true)) if known => {
+                let mut set = self.verified.lock().unwrap();
+                if set.len() >= CACHE_CAP {
+                    set.clear();
+                }
+                set.insert(remembered);
+                Verdict::User
+            }
+            Ok(_) => Verdict::Refused,
         }
-        verified
     }
+}
+
+/// Checks `password` against `hash` (of bcrypt cost `cost`), then pads the work up to that of a check at
+/// `max_cost`: bcrypt at cost k costs 2^k rounds, and 2^c + (2^c + 2^(c+1) + ... + 2^(max-1)) = 2^max, so
+/// extra hashes at costs c..max-1 make every check as long as one against the costliest hash.
+fn padded_verify(password: &[u8], hash: &str, cost: u32, max_cost: u32) -> bool {
+    let ok = bcrypt::verify(password, hash).unwrap_or(false);
+    for k in cost..max_cost {
+        std::hint::black_box(bcrypt::hash_with_salt(password, k, [0x5a; 16]).ok());
+    }
+    ok
 }
 
 /// The decoded `user:password` of a `Basic` Authorization value.
@@ -226,17 +300,29 @@ fn parse_users(text: &str) -> anyhow::Result<Vec<User>> {
         let Some((name, hash)) = line.split_once(':') else {
             bail!("line {}: expected user:hash", n + 1);
         };
-        if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$"))
-            || bcrypt::verify("", hash).is_err()
-        {
+        let parts =
+            (hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$"))
+                .then(|| hash.parse::<bcrypt::HashParts>().ok())
+                .flatten();
+        let Some(parts) = parts else {
             bail!(
                 "line {}: user {name:?} has no bcrypt hash (make one with `mjpegd hash-password` or `htpasswd -nB {name}`)",
+                n + 1
+            );
+        };
+        let cost = parts.get_cost();
+        if !(4..=MAX_COST).contains(&cost) {
+            bail!(
+                "line {}: user {name:?} has a bcrypt hash of cost {cost}; mjpegd checks costs 4 to {MAX_COST} (every failed login costs as much as the costliest hash)",
                 n + 1
             );
         }
         users.push(User {
             name: name.to_string(),
-            secret: Secret::Bcrypt(hash.to_string()),
+            secret: Secret::Bcrypt {
+                hash: hash.to_string(),
+                cost,
+            },
         });
     }
     if users.is_empty() {
@@ -253,6 +339,8 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     fn request(auth: Option<&str>, query: &[(&str, &str)]) -> Request {
         Request {
@@ -286,10 +374,21 @@ mod tests {
             .unwrap()
             .unwrap();
         std::fs::remove_file(&dir).unwrap();
-        assert!(auth.allows(&request(Some(&basic("alice:pw")), &[])).await);
-        assert!(auth.allows(&request(Some(&basic("bob:s3cret")), &[])).await);
+        let auth = &auth;
+        let verdict = |a: Option<String>, key: Option<&str>| {
+            let r = request(a.as_deref(), key.map(|k| ("key", k)).as_slice());
+            async move { auth.check(&r, LOCAL).await }
+        };
+        assert_eq!(verdict(Some(basic("alice:pw")), None).await, Verdict::User);
+        assert_eq!(
+            verdict(Some(basic("bob:s3cret")), None).await,
+            Verdict::User
+        );
         // Second time from the cache.
-        assert!(auth.allows(&request(Some(&basic("bob:s3cret")), &[])).await);
+        assert_eq!(
+            verdict(Some(basic("bob:s3cret")), None).await,
+            Verdict::User
+        );
         assert_eq!(auth.verified.lock().unwrap().len(), 1);
         for bad in [
             "alice:pW",
@@ -300,22 +399,46 @@ mod tests {
             "",
             ":",
         ] {
-            assert!(
-                !auth.allows(&request(Some(&basic(bad)), &[])).await,
+            assert_eq!(
+                verdict(Some(basic(bad)), None).await,
+                Verdict::Refused,
                 "{bad}"
             );
         }
-        assert!(!auth.allows(&request(Some("Bearer x"), &[])).await);
-        assert!(!auth.allows(&request(Some("Basic !!!"), &[])).await);
-        assert!(!auth.allows(&request(None, &[])).await);
-        assert!(
-            auth.allows(&request(None, &[("key", "0123456789abcdef")]))
-                .await
+        for header in ["Bearer x", "Basic !!!"] {
+            assert_eq!(verdict(Some(header.into()), None).await, Verdict::Refused);
+        }
+        assert_eq!(verdict(None, None).await, Verdict::Refused);
+        let key = Some("0123456789abcdef");
+        assert_eq!(verdict(None, key).await, Verdict::Key);
+        assert_eq!(
+            verdict(None, Some("0123456789abcdeF")).await,
+            Verdict::Refused
         );
+        // Credentials beside a key: a valid user sees as a user; wrong ones do not cost the key its way in.
+        assert_eq!(verdict(Some(basic("bob:s3cret")), key).await, Verdict::User);
+        assert_eq!(verdict(Some(basic("bob:nope")), key).await, Verdict::Key);
+        assert!(Verdict::Key.admitted() && !Verdict::Key.sees_clients());
+        assert!(Verdict::User.sees_clients() && Verdict::Open.sees_clients());
+        assert!(!Verdict::Busy.admitted() && !Verdict::Refused.admitted());
+    }
+
+    #[test]
+    fn padding_brings_a_cheap_check_to_the_work_of_the_costliest() {
+        let cheap = bcrypt::hash("pw", 4).unwrap();
+        let time = |cost, max| {
+            let t = std::time::Instant::now();
+            for _ in 0..3 {
+                padded_verify(b"wrong", &cheap, cost, max);
+            }
+            t.elapsed()
+        };
+        // Padding from 4 up to 8 is 16 times the work of cost 4 alone.
+        let (alone, padded) = (time(4, 4), time(4, 8));
+        assert!(padded > alone * 6, "{alone:?} vs {padded:?}");
         assert!(
-            !auth
-                .allows(&request(None, &[("key", "0123456789abcdeF")]))
-                .await
+            padded_verify(b"pw", &cheap, 4, 8),
+            "padding keeps the answer"
         );
     }
 
@@ -327,5 +450,11 @@ mod tests {
         assert!(Auth::from_flags(None, None, &[]).unwrap().is_none());
         assert!(parse_users("bob:{SHA}abc\n").is_err());
         assert!(parse_users("# nobody\n").is_err());
+        let hash = bcrypt::hash("x", 4).unwrap();
+        assert!(parse_users(&format!("bob:{hash}\n")).is_ok());
+        for cost in ["03", "17", "31", "xx"] {
+            let bad = format!("bob:$2b${cost}{}\n", &hash[6..]);
+            assert!(parse_users(&bad).is_err(), "{bad}");
+        }
     }
 }

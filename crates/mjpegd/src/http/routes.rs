@@ -4,6 +4,7 @@
 //! `/?action=snapshot`), `/state` and the page at `/`. A connection may carry several small requests
 //! (keep-alive); a stream request turns it into a stream until the client leaves.
 
+use super::auth::Verdict;
 use super::request::{read_request, Request, RequestError};
 use super::response::{Response, NO_CACHE};
 use super::stream::{is_chromium, response_head, stream_frames, StreamEnd, StreamOptions};
@@ -79,19 +80,33 @@ pub async fn handle_connection<T: Transport>(
             }
         };
         let head_only = request.method == "HEAD";
-        if let Some(auth) = &app.config.auth {
-            if !auth.allows(&request).await {
+        let verdict = match &app.config.auth {
+            Some(auth) => auth.check(&request, addr.ip()).await,
+            None => Verdict::Open,
+        };
+        if !verdict.admitted() {
+            let refusal = if verdict == Verdict::Busy {
+                app.counters
+                    .password_checks_busy
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%addr, path = %request.path, "password checks busy");
+                Response::text(
+                    503,
+                    "too many password checks waiting: try again in a few seconds\n",
+                )
+                .header("Retry-After", "2")
+            } else {
                 app.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%addr, path = %request.path, "unauthorized");
-                let _ = tokio::time::timeout(
-                    app.config.write_timeout,
-                    Response::text(401, "authentication required\n")
-                        .header("WWW-Authenticate", super::auth::CHALLENGE)
-                        .write(&mut io, head_only, &app.cors),
-                )
-                .await;
-                return;
-            }
+                Response::text(401, "authentication required\n")
+                    .header("WWW-Authenticate", super::auth::CHALLENGE)
+            };
+            let _ = tokio::time::timeout(
+                app.config.write_timeout,
+                refusal.write(&mut io, head_only, &app.cors),
+            )
+            .await;
+            return;
         }
         if request.method != "GET" && !head_only {
             let _ = Response::text(405, "only GET and HEAD are served\n")
@@ -119,7 +134,7 @@ pub async fn handle_connection<T: Transport>(
                     snapshot(&app, &mut io, head_only).await
                 }
                 ("/state", _) => {
-                    let body = state_json(&app).to_string();
+                    let body = state_json(&app, verdict.sees_clients()).to_string();
                     Response {
                         status: 200,
                         content_type: "application/json",
@@ -300,8 +315,10 @@ async fn snapshot<T: Transport>(app: &App, io: &mut T, head_only: bool) -> std::
     .map(|_| false)
 }
 
-/// The `/state` document: µStreamer's shape (so its tools read it) with mjpegd's additions.
-pub fn state_json(app: &App) -> serde_json::Value {
+/// The `/state` document: µStreamer's shape (so its tools read it) with mjpegd's additions. Without
+/// `show_clients` (a request let in by an access key: a player, not an operator) each client's address
+/// and user agent are left out.
+pub fn state_json(app: &App, show_clients: bool) -> serde_json::Value {
     let source = app.hub.source();
     let stats = app.hub.stats();
     let captured_fps = app.hub.measured_fps();
@@ -321,9 +338,8 @@ pub fn state_json(app: &App) -> serde_json::Value {
             json!({"fps": (sent as f64 / secs * 10.0).round() / 10.0, "extra_headers": false,
                    "advance_headers": false, "dual_final_frames": false, "zero_data": false, "key": ""}),
         );
-        list.push(json!({
+        let mut client = json!({
             "id": c.id.to_string(),
-            "address": c.addr.to_string(),
             "delivery": c.policy.as_str(),
             "fps_cap": c.fps_cap,
             "frames_sent": sent,
@@ -332,8 +348,12 @@ pub fn state_json(app: &App) -> serde_json::Value {
             "frames_behind": pos.map(|p| p.behind),
             "last_sequence": pos.and_then(|p| p.last_seq),
             "connected_since": humantime::format_rfc3339_seconds(c.since).to_string(),
-            "user_agent": c.user_agent,
-        }));
+        });
+        if show_clients {
+            client["address"] = json!(c.addr.to_string());
+            client["user_agent"] = json!(c.user_agent);
+        }
+        list.push(client);
     }
     let evictions: serde_json::Map<_, _> = EvictCause::ALL
         .iter()
@@ -380,6 +400,7 @@ pub fn state_json(app: &App) -> serde_json::Value {
                 "bad_requests": app.counters.bad_requests.load(Ordering::Relaxed),
                 "timeouts": app.counters.timeouts.load(Ordering::Relaxed),
                 "unauthorized": app.counters.unauthorized.load(Ordering::Relaxed),
+                "password_checks_busy": app.counters.password_checks_busy.load(Ordering::Relaxed),
                 "max_connections": app.counters.max_connections.load(Ordering::Relaxed),
                 "max_connections_per_address": app.counters.max_connections_per_address.load(Ordering::Relaxed),
                 "tls_handshakes": app.counters.tls_handshakes.load(Ordering::Relaxed),
