@@ -144,7 +144,9 @@ async fn finish(mut leader: Child, pgid: i32, log: Option<JoinHandle<()>>) {
     let mut killed = false;
     loop {
         reap(&mut leader, pgid);
-        if !group_alive(pgid) {
+        // Reading /proc is blocking work: off the runtime's workers.
+        let alive = tokio::task::spawn_blocking(move || group_alive(pgid)).await;
+        if !alive.unwrap_or(true) {
             break;
         }
         if Instant::now() >= deadline {
