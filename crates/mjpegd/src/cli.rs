@@ -328,6 +328,7 @@ pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = server.await;
     let _ = source_task.await;
+    crate::source::child::wait_for_endings().await;
     Ok(())
 }
 

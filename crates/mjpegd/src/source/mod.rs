@@ -6,6 +6,8 @@
 //! publishes it into the hub, and when the source fails it keeps clients connected with a "no signal"
 //! frame while it retries with back-off. A new kind of source is one file implementing this trait.
 
+pub mod child;
+pub mod child_log;
 pub mod encode;
 pub mod files;
 pub mod pattern;

@@ -3,15 +3,21 @@
 //!
 //! The bytes are cut into frames by the JPEG's own marker structure ([`JpegSplitter`]), not by searching
 //! for FF D9: a JPEG with an EXIF thumbnail carries a whole JPEG inside its APP1 segment. A child that exits
-//! is restarted by the supervisor with back-off; its stderr goes to the log, line by line.
+//! is restarted by the supervisor with back-off. The child runs in a process group of its own, ended whole
+//! on every close and finished ending before the next start ([`super::child`]); its stderr goes to the log
+//! ([`super::child_log`]).
 
+use super::child::ChildGroup;
 use super::{Captured, Source, SourceError, SourceInfo};
 use bytes::BytesMut;
 use mjpegd_core::parse::jpeg::JpegSplitter;
-use std::process::Stdio;
-use std::time::SystemTime;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinHandle;
+
+/// Once the command itself (the shell) has exited, how long the pipe may stay silent before the source is
+/// over: what it left running may hold the pipe open without writing to it.
+const AFTER_EXIT: Duration = Duration::from_secs(1);
 
 /// Largest frame accepted from a pipe.
 pub const MAX_FRAME: usize = 16 << 20;
@@ -79,11 +85,15 @@ pub struct Pipe {
     height: u32,
     fps: f64,
     running: Option<Running>,
+    /// The previous command's group being ended: waited for before the next start.
+    ending: Option<JoinHandle<()>>,
     stdin_done: bool,
 }
 
 struct Running {
-    child: Option<Child>,
+    child: Option<ChildGroup>,
+    /// How the command's shell exited, once it has.
+    exited: Option<String>,
     frames: FrameReader<Box<dyn AsyncRead + Send + Unpin>>,
 }
 
@@ -96,6 +106,7 @@ impl Pipe {
             height,
             fps,
             running: None,
+            ending: None,
             stdin_done: false,
         }
     }
@@ -111,38 +122,28 @@ impl Source for Pipe {
 
     async fn open(&mut self) -> Result<SourceInfo, SourceError> {
         self.close();
-        let (child, reader): (Option<Child>, Box<dyn AsyncRead + Send + Unpin>) = match &self.from {
-            PipeFrom::Exec(cmd) => {
-                let mut child = Command::new("sh")
-                    .arg("-c")
-                    .arg(cmd)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|e| SourceError(format!("cannot start `{cmd}`: {e}")))?;
-                let stdout = child.stdout.take().expect("piped");
-                if let Some(stderr) = child.stderr.take() {
-                    let name = cmd.split_whitespace().next().unwrap_or("child").to_string();
-                    tokio::spawn(async move {
-                        let mut lines = BufReader::new(stderr).lines();
-                        while let Ok(Some(line)) = lines.next_line().await {
-                            tracing::info!(target: "mjpegd::child", child = %name, "{line}");
-                        }
-                    });
+        if let Some(ending) = self.ending.take() {
+            // The old command may still hold the device: it is gone before the new one starts.
+            let _ = ending.await;
+        }
+        let (child, reader): (Option<ChildGroup>, Box<dyn AsyncRead + Send + Unpin>) =
+            match &self.from {
+                PipeFrom::Exec(cmd) => {
+                    let name = cmd.split_whitespace().next().unwrap_or("child");
+                    let (child, stdout) = ChildGroup::spawn(cmd, name)
+                        .map_err(|e| SourceError(format!("cannot start `{cmd}`: {e}")))?;
+                    (Some(child), Box::new(stdout))
                 }
-                (Some(child), Box::new(stdout))
-            }
-            PipeFrom::Stdin => {
-                if self.stdin_done {
-                    return Err(SourceError("standard input is closed".into()));
+                PipeFrom::Stdin => {
+                    if self.stdin_done {
+                        return Err(SourceError("standard input is closed".into()));
+                    }
+                    (None, Box::new(tokio::io::stdin()))
                 }
-                (None, Box::new(tokio::io::stdin()))
-            }
-        };
+            };
         self.running = Some(Running {
             child,
+            exited: None,
             frames: FrameReader::new(reader),
         });
         Ok(SourceInfo {
@@ -158,28 +159,46 @@ impl Source for Pipe {
             .running
             .as_mut()
             .ok_or_else(|| SourceError("not open".into()))?;
-        match running.frames.next().await {
-            Ok(Some(frame)) => Ok(frame),
-            Ok(None) | Err(_) => {
-                if let Some(child) = &mut running.child {
-                    let status = child
-                        .wait()
-                        .await
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|e| e.to_string());
-                    Err(SourceError(format!("the command exited ({status})")))
-                } else {
+        let Some(child) = &mut running.child else {
+            return match running.frames.next().await {
+                Ok(Some(frame)) => Ok(frame),
+                Ok(None) | Err(_) => {
                     self.stdin_done = true;
                     Err(SourceError("standard input closed".into()))
                 }
+            };
+        };
+        if running.exited.is_none() {
+            tokio::select! {
+                read = running.frames.next() => return match read {
+                    Ok(Some(frame)) => Ok(frame),
+                    Ok(None) | Err(_) => {
+                        // The output is closed; the shell normally exits with it.
+                        let status = tokio::time::timeout(AFTER_EXIT, child.wait()).await;
+                        Err(SourceError(match status {
+                            Ok(status) => format!("the command exited ({status})"),
+                            Err(_) => "the command closed its output".to_string(),
+                        }))
+                    }
+                },
+                status = child.wait() => running.exited = Some(status),
             }
+        }
+        // The shell has exited: what it wrote is still delivered, but what it left running (holding the
+        // pipe, perhaps silently) does not keep the source alive.
+        match tokio::time::timeout(AFTER_EXIT, running.frames.next()).await {
+            Ok(Ok(Some(frame))) => Ok(frame),
+            _ => Err(SourceError(format!(
+                "the command exited ({})",
+                running.exited.as_deref().unwrap_or("?")
+            ))),
         }
     }
 
     fn close(&mut self) {
-        if let Some(mut r) = self.running.take() {
-            if let Some(child) = &mut r.child {
-                let _ = child.start_kill();
+        if let Some(mut child) = self.running.take().and_then(|r| r.child) {
+            if let Some(ending) = child.end() {
+                self.ending = Some(ending);
             }
         }
     }
