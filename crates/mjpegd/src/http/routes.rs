@@ -112,54 +112,58 @@ pub async fn handle_connection<T: Transport>(
             return;
         }
         // A small response has the write timeout to leave, like a frame: a client that asks and never
-        // reads does not hold its connection forever.
+        // reads does not hold its connection forever. Each response says whether the connection stays
+        // open, and the connection does what it said.
+        let http10 = request.version == 0;
         let respond = async {
-            match (request.path.as_str(), action) {
+            let response = match (request.path.as_str(), action) {
                 ("/snapshot" | "/jpg", _) | ("/", Some("snapshot")) => {
-                    snapshot(&app, &mut io, head_only).await
+                    return snapshot(&app, &mut io, head_only, keep_alive, http10).await
                 }
                 ("/state", _) => {
                     let body = state_json(&app).to_string();
-                    Response {
+                    let response = Response {
                         status: 200,
                         content_type: "application/json",
                         headers: NO_CACHE.to_string(),
                         body: body.as_bytes(),
-                        close: !keep_alive,
+                        close: false,
                     }
-                    .write(&mut io, head_only, &app.cors)
-                    .await
-                    .map(|_| !keep_alive)
+                    .persist(keep_alive, http10);
+                    return response
+                        .write(&mut io, head_only, &app.cors)
+                        .await
+                        .map(|_| response.close);
                 }
                 ("/" | "/index.html", None) => Response {
                     status: 200,
                     content_type: "text/html; charset=utf-8",
                     headers: NO_CACHE.to_string(),
                     body: INDEX_HTML.as_bytes(),
-                    close: !keep_alive,
-                }
-                .write(&mut io, head_only, &app.cors)
-                .await
-                .map(|_| !keep_alive),
+                    close: false,
+                },
                 ("/", Some(_)) => Response::text(
                     400,
                     "unknown action: use action=stream or action=snapshot\n",
-                )
+                ),
+                // A miss (a browser's /favicon.ico) does not cost the connection.
+                _ => Response {
+                    close: false,
+                    ..Response::text(404, "not found: try /stream, /snapshot, /state or /\n")
+                },
+            }
+            .persist(keep_alive, http10);
+            response
                 .write(&mut io, head_only, &app.cors)
                 .await
-                .map(|_| true),
-                _ => Response::text(404, "not found: try /stream, /snapshot, /state or /\n")
-                    .write(&mut io, head_only, &app.cors)
-                    .await
-                    .map(|_| !keep_alive),
-            }
+                .map(|_| response.close)
         };
         let Ok(outcome) = tokio::time::timeout(app.config.write_timeout, respond).await else {
             app.counters.timeouts.fetch_add(1, Ordering::Relaxed);
             return;
         };
         match outcome {
-            Ok(false) if keep_alive => continue,
+            Ok(false) => continue,
             _ => return,
         }
     }
@@ -272,32 +276,39 @@ async fn stream<T: Transport>(
     let _ = io.shutdown().await;
 }
 
-async fn snapshot<T: Transport>(app: &App, io: &mut T, head_only: bool) -> std::io::Result<bool> {
+/// Answers a snapshot request; returns whether the connection closes after it.
+async fn snapshot<T: Transport>(
+    app: &App,
+    io: &mut T,
+    head_only: bool,
+    keep_alive: bool,
+    http10: bool,
+) -> std::io::Result<bool> {
     let Some(frame) = app.fresh_frame().await else {
-        return Response::text(
+        let response = Response::text(
             503,
             "no frame available yet: the source has not delivered one\n",
         )
-        .header("Retry-After", "1")
-        .write(io, head_only, &app.cors)
-        .await
-        .map(|_| true);
+        .header("Retry-After", "1");
+        return response.write(io, head_only, &app.cors).await.map(|_| true);
     };
     let headers = format!(
         "{NO_CACHE}Content-Disposition: inline; filename=snapshot.jpg\r\nX-Timestamp: {}\r\nX-Frame-Sequence: {}\r\n",
         format_timestamp(frame.timestamp_us),
         frame.seq
     );
-    Response {
+    let response = Response {
         status: 200,
         content_type: "image/jpeg",
         headers,
         body: &frame.jpeg,
         close: false,
     }
-    .write(io, head_only, &app.cors)
-    .await
-    .map(|_| false)
+    .persist(keep_alive, http10);
+    response
+        .write(io, head_only, &app.cors)
+        .await
+        .map(|_| response.close)
 }
 
 /// The `/state` document: µStreamer's shape (so its tools read it) with mjpegd's additions.
