@@ -237,23 +237,24 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                     }
                 };
                 let _ = socket.set_nodelay(true);
+                // One head timeout from accept covers a TLS handshake and the first request head.
+                let deadline = tokio::time::Instant::now() + app.config.limits.head_timeout;
                 let (app, shutdown) = (app.clone(), shutdown.clone());
                 match app.config.tls.as_ref().map(|t| t.acceptor()) {
                     None => tracker.spawn(async move {
-                        handle_connection(app, socket, addr, shutdown).await;
+                        handle_connection(app, socket, addr, shutdown, deadline).await;
                         drop(permit);
                     }),
                     Some(acceptor) => tracker.spawn(async move {
-                        let handshake = tokio::time::timeout(
-                            app.config.limits.head_timeout,
-                            acceptor.accept(socket),
-                        );
+                        let handshake = tokio::time::timeout_at(deadline, acceptor.accept(socket));
                         let tls = tokio::select! {
                             r = handshake => r,
                             _ = shutdown.cancelled() => return,
                         };
                         match tls {
-                            Ok(Ok(tls)) => handle_connection(app, tls, addr, shutdown).await,
+                            Ok(Ok(tls)) => {
+                                handle_connection(app, tls, addr, shutdown, deadline).await
+                            }
                             Ok(Err(e)) => {
                                 app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
                                 tracing::debug!(%addr, error = %e, "TLS handshake failed");

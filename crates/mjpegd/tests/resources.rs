@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Reads one response with a Content-Length from a connection that stays open.
 fn read_response(r: &mut BufReader<TcpStream>) -> Response {
@@ -84,4 +84,153 @@ fn the_connection_header_says_whether_the_connection_stays_open() {
         write!(w, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         assert_eq!(read_response(&mut r).status, 200, "{path}: still open");
     }
+}
+
+/// A self-signed certificate for localhost, written to a fresh directory: (dir, cert file, key file, cert).
+fn tls_files(what: &str) -> (std::path::PathBuf, String, String, CertificateDer) {
+    let dir = std::env::temp_dir().join(format!("mjpegd-resources-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let der = ck.cert.der().clone();
+    let s = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    (dir, s(cert), s(key), der)
+}
+
+type CertificateDer = rustls::pki_types::CertificateDer<'static>;
+
+/// Runs mjpegd (a loopback port, `args`) with its standard error in `log`, through `sh` so the test can
+/// set the shell's limits (`setup`, e.g. `ulimit -n 256`) and MJPEGD_LOG before it starts.
+fn spawn_logged(setup: &str, log: &std::path::Path, args: &[&str]) -> Server {
+    let script = format!("{setup}\nexec \"$0\" \"$@\" 2>\"$MJPEGD_TEST_LOG\"");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_mjpegd"))
+        .args(["--listen", "127.0.0.1:0", "--resolution", "320x240"])
+        .args(args)
+        .env("MJPEGD_TEST_LOG", log);
+    Server::spawn(&mut cmd)
+}
+
+/// A TLS 1.3 ClientHello naming the server by an IP address in SNI (which RFC 6066 forbids, and some
+/// clients send anyway).
+fn client_hello_with_ip_sni() -> Vec<u8> {
+    let name = b"127.0.0.1";
+    let mut sni = vec![0u8]; // host_name
+    sni.extend((name.len() as u16).to_be_bytes());
+    sni.extend(name);
+    let mut list = (sni.len() as u16).to_be_bytes().to_vec();
+    list.extend(sni);
+    let mut ext = vec![0, 0]; // server_name
+    ext.extend((list.len() as u16).to_be_bytes());
+    ext.extend(list);
+    ext.extend([0, 0x2b, 0, 3, 2, 3, 4]); // supported_versions: TLS 1.3
+    ext.extend([0, 0x0a, 0, 4, 0, 2, 0, 0x1d]); // supported_groups: x25519
+    ext.extend([0, 0x0d, 0, 4, 0, 2, 8, 4]); // signature_algorithms: rsa_pss_rsae_sha256
+    ext.extend([0, 0x33, 0, 38, 0, 36, 0, 0x1d, 0, 32]); // key_share: x25519
+    ext.extend([9u8; 32]);
+    let mut body = vec![3, 3];
+    body.extend([7u8; 32]); // random
+    body.extend([0, 0, 2, 0x13, 1, 1, 0]); // no session id, TLS_AES_128_GCM_SHA256, no compression
+    body.extend((ext.len() as u16).to_be_bytes());
+    body.extend(ext);
+    let mut hs = vec![1, 0];
+    hs.extend((body.len() as u16).to_be_bytes());
+    hs.extend(body);
+    let mut record = vec![0x16, 3, 1];
+    record.extend((hs.len() as u16).to_be_bytes());
+    record.extend(hs);
+    record
+}
+
+#[test]
+fn tls_gets_one_head_timeout_from_accept_and_clients_cannot_fill_the_log() {
+    let (dir, cert, key, der) = tls_files("tls");
+    let log = dir.join("stderr.log");
+    let tls_args = [
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--head-timeout",
+        "3s",
+    ];
+    let server = spawn_logged("", &log, &tls_args);
+
+    // A client that takes 2.5 s over its handshake, then says nothing: the 408 (or close) comes 3 s after
+    // connect, not 3 s after the handshake.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let config = std::sync::Arc::new(config);
+    let conn =
+        rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
+    let connected = Instant::now();
+    let tcp = TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n @ 1..) = tls.read(&mut buf) {
+        got.extend_from_slice(&buf[..n]);
+    }
+    let took = connected.elapsed();
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(4),
+        "the head timeout (3 s) counts from accept: the connection ended after {took:?}"
+    );
+    assert!(
+        got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let conn = rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(server.addr).unwrap());
+    tls.write_all(b"GET /state HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut all = Vec::new();
+    while let Ok(n @ 1..) = tls.read(&mut buf) {
+        all.extend_from_slice(&buf[..n]);
+    }
+    let state: serde_json::Value = serde_json::from_slice(&parse_response(&all).body).unwrap();
+    assert_eq!(state["result"]["rejected"]["timeouts"], 1);
+
+    // Clients that name the server by IP address in SNI: no log line each (by default; a log filter that
+    // names rustls still shows rustls's warning, which proves these hellos provoke it).
+    let mut hellos = |server: &Server| {
+        for _ in 0..20 {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(&client_hello_with_ip_sni()).unwrap();
+            let _ = s.read(&mut buf);
+        }
+    };
+    hellos(&server);
+    drop(server);
+    let quiet = std::fs::read_to_string(&log).unwrap();
+    assert!(!quiet.contains("SNI"), "{quiet}");
+    let loud_log = dir.join("loud.log");
+    let loud = spawn_logged(
+        "MJPEGD_LOG=warn,rustls=warn; export MJPEGD_LOG",
+        &loud_log,
+        &tls_args,
+    );
+    hellos(&loud);
+    drop(loud);
+    let loud = std::fs::read_to_string(&loud_log).unwrap();
+    assert!(loud.matches("Illegal SNI").count() >= 20, "{loud}");
+    let _ = std::fs::remove_dir_all(dir);
 }

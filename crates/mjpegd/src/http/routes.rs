@@ -18,30 +18,35 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const INDEX_HTML: &str = include_str!("index.html");
 
 /// Serves requests on one connection until it closes, turns into a stream that ends, or the server stops.
+/// The first request head must have arrived by `first_deadline` (the accept time plus the head timeout,
+/// which a TLS handshake has already spent part of).
 pub async fn handle_connection<T: Transport>(
     app: Arc<App>,
     mut io: T,
     addr: SocketAddr,
     shutdown: CancellationToken,
+    first_deadline: Instant,
 ) {
     let mut buf = BytesMut::with_capacity(1024);
     let mut first = true;
     loop {
-        // A new connection has the head timeout for its first request from the moment it was accepted:
-        // idle connections that never send anything are not kept for the (longer) keep-alive idle time.
+        // A new connection has the head timeout for its first request from the moment it was accepted
+        // (handshake included): idle connections that never send anything are not kept for the (longer)
+        // keep-alive idle time, and TLS does not get the head timeout twice.
         let limits = &app.config.limits;
         let deadline = if first {
-            limits.head_timeout
+            first_deadline
         } else {
-            limits.idle_timeout + limits.head_timeout
+            Instant::now() + limits.idle_timeout + limits.head_timeout
         };
         first = false;
-        let read = tokio::time::timeout(deadline, read_request(&mut io, &mut buf, limits));
+        let read = tokio::time::timeout_at(deadline, read_request(&mut io, &mut buf, limits));
         let request = tokio::select! {
             r = read => r.unwrap_or(Err(RequestError::Timeout)),
             _ = shutdown.cancelled() => return,
