@@ -95,7 +95,9 @@ pub struct ServeArgs {
     /// With --capture on-demand: how long the source stays open after the last client leaves.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub linger: Duration,
-    /// SO_SNDBUF of stream connections (e.g. 256KiB); unset: the kernel's autotuning.
+    /// SO_SNDBUF of every stream connection (e.g. 256KiB). Unset: 128KiB for `all` streams (so the kernel
+    /// holds at most 256 KiB per client beyond --buffer-memory), the kernel's autotuning for latest and
+    /// lockstep, which never queue more than about one frame.
     #[arg(long, value_parser = parse_size)]
     pub send_buffer: Option<u64>,
     /// Send Access-Control-Allow-Origin with this value (e.g. '*').

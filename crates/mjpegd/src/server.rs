@@ -33,7 +33,8 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// How long a snapshot waits for a frame when none is fresh.
     pub snapshot_timeout: Duration,
-    /// SO_SNDBUF for stream connections (None: the kernel's autotuning).
+    /// SO_SNDBUF for every stream connection (None: [`ALL_SEND_BUFFER`] for `all` streams, the kernel's
+    /// autotuning for the others).
     pub send_buffer: Option<usize>,
     /// Value of Access-Control-Allow-Origin, if any.
     pub allow_origin: Option<String>,
@@ -68,6 +69,22 @@ impl Default for ServerConfig {
             max_connections: 10_000 + 1_000,
             max_connections_per_address: None,
         }
+    }
+}
+
+/// SO_SNDBUF of an `all` stream unless `--send-buffer` says otherwise (the kernel doubles it for its
+/// bookkeeping: 256 KiB per client). An `all` client keeps every frame it has not read, and the frames in
+/// user space are bounded by `--buffer-memory`; without this the kernel's autotuning would hold up to
+/// `net.ipv4.tcp_wmem` (4 MiB by default) more per slow client, outside any budget. 128 KiB still carries
+/// 30 fps of 50 KB frames (720p) with room for a 100 ms round trip. `latest` and `lockstep` streams keep the
+/// autotuning: they never queue more than about one frame (they wait for their queue to drain).
+pub const ALL_SEND_BUFFER: usize = 128 << 10;
+
+impl ServerConfig {
+    /// The SO_SNDBUF a stream of `policy` gets, if any.
+    pub fn send_buffer_for(&self, policy: Policy) -> Option<usize> {
+        self.send_buffer
+            .or((policy == Policy::All).then_some(ALL_SEND_BUFFER))
     }
 }
 
@@ -179,6 +196,10 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Prepares the connection for streaming: no Nagle delay, and the send buffer size if one is set.
     fn tune_for_stream(&self, _send_buffer: Option<usize>) {}
 
+    /// Makes the coming close abortive (SO_LINGER 0): the kernel discards the send queue and resets the
+    /// connection, so a client that was evicted does not go on receiving the frames queued for it.
+    fn discard_unsent_on_close(&self) {}
+
     /// Bytes written but not yet acknowledged by the client (the kernel's send queue), if known.
     fn unsent_bytes(&self) -> Option<usize> {
         None
@@ -191,6 +212,10 @@ impl Transport for TcpStream {
         if let Some(size) = send_buffer {
             let _ = socket2::SockRef::from(self).set_send_buffer_size(size);
         }
+    }
+
+    fn discard_unsent_on_close(&self) {
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
     }
 
     fn unsent_bytes(&self) -> Option<usize> {

@@ -111,6 +111,10 @@ impl Transport for TlsStream<TcpStream> {
         self.get_ref().0.tune_for_stream(send_buffer)
     }
 
+    fn discard_unsent_on_close(&self) {
+        self.get_ref().0.discard_unsent_on_close()
+    }
+
     fn unsent_bytes(&self) -> Option<usize> {
         self.get_ref().0.unsent_bytes()
     }

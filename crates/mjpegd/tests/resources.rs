@@ -234,3 +234,105 @@ fn tls_gets_one_head_timeout_from_accept_and_clients_cannot_fill_the_log() {
     assert!(loud.matches("Illegal SNI").count() >= 20, "{loud}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The server side of the connection from local port `client_port`, as `ss -tmn` shows it: (send queue
+/// bytes, SO_SNDBUF as the kernel keeps it).
+fn server_socket(server: &Server, client_port: u16) -> Option<(u64, u64)> {
+    let out = std::process::Command::new("ss")
+        .args(["-Htmn", "state", "established"])
+        .arg(format!(
+            "( sport = :{} and dport = :{client_port} )",
+            server.addr.port()
+        ))
+        .output()
+        .expect("ss (iproute2) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let send_q = text.split_whitespace().nth(1)?.parse().ok()?;
+    let skmem = text.split("skmem:(").nth(1)?.split(')').next()?;
+    let tb = skmem
+        .split(',')
+        .find_map(|f| f.strip_prefix("tb"))?
+        .parse()
+        .ok()?;
+    Some((send_q, tb))
+}
+
+#[test]
+fn an_evicted_all_client_is_cut_at_once_and_the_kernel_holds_a_bounded_send_buffer() {
+    let server = Server::start(&[
+        "--capture",
+        "always",
+        "--fps",
+        "30",
+        "--resolution",
+        "640x480",
+        "--buffer-memory",
+        "2MiB",
+    ]);
+    // A client that reads keeps getting every frame; one that stops reading fills its buffers.
+    let mut reader = server.stream("/stream?delivery=all");
+    let stalled = Stream::open(server.addr, "/stream?delivery=all", Some(16 << 10));
+    let port = stalled.reader.get_ref().local_addr().unwrap().port();
+    let reading = std::thread::spawn(move || {
+        let mut seqs = Vec::new();
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            match reader.next_part() {
+                Ok(p) => seqs.push(p.seq()),
+                Err(_) => break,
+            }
+        }
+        seqs
+    });
+    let mut biggest = (0, 0);
+    let evicted_at = eventually(
+        Duration::from_secs(20),
+        "the stalled client's eviction",
+        || {
+            if let Some((q, tb)) = server_socket(&server, port) {
+                biggest = biggest.max((q, tb));
+            }
+            let state = server.state();
+            (state["evictions"]["buffer_full"].as_u64() >= Some(1)).then(Instant::now)
+        },
+    );
+    // The kernel's share: SO_SNDBUF 128 KiB, which the kernel keeps doubled (autotuning would let it grow
+    // to net.ipv4.tcp_wmem's 4 MiB for a client that does not read).
+    let (queued, sndbuf) = biggest;
+    assert!(
+        sndbuf > 0 && sndbuf <= 256 << 10,
+        "the server's send buffer for an `all` stream is {sndbuf} bytes"
+    );
+    assert!(
+        queued > 64 << 10,
+        "the stalled client's queue filled ({queued} bytes)"
+    );
+    // What still arrives after the eviction: at most what was already in the client's own receive buffer.
+    let mut sock = stalled.reader.into_inner();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut stale = 0usize;
+    let mut buf = [0u8; 65536];
+    while let Ok(n @ 1..) = sock.read(&mut buf) {
+        stale += n;
+    }
+    let ended = evicted_at.elapsed();
+    assert!(
+        ended < Duration::from_secs(2),
+        "the evicted connection ended {ended:?} after the eviction was seen"
+    );
+    assert!(
+        stale < 128 << 10,
+        "{stale} bytes reached the evicted client after its eviction: its send queue ({queued} bytes) was not discarded"
+    );
+    drop(server);
+    let seqs = reading.join().unwrap();
+    assert!(
+        seqs.len() >= 30,
+        "the reading client got {} frames",
+        seqs.len()
+    );
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "the reading `all` client got every frame: {seqs:?}"
+    );
+}

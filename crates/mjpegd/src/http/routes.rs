@@ -250,7 +250,7 @@ async fn stream<T: Transport>(
         let _ = io.write_all(head.as_bytes()).await;
         return;
     }
-    io.tune_for_stream(app.config.send_buffer);
+    io.tune_for_stream(app.config.send_buffer_for(policy));
     let sub = app.hub.subscribe(ClientMeta {
         addr,
         policy,
@@ -271,7 +271,11 @@ async fn stream<T: Transport>(
     let end = stream_frames(&mut io, sub, &options, shutdown).await;
     match end {
         StreamEnd::Evicted(cause) => {
+            // What is still queued is stale, and may be seconds of video: drop it and reset, so the
+            // client sees the end now.
             tracing::warn!(client = %id, %addr, %policy, %cause, "stream client evicted");
+            io.discard_unsent_on_close();
+            return;
         }
         StreamEnd::Disconnected(e) => {
             tracing::info!(client = %id, %addr, error = %e, "stream ended")
