@@ -1,7 +1,9 @@
 //! The server: listening, accepting, and stopping cleanly.
 //!
 //! One task per connection; stream clients beyond `--max-clients` are turned away with a 503 rather than
-//! left hanging; accept errors (such as running out of file descriptors) are logged and survived. On
+//! left hanging. Running out of file descriptors is survived too: a spare descriptor is given up to accept
+//! the waiting connection and answer it 503 (else it would hang in the accept queue), and accept errors are
+//! logged at most once per 5 s with their count (an attacker cannot flood the log). On
 //! shutdown the listener closes, every connection is told to end, and the process exits once they have
 //! (or after a short grace period).
 
@@ -240,6 +242,8 @@ impl Transport for TcpStream {
 /// connections to end.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
+    let mut spare = SpareFd::open();
+    let mut failures = AcceptFailures::default();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -294,8 +298,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                 };
             }
             Err(e) => {
-                // EMFILE/ENFILE and friends: keep the server alive, give connections time to close.
-                tracing::warn!(error = %e, "accept failed");
+                failures.note(&e);
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                    && spare.shed(&listener, app.config.tls.is_none())
+                {
+                    app.counters.max_connections.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                // Out of descriptors with no spare, or another failure: give connections time to close.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -307,6 +317,61 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         .is_err()
     {
         tracing::warn!("some connections did not close in time");
+    }
+}
+
+/// A descriptor held in reserve so that a connection can still be accepted, answered and closed when the
+/// process is out of descriptors.
+struct SpareFd(Option<std::fs::File>);
+
+impl SpareFd {
+    fn open() -> SpareFd {
+        SpareFd(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// Frees the spare, accepts one waiting connection, answers it 503 (`answer`: plain HTTP; a TLS
+    /// connection is only closed), closes it and takes the spare back. False if there was no spare or
+    /// nothing could be accepted.
+    fn shed(&mut self, listener: &TcpListener, answer: bool) -> bool {
+        if self.0.take().is_none() {
+            *self = SpareFd::open();
+            return false;
+        }
+        // The listener is non-blocking: this takes a waiting connection or fails at once.
+        let accepted = socket2::SockRef::from(listener).accept();
+        if let Ok((socket, _)) = &accepted {
+            if answer && socket.set_nonblocking(true).is_ok() {
+                let _ = socket.send(crate::http::limits::refusal(Refused::Total));
+            }
+        }
+        let shed = accepted.is_ok();
+        drop(accepted);
+        *self = SpareFd::open();
+        shed
+    }
+}
+
+/// Accept failures, logged at most once per [`AcceptFailures::EVERY`] with how many there were.
+#[derive(Default)]
+struct AcceptFailures {
+    unlogged: u64,
+    last_log: Option<std::time::Instant>,
+}
+
+impl AcceptFailures {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn note(&mut self, e: &std::io::Error) {
+        self.unlogged += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= Self::EVERY)
+        {
+            tracing::warn!("accept failed {} times: {e}", self.unlogged);
+            self.unlogged = 0;
+            self.last_log = Some(now);
+        }
     }
 }
 

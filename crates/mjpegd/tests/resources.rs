@@ -336,3 +336,120 @@ fn an_evicted_all_client_is_cut_at_once_and_the_kernel_holds_a_bounded_send_buff
         "the reading `all` client got every frame: {seqs:?}"
     );
 }
+
+/// Opens `n` connections that send nothing.
+fn idle_connections(server: &Server, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| TcpStream::connect(server.addr).expect("the kernel accepts the connection"))
+        .collect()
+}
+
+/// Whether `s` is answered 503 and closed within `within`.
+fn refused_at_once(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    got.starts_with(b"HTTP/1.1 503")
+}
+
+/// Raises this test process's open-file limit to its hard limit (it holds hundreds of connections).
+fn raise_own_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+/// `/state`, once a connection slot is free again (the idle connections reach their head timeout).
+fn state_when_answered(server: &Server) -> serde_json::Value {
+    eventually(Duration::from_secs(10), "/state to answer", || {
+        let mut s = TcpStream::connect(server.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /state HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        let r = parse_response(&all);
+        (r.status == 200).then(|| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap())
+    })["result"]
+        .clone()
+}
+
+#[test]
+fn with_few_file_descriptors_a_crowd_gets_503_at_once_and_state_still_answers() {
+    raise_own_fd_limit();
+    let dir = std::env::temp_dir().join(format!("mjpegd-resources-fds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let limit = "ulimit -Sn 256 && ulimit -Hn 256 || exit 1";
+    let args = ["--fps", "5", "--head-timeout", "2s"];
+
+    // Default limits follow the open-file limit: 192 connections, 168 of them streams.
+    let log = dir.join("default.log");
+    let server = spawn_logged(limit, &log, &args);
+    let streams: Vec<_> = (0..168).map(|_| server.stream("/stream")).collect();
+    assert!(streams.iter().all(|s| s.head.status == 200));
+    assert_eq!(
+        server.stream("/stream").head.status,
+        503,
+        "the 169th stream"
+    );
+    // /state answers while streams hold every stream slot.
+    let state = server.state();
+    assert_eq!(state["connections"]["max"], 192);
+    // 300 more connections that say nothing: the first few take the last slots, the rest are answered
+    // 503 at once instead of hanging in the accept queue.
+    let started = Instant::now();
+    let mut idle = idle_connections(&server, 300);
+    for s in idle.iter_mut().skip(100) {
+        assert!(
+            refused_at_once(s, Duration::from_secs(3)),
+            "answered, not left hanging"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let state = state_when_answered(&server);
+    assert!(
+        state["rejected"]["max_connections"].as_u64().unwrap() >= 200,
+        "{state}"
+    );
+    assert_eq!(state["stream"]["clients"], 168);
+    drop((idle, streams));
+    drop(server);
+    let quiet = std::fs::read_to_string(&log).unwrap();
+    assert!(!quiet.contains("accept failed"), "{quiet}");
+
+    // --max-connections above the descriptors: accept runs out of them, and the spare descriptor still
+    // answers each newcomer 503 at once; the log says so at most once per 5 s.
+    let log = dir.join("over.log");
+    let server = spawn_logged(
+        limit,
+        &log,
+        &[&args[..], &["--max-connections", "1000"]].concat(),
+    );
+    let mut idle = idle_connections(&server, 400);
+    for s in idle.iter_mut().skip(250) {
+        assert!(
+            refused_at_once(s, Duration::from_secs(3)),
+            "answered, not left hanging"
+        );
+    }
+    let state = state_when_answered(&server);
+    assert!(
+        state["rejected"]["max_connections"].as_u64().unwrap() >= 150,
+        "{state}"
+    );
+    drop(idle);
+    drop(server);
+    let over = std::fs::read_to_string(&log).unwrap();
+    let reports = over.matches("accept failed").count();
+    assert!(
+        (1..=3).contains(&reports),
+        "accept failures reported {reports} times:\n{over}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
