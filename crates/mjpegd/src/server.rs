@@ -251,6 +251,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         };
         match accepted {
             Ok((socket, addr)) => {
+                failures.settled();
                 let permit = match app.connections.admit(addr.ip()) {
                     Ok(p) => p,
                     Err(why) => {
@@ -342,6 +343,8 @@ impl SpareFd {
         if let Ok((socket, _)) = &accepted {
             if answer && socket.set_nonblocking(true).is_ok() {
                 let _ = socket.send(crate::http::limits::refusal(Refused::Total));
+                // (a request already there is read, so the close ends the connection, not resets it)
+                let _ = std::io::Read::read(&mut &*socket, &mut [0u8; 4096]);
             }
         }
         let shed = accepted.is_ok();
@@ -371,6 +374,15 @@ impl AcceptFailures {
             tracing::warn!("accept failed {} times: {e}", self.unlogged);
             self.unlogged = 0;
             self.last_log = Some(now);
+        }
+    }
+
+    /// After a successful accept: reports the failures not reported yet, once their period is over.
+    fn settled(&mut self) {
+        if self.unlogged > 0 && self.last_log.is_some_and(|t| t.elapsed() >= Self::EVERY) {
+            tracing::warn!("accept failed {} more times", self.unlogged);
+            self.unlogged = 0;
+            self.last_log = Some(std::time::Instant::now());
         }
     }
 }

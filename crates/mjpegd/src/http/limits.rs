@@ -121,6 +121,9 @@ pub fn refusal(why: Refused) -> &'static [u8] {
 /// Answers a refused plain-HTTP connection with a 503 if its socket takes it at once, then closes it.
 pub fn refuse(socket: TcpStream, why: Refused) {
     let _ = socket.try_write(refusal(why));
+    // A request that has already arrived is read and dropped: closing over unread bytes would reset the
+    // connection instead of ending it after the 503.
+    let _ = socket.try_read(&mut [0u8; 4096]);
     drop(socket);
 }
 
