@@ -111,8 +111,17 @@ impl ConnectionBudget {
         }
     }
 
-    /// Says (once, at startup) where the flags ask for more than the open-file limit allows.
+    /// Says (once, at startup) when the open-file limit sets the limits, and where the flags ask for more
+    /// than it allows.
     fn warn(&self, fd_limit: u64) {
+        if self.fd_room < DEFAULT_MAX_CLIENTS + ROOM {
+            tracing::info!(
+                fd_limit,
+                max_connections = self.max_connections,
+                max_clients = self.max_clients,
+                "the open-file limit bounds connections (raise ulimit -n for more)"
+            );
+        }
         if self.max_connections > self.fd_room {
             tracing::warn!(
                 fd_limit,
