@@ -84,9 +84,10 @@ pub struct ServeArgs {
     /// Delivery policy of stream requests that do not choose one with ?delivery=.
     #[arg(long, value_enum, default_value_t = DeliveryArg::Latest)]
     pub delivery: DeliveryArg,
-    /// Most stream clients at once; more get a 503.
-    #[arg(long, default_value_t = 10_000)]
-    pub max_clients: usize,
+    /// Most stream clients at once; more get a 503. Default: 10000, or an eighth fewer than the open-file
+    /// limit leaves for connections (see --max-connections), so /state and snapshots still get through.
+    #[arg(long)]
+    pub max_clients: Option<usize>,
     /// Memory for frames kept for `all` clients (e.g. 256MiB); the client furthest behind is evicted when
     /// it would be exceeded.
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
@@ -103,7 +104,9 @@ pub struct ServeArgs {
     /// With --capture on-demand: how long the source stays open after the last client leaves.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub linger: Duration,
-    /// SO_SNDBUF of stream connections (e.g. 256KiB); unset: the kernel's autotuning.
+    /// SO_SNDBUF of every stream connection (e.g. 256KiB). Unset: 128KiB for `all` streams (so the kernel
+    /// holds at most 256 KiB per client beyond --buffer-memory), the kernel's autotuning for latest and
+    /// lockstep, which never queue more than about one frame.
     #[arg(long, value_parser = parse_size)]
     pub send_buffer: Option<u64>,
     /// Send Access-Control-Allow-Origin with this value (e.g. '*').
@@ -238,7 +241,9 @@ impl ServeArgs {
     /// The HTTP side's settings.
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
-            max_clients: self.max_clients,
+            max_clients: self
+                .max_clients
+                .unwrap_or(crate::security::DEFAULT_MAX_CLIENTS),
             default_policy: self.delivery.into(),
             lockstep_timeout: self.lockstep_timeout,
             write_timeout: self.write_timeout,
@@ -274,13 +279,6 @@ impl ServeArgs {
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let fd_limit = raise_fd_limit();
-    if fd_limit < args.max_clients as u64 + 64 {
-        tracing::warn!(
-            fd_limit,
-            max_clients = args.max_clients,
-            "the open-file limit is below --max-clients: connections past it will fail (raise it with ulimit -n)"
-        );
-    }
     let spec = SourceSpec::from_args(&args)?;
     let listener = listen(args.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -298,7 +296,8 @@ pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     let mut config = args.server_config();
-    args.security.apply(&mut config)?;
+    args.security
+        .apply(&mut config, args.max_clients, fd_limit)?;
     if let Some(tls) = &config.tls {
         crate::tls::reload_on_sighup(tls.clone(), CancellationToken::new())?;
     }

@@ -1,7 +1,9 @@
 //! The server: listening, accepting, and stopping cleanly.
 //!
 //! One task per connection; stream clients beyond `--max-clients` are turned away with a 503 rather than
-//! left hanging; accept errors (such as running out of file descriptors) are logged and survived. On
+//! left hanging. Running out of file descriptors is survived too: a spare descriptor is given up to accept
+//! the waiting connection and answer it 503 (else it would hang in the accept queue), and accept errors are
+//! logged at most once per 5 s with their count (an attacker cannot flood the log). On
 //! shutdown the listener closes, every connection is told to end, and the process exits once they have
 //! (or after a short grace period).
 
@@ -33,7 +35,8 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// How long a snapshot waits for a frame when none is fresh.
     pub snapshot_timeout: Duration,
-    /// SO_SNDBUF for stream connections (None: the kernel's autotuning).
+    /// SO_SNDBUF for every stream connection (None: [`ALL_SEND_BUFFER`] for `all` streams, the kernel's
+    /// autotuning for the others).
     pub send_buffer: Option<usize>,
     /// Value of Access-Control-Allow-Origin, if any.
     pub allow_origin: Option<String>,
@@ -68,6 +71,22 @@ impl Default for ServerConfig {
             max_connections: 10_000 + 1_000,
             max_connections_per_address: None,
         }
+    }
+}
+
+/// SO_SNDBUF of an `all` stream unless `--send-buffer` says otherwise (the kernel doubles it for its
+/// bookkeeping: 256 KiB per client). An `all` client keeps every frame it has not read, and the frames in
+/// user space are bounded by `--buffer-memory`; without this the kernel's autotuning would hold up to
+/// `net.ipv4.tcp_wmem` (4 MiB by default) more per slow client, outside any budget. 128 KiB still carries
+/// 30 fps of 50 KB frames (720p) with room for a 100 ms round trip. `latest` and `lockstep` streams keep the
+/// autotuning: they never queue more than about one frame (they wait for their queue to drain).
+pub const ALL_SEND_BUFFER: usize = 128 << 10;
+
+impl ServerConfig {
+    /// The SO_SNDBUF a stream of `policy` gets, if any.
+    pub fn send_buffer_for(&self, policy: Policy) -> Option<usize> {
+        self.send_buffer
+            .or((policy == Policy::All).then_some(ALL_SEND_BUFFER))
     }
 }
 
@@ -176,6 +195,10 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Prepares the connection for streaming: no Nagle delay, and the send buffer size if one is set.
     fn tune_for_stream(&self, _send_buffer: Option<usize>) {}
 
+    /// Makes the coming close abortive (SO_LINGER 0): the kernel discards the send queue and resets the
+    /// connection, so a client that was evicted does not go on receiving the frames queued for it.
+    fn discard_unsent_on_close(&self) {}
+
     /// Bytes written but not yet acknowledged by the client (the kernel's send queue), if known.
     fn unsent_bytes(&self) -> Option<usize> {
         None
@@ -188,6 +211,10 @@ impl Transport for TcpStream {
         if let Some(size) = send_buffer {
             let _ = socket2::SockRef::from(self).set_send_buffer_size(size);
         }
+    }
+
+    fn discard_unsent_on_close(&self) {
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
     }
 
     fn unsent_bytes(&self) -> Option<usize> {
@@ -212,6 +239,8 @@ impl Transport for TcpStream {
 /// connections to end.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
+    let mut spare = SpareFd::open();
+    let mut failures = AcceptFailures::default();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -219,6 +248,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         };
         match accepted {
             Ok((socket, addr)) => {
+                failures.settled();
                 let permit = match app.connections.admit(addr.ip()) {
                     Ok(p) => p,
                     Err(why) => {
@@ -234,23 +264,24 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                     }
                 };
                 let _ = socket.set_nodelay(true);
+                // One head timeout from accept covers a TLS handshake and the first request head.
+                let deadline = tokio::time::Instant::now() + app.config.limits.head_timeout;
                 let (app, shutdown) = (app.clone(), shutdown.clone());
                 match app.config.tls.as_ref().map(|t| t.acceptor()) {
                     None => tracker.spawn(async move {
-                        handle_connection(app, socket, addr, shutdown).await;
+                        handle_connection(app, socket, addr, shutdown, deadline).await;
                         drop(permit);
                     }),
                     Some(acceptor) => tracker.spawn(async move {
-                        let handshake = tokio::time::timeout(
-                            app.config.limits.head_timeout,
-                            acceptor.accept(socket),
-                        );
+                        let handshake = tokio::time::timeout_at(deadline, acceptor.accept(socket));
                         let tls = tokio::select! {
                             r = handshake => r,
                             _ = shutdown.cancelled() => return,
                         };
                         match tls {
-                            Ok(Ok(tls)) => handle_connection(app, tls, addr, shutdown).await,
+                            Ok(Ok(tls)) => {
+                                handle_connection(app, tls, addr, shutdown, deadline).await
+                            }
                             Ok(Err(e)) => {
                                 app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
                                 tracing::debug!(%addr, error = %e, "TLS handshake failed");
@@ -265,8 +296,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                 };
             }
             Err(e) => {
-                // EMFILE/ENFILE and friends: keep the server alive, give connections time to close.
-                tracing::warn!(error = %e, "accept failed");
+                failures.note(&e);
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                    && spare.shed(&listener, app.config.tls.is_none())
+                {
+                    app.counters.max_connections.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                // Out of descriptors with no spare, or another failure: give connections time to close.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -278,6 +315,72 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         .is_err()
     {
         tracing::warn!("some connections did not close in time");
+    }
+}
+
+/// A descriptor held in reserve so that a connection can still be accepted, answered and closed when the
+/// process is out of descriptors.
+struct SpareFd(Option<std::fs::File>);
+
+impl SpareFd {
+    fn open() -> SpareFd {
+        SpareFd(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// Frees the spare, accepts one waiting connection, answers it 503 (`answer`: plain HTTP; a TLS
+    /// connection is only closed), closes it and takes the spare back. False if there was no spare or
+    /// nothing could be accepted.
+    fn shed(&mut self, listener: &TcpListener, answer: bool) -> bool {
+        if self.0.take().is_none() {
+            *self = SpareFd::open();
+            return false;
+        }
+        // The listener is non-blocking: this takes a waiting connection or fails at once.
+        let accepted = socket2::SockRef::from(listener).accept();
+        if let Ok((socket, _)) = &accepted {
+            if answer && socket.set_nonblocking(true).is_ok() {
+                let _ = socket.send(crate::http::limits::refusal(Refused::Total));
+                // (a request already there is read, so the close ends the connection, not resets it)
+                let _ = std::io::Read::read(&mut &*socket, &mut [0u8; 4096]);
+            }
+        }
+        let shed = accepted.is_ok();
+        drop(accepted);
+        *self = SpareFd::open();
+        shed
+    }
+}
+
+/// Accept failures, logged at most once per [`AcceptFailures::EVERY`] with how many there were.
+#[derive(Default)]
+struct AcceptFailures {
+    unlogged: u64,
+    last_log: Option<std::time::Instant>,
+}
+
+impl AcceptFailures {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn note(&mut self, e: &std::io::Error) {
+        self.unlogged += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= Self::EVERY)
+        {
+            tracing::warn!("accept failed {} times: {e}", self.unlogged);
+            self.unlogged = 0;
+            self.last_log = Some(now);
+        }
+    }
+
+    /// After a successful accept: reports the failures not reported yet, once their period is over.
+    fn settled(&mut self) {
+        if self.unlogged > 0 && self.last_log.is_some_and(|t| t.elapsed() >= Self::EVERY) {
+            tracing::warn!("accept failed {} more times", self.unlogged);
+            self.unlogged = 0;
+            self.last_log = Some(std::time::Instant::now());
+        }
     }
 }
 

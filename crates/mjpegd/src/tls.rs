@@ -2,8 +2,10 @@
 //!
 //! The certificate chain and key are PEM files (`--tls-cert`, `--tls-key`); SIGHUP reloads them (a renewed
 //! certificate takes effect for new connections, existing ones keep theirs; a reload that fails keeps the
-//! old pair and says why). The handshake has `--head-timeout` to finish, so a client that opens a
-//! connection and says nothing costs no more over TLS than over plain HTTP.
+//! old pair and says why). The handshake and the first request head share one `--head-timeout` from
+//! accept, so a client that opens a connection and says nothing costs no more over TLS than over plain
+//! HTTP. rustls's own warnings about odd client hellos are kept out of the log by default (see main.rs):
+//! any client could write them.
 //!
 //! A stream over TLS is still one write per part into rustls, which encrypts into its own buffer: zero
 //! copy ends at TLS. The send queue the delivery policies look at is the TCP socket's.
@@ -109,6 +111,10 @@ pub fn reload_on_sighup(tls: Arc<Tls>, shutdown: CancellationToken) -> anyhow::R
 impl Transport for TlsStream<TcpStream> {
     fn tune_for_stream(&self, send_buffer: Option<usize>) {
         self.get_ref().0.tune_for_stream(send_buffer)
+    }
+
+    fn discard_unsent_on_close(&self) {
+        self.get_ref().0.discard_unsent_on_close()
     }
 
     fn unsent_bytes(&self) -> Option<usize> {

@@ -111,7 +111,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The 503 sent to a connection past a limit.
-fn refusal(why: Refused) -> &'static [u8] {
+pub fn refusal(why: Refused) -> &'static [u8] {
     match why {
         Refused::Total => b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 57\r\nRetry-After: 5\r\nConnection: close\r\n\r\ntoo many connections: the server is at --max-connections\n",
         Refused::PerAddress => b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 70\r\nRetry-After: 5\r\nConnection: close\r\n\r\ntoo many connections from your address: --max-connections-per-address\n",
@@ -121,6 +121,9 @@ fn refusal(why: Refused) -> &'static [u8] {
 /// Answers a refused plain-HTTP connection with a 503 if its socket takes it at once, then closes it.
 pub fn refuse(socket: TcpStream, why: Refused) {
     let _ = socket.try_write(refusal(why));
+    // A request that has already arrived is read and dropped: closing over unread bytes would reset the
+    // connection instead of ending it after the 503.
+    let _ = socket.try_read(&mut [0u8; 4096]);
     drop(socket);
 }
 

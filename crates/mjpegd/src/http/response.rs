@@ -36,6 +36,17 @@ impl<'a> Response<'a> {
         self
     }
 
+    /// Sets what the Connection header says for a request that asked for `keep_alive`: `close` (and the
+    /// connection closes after the response) unless it is kept alive; an HTTP/1.0 client, which closes by
+    /// default, is told `keep-alive` when it is kept. A response that closes anyway stays closing.
+    pub fn persist(mut self, keep_alive: bool, http10: bool) -> Self {
+        self.close |= !keep_alive;
+        if !self.close && http10 {
+            self = self.header("Connection", "keep-alive");
+        }
+        self
+    }
+
     /// Writes the response; with `head_only` (a HEAD request) the body is left out but its length is
     /// announced.
     pub async fn write<W: AsyncWrite + Unpin>(
@@ -80,5 +91,40 @@ pub fn reason(status: u16) -> &'static str {
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn head_of(r: Response<'_>) -> String {
+        let mut out = Vec::new();
+        r.write(&mut out, true, "").await.unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_connection_header_says_what_happens_to_the_connection() {
+        let ok = || Response::text(200, "x");
+        let h = head_of(ok().persist(true, true)).await;
+        assert!(
+            h.contains("Connection: keep-alive\r\n") && !h.contains("close"),
+            "{h}"
+        );
+        let h = head_of(ok().persist(true, false)).await;
+        assert!(!h.contains("Connection:"), "{h}");
+        for http10 in [true, false] {
+            let h = head_of(ok().persist(false, http10)).await;
+            assert!(
+                h.contains("Connection: close\r\n") && !h.contains("keep-alive"),
+                "{h}"
+            );
+            let h = head_of(Response::text(400, "x").persist(true, http10)).await;
+            assert!(
+                h.contains("Connection: close\r\n") && !h.contains("keep-alive"),
+                "{h}"
+            );
+        }
     }
 }

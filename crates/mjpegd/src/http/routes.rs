@@ -19,30 +19,35 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const INDEX_HTML: &str = include_str!("index.html");
 
 /// Serves requests on one connection until it closes, turns into a stream that ends, or the server stops.
+/// The first request head must have arrived by `first_deadline` (the accept time plus the head timeout,
+/// which a TLS handshake has already spent part of).
 pub async fn handle_connection<T: Transport>(
     app: Arc<App>,
     mut io: T,
     addr: SocketAddr,
     shutdown: CancellationToken,
+    first_deadline: Instant,
 ) {
     let mut buf = BytesMut::with_capacity(1024);
     let mut first = true;
     loop {
-        // A new connection has the head timeout for its first request from the moment it was accepted:
-        // idle connections that never send anything are not kept for the (longer) keep-alive idle time.
+        // A new connection has the head timeout for its first request from the moment it was accepted
+        // (handshake included): idle connections that never send anything are not kept for the (longer)
+        // keep-alive idle time, and TLS does not get the head timeout twice.
         let limits = &app.config.limits;
         let deadline = if first {
-            limits.head_timeout
+            first_deadline
         } else {
-            limits.idle_timeout + limits.head_timeout
+            Instant::now() + limits.idle_timeout + limits.head_timeout
         };
         first = false;
-        let read = tokio::time::timeout(deadline, read_request(&mut io, &mut buf, limits));
+        let read = tokio::time::timeout_at(deadline, read_request(&mut io, &mut buf, limits));
         let request = tokio::select! {
             r = read => r.unwrap_or(Err(RequestError::Timeout)),
             _ = shutdown.cancelled() => return,
@@ -127,54 +132,58 @@ pub async fn handle_connection<T: Transport>(
             return;
         }
         // A small response has the write timeout to leave, like a frame: a client that asks and never
-        // reads does not hold its connection forever.
+        // reads does not hold its connection forever. Each response says whether the connection stays
+        // open, and the connection does what it said.
+        let http10 = request.version == 0;
         let respond = async {
-            match (request.path.as_str(), action) {
+            let response = match (request.path.as_str(), action) {
                 ("/snapshot" | "/jpg", _) | ("/", Some("snapshot")) => {
-                    snapshot(&app, &mut io, head_only).await
+                    return snapshot(&app, &mut io, head_only, keep_alive, http10).await
                 }
                 ("/state", _) => {
                     let body = state_json(&app, verdict.sees_clients()).to_string();
-                    Response {
+                    let response = Response {
                         status: 200,
                         content_type: "application/json",
                         headers: NO_CACHE.to_string(),
                         body: body.as_bytes(),
-                        close: !keep_alive,
+                        close: false,
                     }
-                    .write(&mut io, head_only, &app.cors)
-                    .await
-                    .map(|_| !keep_alive)
+                    .persist(keep_alive, http10);
+                    return response
+                        .write(&mut io, head_only, &app.cors)
+                        .await
+                        .map(|_| response.close);
                 }
                 ("/" | "/index.html", None) => Response {
                     status: 200,
                     content_type: "text/html; charset=utf-8",
                     headers: NO_CACHE.to_string(),
                     body: INDEX_HTML.as_bytes(),
-                    close: !keep_alive,
-                }
-                .write(&mut io, head_only, &app.cors)
-                .await
-                .map(|_| !keep_alive),
+                    close: false,
+                },
                 ("/", Some(_)) => Response::text(
                     400,
                     "unknown action: use action=stream or action=snapshot\n",
-                )
+                ),
+                // A miss (a browser's /favicon.ico) does not cost the connection.
+                _ => Response {
+                    close: false,
+                    ..Response::text(404, "not found: try /stream, /snapshot, /state or /\n")
+                },
+            }
+            .persist(keep_alive, http10);
+            response
                 .write(&mut io, head_only, &app.cors)
                 .await
-                .map(|_| true),
-                _ => Response::text(404, "not found: try /stream, /snapshot, /state or /\n")
-                    .write(&mut io, head_only, &app.cors)
-                    .await
-                    .map(|_| !keep_alive),
-            }
+                .map(|_| response.close)
         };
         let Ok(outcome) = tokio::time::timeout(app.config.write_timeout, respond).await else {
             app.counters.timeouts.fetch_add(1, Ordering::Relaxed);
             return;
         };
         match outcome {
-            Ok(false) if keep_alive => continue,
+            Ok(false) => continue,
             _ => return,
         }
     }
@@ -256,7 +265,7 @@ async fn stream<T: Transport>(
         let _ = io.write_all(head.as_bytes()).await;
         return;
     }
-    io.tune_for_stream(app.config.send_buffer);
+    io.tune_for_stream(app.config.send_buffer_for(policy));
     let sub = app.hub.subscribe(ClientMeta {
         addr,
         policy,
@@ -277,7 +286,11 @@ async fn stream<T: Transport>(
     let end = stream_frames(&mut io, sub, &options, shutdown).await;
     match end {
         StreamEnd::Evicted(cause) => {
+            // What is still queued is stale, and may be seconds of video: drop it and reset, so the
+            // client sees the end now.
             tracing::warn!(client = %id, %addr, %policy, %cause, "stream client evicted");
+            io.discard_unsent_on_close();
+            return;
         }
         StreamEnd::Disconnected(e) => {
             tracing::info!(client = %id, %addr, error = %e, "stream ended")
@@ -287,32 +300,39 @@ async fn stream<T: Transport>(
     let _ = io.shutdown().await;
 }
 
-async fn snapshot<T: Transport>(app: &App, io: &mut T, head_only: bool) -> std::io::Result<bool> {
+/// Answers a snapshot request; returns whether the connection closes after it.
+async fn snapshot<T: Transport>(
+    app: &App,
+    io: &mut T,
+    head_only: bool,
+    keep_alive: bool,
+    http10: bool,
+) -> std::io::Result<bool> {
     let Some(frame) = app.fresh_frame().await else {
-        return Response::text(
+        let response = Response::text(
             503,
             "no frame available yet: the source has not delivered one\n",
         )
-        .header("Retry-After", "1")
-        .write(io, head_only, &app.cors)
-        .await
-        .map(|_| true);
+        .header("Retry-After", "1");
+        return response.write(io, head_only, &app.cors).await.map(|_| true);
     };
     let headers = format!(
         "{NO_CACHE}Content-Disposition: inline; filename=snapshot.jpg\r\nX-Timestamp: {}\r\nX-Frame-Sequence: {}\r\n",
         format_timestamp(frame.timestamp_us),
         frame.seq
     );
-    Response {
+    let response = Response {
         status: 200,
         content_type: "image/jpeg",
         headers,
         body: &frame.jpeg,
         close: false,
     }
-    .write(io, head_only, &app.cors)
-    .await
-    .map(|_| false)
+    .persist(keep_alive, http10);
+    response
+        .write(io, head_only, &app.cors)
+        .await
+        .map(|_| response.close)
 }
 
 /// The `/state` document: µStreamer's shape (so its tools read it) with mjpegd's additions. Without
