@@ -7,134 +7,15 @@ mod common;
 #[path = "common/upstream.rs"]
 mod upstream;
 use common::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::TcpListener;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
-use upstream::make_jpegs;
+use upstream::{make_jpegs, After, Style, Upstream};
 
-/// What a test upstream does on each connection after the response head.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Behaviour {
-    /// The current frames in a loop at `fps`.
-    Stream,
-    /// One frame, then nothing, connection left open.
-    OneThenSilent,
-    /// One frame, then close.
-    OneThenClose,
-}
-
-/// A test upstream whose frames can be swapped while it runs.
-struct Flaky {
-    addr: SocketAddr,
-    frames: Arc<Mutex<Vec<Vec<u8>>>>,
-    connections: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn start(behaviour: Behaviour, frames: Vec<Vec<u8>>, fps: u32) -> Flaky {
-        Flaky::start_on(
-            TcpListener::bind("127.0.0.1:0").unwrap(),
-            behaviour,
-            frames,
-            fps,
-        )
-    }
-
-    fn start_on(
-        listener: TcpListener,
-        behaviour: Behaviour,
-        frames: Vec<Vec<u8>>,
-        fps: u32,
-    ) -> Flaky {
-        let addr = listener.local_addr().unwrap();
-        let frames = Arc::new(Mutex::new(frames));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (f, c, s) = (frames.clone(), connections.clone(), stop.clone());
-        listener.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((sock, _)) => {
-                        sock.set_nonblocking(false).unwrap();
-                        c.fetch_add(1, Ordering::Relaxed);
-                        let (f, s) = (f.clone(), s.clone());
-                        std::thread::spawn(move || serve(sock, behaviour, &f, fps, &s));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        Flaky {
-            addr,
-            frames,
-            connections,
-            stop,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/stream", self.addr)
-    }
-}
-
-impl Drop for Flaky {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn serve(
-    mut sock: TcpStream,
-    behaviour: Behaviour,
-    frames: &Mutex<Vec<Vec<u8>>>,
-    fps: u32,
-    stop: &AtomicBool,
-) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 2048];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        match sock.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    let head =
-        "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=b\r\n\r\n--b\r\n";
-    if sock.write_all(head.as_bytes()).is_err() {
-        return;
-    }
-    let mut i = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let jpeg = {
-            let f = frames.lock().unwrap();
-            f[i % f.len()].clone()
-        };
-        let mut part = format!(
-            "Content-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-            jpeg.len()
-        )
-        .into_bytes();
-        part.extend_from_slice(&jpeg);
-        part.extend_from_slice(b"\r\n--b\r\n");
-        if sock.write_all(&part).is_err() {
-            return;
-        }
-        i += 1;
-        match behaviour {
-            Behaviour::Stream => std::thread::sleep(Duration::from_millis(1000 / fps as u64)),
-            Behaviour::OneThenClose => return,
-            Behaviour::OneThenSilent => {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                return;
-            }
-        }
-    }
+/// An upstream of `frames` in the ESP32 firmware's format, doing `after` after each frame.
+fn upstream(after: After, frames: Vec<Vec<u8>>, fps: u32) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    Upstream::start_on(listener, Style::esp32(), frames, fps, after)
 }
 
 /// `jpeg` with its frame header saying `w` x `h` (the data stays a small picture).
@@ -190,8 +71,8 @@ fn unix_now() -> f64 {
 fn a_relayed_frame_claiming_65535x65535_is_dropped_and_the_source_recovers_when_fixed() {
     let good = make_jpegs(3, 160, 120);
     let huge: Vec<Vec<u8>> = good.iter().map(|j| claiming(j, 65535, 65535)).collect();
-    let up = Flaky::start(Behaviour::Stream, huge, 20);
-    let mut server = start_limited(&["--source", &up.url(), "--capture", "always"]);
+    let up = upstream(After::Continue, huge, 20);
+    let mut server = start_limited(&["--source", &up.url("/stream"), "--capture", "always"]);
     // Clients get "no signal" at the configured size, within the no-signal delay, not a 4 GB picture.
     let mut s = server.stream("/stream");
     let part = s.next_part().expect("a no-signal frame");
@@ -262,11 +143,11 @@ fn a_child_writing_frames_that_claim_16384x16384_is_bounded_too() {
 #[test]
 fn a_connected_but_silent_upstream_shows_no_signal_within_seconds_without_reconnecting() {
     let frames = make_jpegs(1, 160, 120);
-    let up = Flaky::start(Behaviour::OneThenSilent, frames.clone(), 10);
+    let up = upstream(After::Silence, frames.clone(), 10);
     // The read timeout stays long: "no signal" comes from --no-signal-after (2 s by default).
     let server = Server::start(&[
         "--source",
-        &up.url(),
+        &up.url("/stream"),
         "--capture",
         "always",
         "--read-timeout",
@@ -319,8 +200,8 @@ fn a_connected_but_silent_upstream_shows_no_signal_within_seconds_without_reconn
 #[test]
 fn an_upstream_that_closes_after_each_frame_is_reconnected_quickly_every_time() {
     let frames = make_jpegs(2, 160, 120);
-    let up = Flaky::start(Behaviour::OneThenClose, frames, 10);
-    let server = Server::start(&["--source", &up.url(), "--capture", "always"]);
+    let up = upstream(After::Close, frames, 10);
+    let server = Server::start(&["--source", &up.url("/stream"), "--capture", "always"]);
     let mut s = server.stream("/stream");
     let start = Instant::now();
     let mut real = 0;
@@ -354,11 +235,12 @@ fn state_separates_the_current_error_from_the_last_one() {
     });
     assert_eq!(state["source"]["state"], "offline");
     assert_eq!(state["source"]["error"], state["source"]["last_error"]);
-    let up = Flaky::start_on(
+    let up = Upstream::start_on(
         TcpListener::bind(addr).unwrap(),
-        Behaviour::Stream,
+        Style::esp32(),
         make_jpegs(2, 160, 120),
         10,
+        After::Continue,
     );
     let state = eventually(Duration::from_secs(10), "the recovery", || {
         let st = server.state();
@@ -419,12 +301,12 @@ fn after_an_on_demand_source_went_idle_new_clients_get_a_fresh_frame_not_the_las
 #[test]
 fn a_source_that_only_sends_garbage_still_gives_clients_no_signal() {
     // Frames that are not JPEGs at all: dropped, counted, and clients see "no signal" within seconds.
-    let up = Flaky::start(
-        Behaviour::Stream,
+    let up = upstream(
+        After::Continue,
         vec![b"\xff\xd8 not really a jpeg".to_vec()],
         20,
     );
-    let server = Server::start(&["--source", &up.url(), "--capture", "always"]);
+    let server = Server::start(&["--source", &up.url("/stream"), "--capture", "always"]);
     let mut s = server.stream("/stream");
     let opened = Instant::now();
     let part = s.next_part().unwrap();

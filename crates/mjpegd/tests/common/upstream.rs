@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// `n` distinct small JPEGs of `w` x `h`, each showing its index.
@@ -100,23 +100,53 @@ impl Style {
     }
 }
 
+/// What a fake upstream does after each frame it sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Sends the next one at the frame rate.
+    Continue,
+    /// Sends nothing more and keeps the connection open.
+    Silence,
+    /// Closes the connection.
+    Close,
+}
+
 /// A fake upstream: serves `frames` in a loop at `fps` to each connection.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub connections: Arc<AtomicUsize>,
     /// While set, the server cuts each connection in the middle of its 5th frame.
     pub die_mid_frame: Arc<AtomicBool>,
+    /// The frames served; replace them to change what every connection sends next.
+    pub frames: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Upstream {
     pub fn start(style: Style, frames: Vec<Vec<u8>>, fps: u32) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Upstream::start_on(listener, style, frames, fps, After::Continue)
+    }
+
+    /// Serves on `listener`, doing `after` after each frame.
+    pub fn start_on(
+        listener: TcpListener,
+        style: Style,
+        frames: Vec<Vec<u8>>,
+        fps: u32,
+        after: After,
+    ) -> Upstream {
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let die_mid_frame = Arc::new(AtomicBool::new(false));
+        let frames = Arc::new(Mutex::new(frames));
         let stop = Arc::new(AtomicBool::new(false));
-        let (c, d, s) = (connections.clone(), die_mid_frame.clone(), stop.clone());
+        let (c, d, f, s) = (
+            connections.clone(),
+            die_mid_frame.clone(),
+            frames.clone(),
+            stop.clone(),
+        );
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
@@ -124,9 +154,8 @@ impl Upstream {
                     Ok((sock, _)) => {
                         sock.set_nonblocking(false).unwrap();
                         c.fetch_add(1, Ordering::Relaxed);
-                        let (style, frames, d, s) =
-                            (style.clone(), frames.clone(), d.clone(), s.clone());
-                        std::thread::spawn(move || serve(sock, &style, &frames, fps, &d, &s));
+                        let (style, f, d, s) = (style.clone(), f.clone(), d.clone(), s.clone());
+                        std::thread::spawn(move || serve(sock, &style, &f, fps, after, &d, &s));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -136,6 +165,7 @@ impl Upstream {
             addr,
             connections,
             die_mid_frame,
+            frames,
             stop,
         }
     }
@@ -154,8 +184,9 @@ impl Drop for Upstream {
 fn serve(
     mut sock: TcpStream,
     style: &Style,
-    frames: &[Vec<u8>],
+    frames: &Mutex<Vec<Vec<u8>>>,
     fps: u32,
+    after: After,
     die: &AtomicBool,
     stop: &AtomicBool,
 ) {
@@ -186,10 +217,13 @@ fn serve(
     }
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        let jpeg = &frames[i % frames.len()];
+        let jpeg = {
+            let frames = frames.lock().unwrap();
+            frames[i % frames.len()].clone()
+        };
         let head = style.part_head.replace("{len}", &jpeg.len().to_string());
         let mut part = head.into_bytes();
-        part.extend_from_slice(jpeg);
+        part.extend_from_slice(&jpeg);
         part.extend_from_slice(style.part_tail.as_bytes());
         if die.load(Ordering::Relaxed) && i == 4 {
             let _ = write(&part[..part.len() / 2], &mut sock);
@@ -199,6 +233,15 @@ fn serve(
             return;
         }
         i += 1;
-        std::thread::sleep(Duration::from_millis(1000 / fps as u64));
+        match after {
+            After::Continue => std::thread::sleep(Duration::from_millis(1000 / fps as u64)),
+            After::Close => return,
+            After::Silence => {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                return;
+            }
+        }
     }
 }
