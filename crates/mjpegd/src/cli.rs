@@ -1,13 +1,17 @@
 //! The command line: flags, their defaults, and turning them into a running server.
 
+use crate::camera::Camera;
+use crate::config::{
+    parse_credentials, parse_fps, parse_max_picture, parse_no_signal_after, parse_resolution,
+    parse_size, CameraSettings, FileConfig,
+};
 use crate::http::request::Limits;
-use crate::hub::{SharedHub, SourceStatus};
 use crate::server::{serve, url_of, url_with_scheme, App, ServerConfig};
-use crate::source::spec::SourceSpec;
+use crate::source::spec::{SourceOptions, SourceSpec};
 use crate::source::supervisor::{Capture, SupervisorConfig};
 use crate::source::v4l2::FormatChoice;
 use clap::{Parser, Subcommand, ValueEnum};
-use mjpegd_core::{HubConfig, Policy};
+use mjpegd_core::Policy;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -33,11 +37,20 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Read a password on standard input and print its bcrypt hash, for an --auth-file line `user:HASH`.
     HashPassword,
+    /// Check a config file: print each camera with its URLs, or the errors with file:line:column.
+    CheckConfig {
+        /// The TOML file (as given to --config).
+        file: std::path::PathBuf,
+    },
 }
 
 /// Flags of the server.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// A TOML file of cameras (`[cameras.NAME]` tables) and server-wide keys, named like these flags.
+    /// Its keys override the flags'; the flags give what a camera leaves out.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// Where frames come from: `pattern` (built-in test pattern), an upstream MJPEG URL (http://...),
     /// `exec:COMMAND` (a child process writing MJPEG to stdout), `-` (MJPEG on stdin), `files:DIR` or a
     /// `.mjpeg` file.
@@ -142,75 +155,10 @@ pub enum CaptureArg {
     OnDemand,
 }
 
-fn parse_credentials(s: &str) -> Result<(String, String), String> {
-    s.split_once(':')
-        .map(|(u, p)| (u.to_string(), p.to_string()))
-        .ok_or_else(|| "expected USER:PASSWORD".to_string())
-}
-
 fn default_encoders() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4)
-}
-
-fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("expected WIDTHxHEIGHT, like 1280x720, not {s:?}"))?;
-    let w: u32 = w
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad width in {s:?}"))?;
-    let h: u32 = h
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad height in {s:?}"))?;
-    if !(16..=8192).contains(&w) || !(16..=8192).contains(&h) {
-        return Err(format!("{s}: width and height must be between 16 and 8192"));
-    }
-    Ok((w, h))
-}
-
-fn parse_no_signal_after(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
-    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
-        return Err(format!("{s}: must be between 100ms and 1h"));
-    }
-    Ok(d)
-}
-
-fn parse_max_picture(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("expected WIDTHxHEIGHT, like 8192x8192, not {s:?}"))?;
-    let parse = |v: &str| {
-        v.trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (16..=65535).contains(n))
-    };
-    match (parse(w), parse(h)) {
-        (Some(w), Some(h)) => Ok((w, h)),
-        _ => Err(format!(
-            "{s}: width and height must be between 16 and 65535"
-        )),
-    }
-}
-
-fn parse_fps(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(f) if f.is_finite() && f > 0.0 && f <= 240.0 => Ok(f),
-        _ => Err(format!(
-            "fps must be a number above 0 and up to 240, not {s:?}"
-        )),
-    }
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    s.parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// Raises the open-file limit to the hard limit (each client is a file descriptor) and returns it.
@@ -244,13 +192,9 @@ impl ServeArgs {
             max_clients: self
                 .max_clients
                 .unwrap_or(crate::security::DEFAULT_MAX_CLIENTS),
-            default_policy: self.delivery.into(),
-            lockstep_timeout: self.lockstep_timeout,
             write_timeout: self.write_timeout,
             send_buffer: self.send_buffer.map(|b| b as usize),
             allow_origin: self.allow_origin.clone(),
-            quality: self.quality,
-            buffer_memory: self.buffer_memory as usize,
             limits: Limits {
                 head_timeout: self.head_timeout,
                 ..Limits::default()
@@ -259,42 +203,134 @@ impl ServeArgs {
         }
     }
 
-    /// How the source is supervised.
-    pub fn supervisor_config(&self) -> SupervisorConfig {
-        SupervisorConfig {
-            capture: match self.capture {
-                CaptureArg::Always => Capture::Always,
-                CaptureArg::OnDemand => Capture::OnDemand {
-                    linger: self.linger,
-                },
+    /// The camera the flags describe (the only one without --config; the defaults of every camera with it).
+    pub fn camera(&self) -> anyhow::Result<CameraSettings> {
+        let source = match &self.device {
+            Some(device) => SourceSpec::Device(device.clone()),
+            None => SourceSpec::parse(&self.source)?,
+        };
+        Ok(CameraSettings {
+            name: "default".to_string(),
+            source,
+            options: SourceOptions {
+                resolution: self.resolution,
+                fps: self.fps,
+                quality: self.quality,
+                format: self.format,
+                encoders: self.encoders,
+                credentials: self.source_auth.clone(),
+                connect_timeout: self.connect_timeout,
+                read_timeout: self.read_timeout,
             },
-            placeholder_size: self.resolution,
-            no_signal_after: self.no_signal_after,
-            max_picture: self.max_picture_size,
-            ..SupervisorConfig::default()
+            supervisor: SupervisorConfig {
+                capture: match self.capture {
+                    CaptureArg::Always => Capture::Always,
+                    CaptureArg::OnDemand => Capture::OnDemand {
+                        linger: self.linger,
+                    },
+                },
+                placeholder_size: self.resolution,
+                no_signal_after: self.no_signal_after,
+                max_picture: self.max_picture_size,
+                ..SupervisorConfig::default()
+            },
+            buffer_memory: usize::try_from(self.buffer_memory).unwrap_or(usize::MAX),
+            delivery: self.delivery.into(),
+            lockstep_timeout: self.lockstep_timeout,
+        })
+    }
+
+    /// Folds a file's server-wide keys into the flags (the file's win).
+    fn apply_file(&mut self, file: &FileConfig) {
+        let k = &file.server;
+        if let Some(v) = k.listen {
+            self.listen = v;
         }
+        if k.max_clients.is_some() {
+            self.max_clients = k.max_clients;
+        }
+        if let Some(v) = k.head_timeout {
+            self.head_timeout = v;
+        }
+        if let Some(v) = k.write_timeout {
+            self.write_timeout = v;
+        }
+        if k.send_buffer.is_some() {
+            self.send_buffer = k.send_buffer;
+        }
+        if k.allow_origin.is_some() {
+            self.allow_origin = k.allow_origin.clone();
+        }
+        let sec = &mut self.security;
+        if k.max_connections.is_some() {
+            sec.max_connections = k.max_connections;
+        }
+        if k.max_connections_per_address.is_some() {
+            sec.max_connections_per_address = k.max_connections_per_address;
+        }
+        if k.auth.is_some() {
+            sec.auth = k.auth.clone();
+        }
+        if k.auth_file.is_some() {
+            sec.auth_file = k.auth_file.clone();
+        }
+        sec.access_keys.extend(k.access_keys.iter().cloned());
+        if k.tls_cert.is_some() {
+            sec.tls_cert = k.tls_cert.clone();
+        }
+        if k.tls_key.is_some() {
+            sec.tls_key = k.tls_key.clone();
+        }
+    }
+
+    /// The cameras to run: the one the flags describe, or the file's.
+    pub fn cameras(&mut self) -> anyhow::Result<Vec<CameraSettings>> {
+        let base = self.camera()?;
+        let Some(path) = self.config.clone() else {
+            return Ok(vec![base]);
+        };
+        let file = crate::config::load(&path, &base)?;
+        self.apply_file(&file);
+        Ok(file.cameras)
     }
 }
 
+/// `mjpegd check-config FILE`: each camera with its URLs, or the error.
+pub fn check_config(args: &ServeArgs, path: &std::path::Path) -> anyhow::Result<()> {
+    let base = args.camera()?;
+    let file = crate::config::load(path, &base)?;
+    let mut out = String::new();
+    for (n, c) in file.cameras.iter().enumerate() {
+        let name = &c.name;
+        let crowsnest = if n == 0 {
+            "/webcam/".to_string()
+        } else {
+            format!("/webcam{}/", n + 1)
+        };
+        out.push_str(&format!(
+            "{name}: {}\n  /cams/{name}/stream  /cams/{name}/snapshot  /cams/{name}/state  /cams/{name}/\n  /?action=stream_{n}  /?action=snapshot_{n}  {crowsnest}?action=stream  {crowsnest}?action=snapshot\n",
+            c.source
+        ));
+        if n == 0 {
+            out.push_str(
+                "  and /stream /snapshot /mjpeg/1 /jpg /?action=stream /?action=snapshot\n",
+            );
+        }
+    }
+    if let Some(listen) = file.server.listen {
+        out.push_str(&format!("listening on {listen}\n"));
+    }
+    print!("{out}");
+    Ok(())
+}
+
 /// Runs the server until SIGINT or SIGTERM.
-pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
     let fd_limit = raise_fd_limit();
-    let spec = SourceSpec::from_args(&args)?;
+    let cameras = args.cameras()?;
     let listener = listen(args.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
-    let (width, height) = args.resolution;
-    let hub = SharedHub::new(
-        HubConfig {
-            buffer_memory: args.buffer_memory as usize,
-        },
-        SourceStatus {
-            desired_fps: args.fps,
-            width,
-            height,
-            ..SourceStatus::default()
-        },
-    );
     let mut config = args.server_config();
     args.security
         .apply(&mut config, args.max_clients, fd_limit)?;
@@ -302,18 +338,36 @@ pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         crate::tls::reload_on_sighup(tls.clone(), CancellationToken::new())?;
     }
     let tls = config.tls.is_some();
-    let app = App::new(hub.clone(), config);
     let shutdown = CancellationToken::new();
-    let source_task = spec.spawn(&args, hub, args.supervisor_config(), shutdown.clone())?;
+    let cameras = cameras
+        .into_iter()
+        .map(|c| Camera::start(c, &shutdown))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let spec = match cameras.as_slice() {
+        [one] => one.settings.source.to_string(),
+        many => format!("{} cameras", many.len()),
+    };
+    let app = App::new(cameras.clone(), config);
     let url = if tls {
         url_with_scheme("https", addr)
     } else {
         url_of(addr)
     };
+    let cams: String = app
+        .cameras
+        .iter()
+        .map(|c| {
+            format!(
+                "  camera:   {url}/cams/{}/  ({})\n",
+                c.name(),
+                c.settings.source
+            )
+        })
+        .collect();
     // One write, errors ignored: a server must not die because whoever started it closed its stdout.
     let access = crate::security::announce(addr, &app.config);
     let banner = format!(
-        "mjpegd {} serving {spec}\n  page:     {url}/\n  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N)\n  snapshot: {url}/snapshot\n  state:    {url}/state\n  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot\n{access}",
+        "mjpegd {} serving {spec}\n  page:     {url}/\n  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N)\n  snapshot: {url}/snapshot\n  state:    {url}/state\n  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot\n{cams}{access}",
         env!("CARGO_PKG_VERSION"),
     );
     {
@@ -326,7 +380,9 @@ pub async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = server.await;
-    let _ = source_task.await;
+    for camera in &cameras {
+        camera.stop().await;
+    }
     crate::source::child::wait_for_endings().await;
     Ok(())
 }

@@ -207,6 +207,28 @@ impl SharedHub {
         lock(&self.core).end_run();
     }
 
+    /// The frame a snapshot should show: the newest of the source's current run (a real frame, or "no
+    /// signal" while it is down), else the next one to arrive (waking an on-demand source), within
+    /// `timeout`. A frame from an earlier run is never shown as if it were live.
+    pub async fn fresh_frame(self: &Arc<Self>, timeout: Duration) -> Option<Arc<Frame>> {
+        if let Some(frame) = self.newest() {
+            return Some(frame);
+        }
+        let mut changes = self.changes();
+        let _watching = self.watch();
+        let wait = async {
+            loop {
+                if let Some(f) = self.newest() {
+                    return f;
+                }
+                if changes.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok()
+    }
+
     /// Registers a stream client.
     pub fn subscribe(self: &Arc<Self>, meta: ClientMeta) -> Subscription {
         let id = lock(&self.core).join(meta.policy);

@@ -6,7 +6,9 @@
 //! the [`cli`] wires it all from flags. The binary is a thin wrapper over [`cli`].
 
 pub mod bench;
+pub mod camera;
 pub mod cli;
+pub mod config;
 pub mod http;
 pub mod hub;
 pub mod render;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         None => runtime.block_on(run_server(cli.serve)),
         Some(Command::Bench(args)) => runtime.block_on(mjpegd::bench::run(args)),
         Some(Command::HashPassword) => hash_password(),
+        Some(Command::CheckConfig { file }) => mjpegd::cli::check_config(&cli.serve, &file),
         Some(Command::Devices { paths }) => {
             print!("{}", mjpegd::source::v4l2::list_devices(&paths));
             Ok(())

@@ -7,13 +7,13 @@
 //! shutdown the listener closes, every connection is told to end, and the process exits once they have
 //! (or after a short grace period).
 
+use crate::camera::Camera;
 use crate::http::auth::Auth;
 use crate::http::limits::{refuse, ConnectionLimits, Refused};
 use crate::http::request::Limits;
 use crate::http::routes::handle_connection;
-use crate::hub::SharedHub;
 use crate::tls::Tls;
-use mjpegd_core::{Frame, Policy};
+use mjpegd_core::Policy;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,9 +29,6 @@ pub struct ServerConfig {
     /// Most stream clients at once.
     pub max_clients: usize,
     pub limits: Limits,
-    /// Policy of a stream request that does not name one.
-    pub default_policy: Policy,
-    pub lockstep_timeout: Duration,
     pub write_timeout: Duration,
     /// How long a snapshot waits for a frame when none is fresh.
     pub snapshot_timeout: Duration,
@@ -40,9 +37,6 @@ pub struct ServerConfig {
     pub send_buffer: Option<usize>,
     /// Value of Access-Control-Allow-Origin, if any.
     pub allow_origin: Option<String>,
-    /// Shown in `/state`.
-    pub quality: u8,
-    pub buffer_memory: usize,
     /// Who may connect (None: everyone).
     pub auth: Option<Arc<Auth>>,
     /// HTTPS (None: plain HTTP).
@@ -58,14 +52,10 @@ impl Default for ServerConfig {
         ServerConfig {
             max_clients: 10_000,
             limits: Limits::default(),
-            default_policy: Policy::Latest,
-            lockstep_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(30),
             snapshot_timeout: Duration::from_secs(5),
             send_buffer: None,
             allow_origin: None,
-            quality: 80,
-            buffer_memory: 256 << 20,
             auth: None,
             tls: None,
             max_connections: 10_000 + 1_000,
@@ -109,9 +99,10 @@ pub struct Counters {
     pub tls_handshakes: AtomicU64,
 }
 
-/// Everything a connection needs: the hub it serves and the settings.
+/// Everything a connection needs: the cameras it may serve and the settings.
 pub struct App {
-    pub hub: Arc<SharedHub>,
+    /// In configuration order; the first answers the single-camera URLs.
+    pub cameras: Vec<Arc<Camera>>,
     pub config: ServerConfig,
     pub counters: Counters,
     pub instance_id: String,
@@ -132,7 +123,7 @@ impl Drop for StreamSlot<'_> {
 }
 
 impl App {
-    pub fn new(hub: Arc<SharedHub>, config: ServerConfig) -> Arc<App> {
+    pub fn new(cameras: Vec<Arc<Camera>>, config: ServerConfig) -> Arc<App> {
         let cors = config
             .allow_origin
             .as_ref()
@@ -145,7 +136,7 @@ impl App {
         let connections =
             ConnectionLimits::new(config.max_connections, config.max_connections_per_address);
         Arc::new(App {
-            hub,
+            cameras,
             config,
             counters: Counters::default(),
             instance_id: format!("{:x}", nanos ^ (std::process::id() as u128) << 64),
@@ -163,30 +154,6 @@ impl App {
             })
             .ok()
             .map(|_| StreamSlot(&self.streams))
-    }
-
-    /// The frame a snapshot should show: the newest of the source's current run (a real frame, or "no
-    /// signal" while it is down), else the next one to arrive (waking an on-demand source), within the
-    /// snapshot timeout. A frame from an earlier run is never shown as if it were live.
-    pub async fn fresh_frame(&self) -> Option<Arc<Frame>> {
-        if let Some(frame) = self.hub.newest() {
-            return Some(frame);
-        }
-        let mut changes = self.hub.changes();
-        let _watching = self.hub.watch();
-        let wait = async {
-            loop {
-                if let Some(f) = self.hub.newest() {
-                    return f;
-                }
-                if changes.changed().await.is_err() {
-                    return std::future::pending().await;
-                }
-            }
-        };
-        tokio::time::timeout(self.config.snapshot_timeout, wait)
-            .await
-            .ok()
     }
 }
 

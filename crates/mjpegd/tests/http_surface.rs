@@ -124,7 +124,9 @@ fn the_page_shows_the_stream_and_the_state() {
     assert_eq!(r.status, 200);
     assert!(r.headers["content-type"].starts_with("text/html"));
     let html = String::from_utf8(r.body).unwrap();
-    assert!(html.contains("/stream") && html.contains("/state"));
+    assert!(html.contains(r#"data-base="/""#) && html.contains(r#"base + "stream""#));
+    let html = String::from_utf8(server.get("/cams/default/").body).unwrap();
+    assert!(html.contains(r#"data-base="/cams/default/""#));
 }
 
 #[test]

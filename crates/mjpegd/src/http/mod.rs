@@ -5,12 +5,14 @@
 //! HTTP/1.1. The stream path is also the hot path: each part should leave as one vectored write of three
 //! shared buffers, with no per-client copy, allocation or task beyond the connection's own. What mjpegd
 //! serves is small (GET and HEAD, a few routes), so owning it costs little: [`request`] reads a head with
-//! httparse within size and time limits, [`routes`] decides, [`response`] writes small complete
+//! httparse within size and time limits, [`route`] names the camera and resource, [`routes`] acts, [`response`] writes small complete
 //! responses, and [`stream`] writes MJPEG.
 
 pub mod auth;
 pub mod limits;
 pub mod request;
 pub mod response;
+pub mod route;
 pub mod routes;
+pub mod state;
 pub mod stream;

@@ -184,8 +184,12 @@ fn build(
     if path.contains('\0') {
         return Err(RequestError::Malformed("NUL in path"));
     }
+    // Dashboards append their own "?nonce=..." to URLs that already have a query
+    // (`/?action=stream?nonce_dashboard=123`): a second '?' separates parameters like '&'.
+    let raw_query = raw_query.replace('?', "&");
     let query = form_urlencoded::parse(raw_query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .take(64)
         .collect();
     Ok(Request {
         method,

@@ -7,17 +7,18 @@
 use super::auth::Verdict;
 use super::request::{read_request, Request, RequestError};
 use super::response::{Response, NO_CACHE};
+use super::route::{route, Resource, Route};
+use super::state::{camera_state, state_json};
 use super::stream::{is_chromium, response_head, stream_frames, StreamEnd, StreamOptions};
+use crate::camera::Camera;
 use crate::hub::ClientMeta;
 use crate::server::{App, Transport};
 use bytes::BytesMut;
 use mjpegd_core::frame::format_timestamp;
-use mjpegd_core::{EvictCause, Policy};
-use serde_json::json;
+use mjpegd_core::Policy;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -120,15 +121,24 @@ pub async fn handle_connection<T: Transport>(
                 .await;
             return;
         }
-        let action = if request.path == "/" {
-            request.param("action")
-        } else {
-            None
-        };
         let keep_alive = request.keep_alive();
-        if let ("/stream" | "/mjpeg/1", _) | ("/", Some("stream")) = (request.path.as_str(), action)
+        let names: Vec<&str> = app.cameras.iter().map(|c| c.name()).collect();
+        let route = route(&request.path, request.param("action"), &names);
+        if let Route::Camera {
+            index,
+            resource: Resource::Stream,
+        } = route
         {
-            stream(&app, io, addr, &request, head_only, &shutdown).await;
+            stream(
+                &app,
+                &app.cameras[index],
+                io,
+                addr,
+                &request,
+                head_only,
+                &shutdown,
+            )
+            .await;
             return;
         }
         // A small response has the write timeout to leave, like a frame: a client that asks and never
@@ -136,38 +146,60 @@ pub async fn handle_connection<T: Transport>(
         // open, and the connection does what it said.
         let http10 = request.version == 0;
         let respond = async {
-            let response = match (request.path.as_str(), action) {
-                ("/snapshot" | "/jpg", _) | ("/", Some("snapshot")) => {
-                    return snapshot(&app, &mut io, head_only, keep_alive, http10).await
+            let page;
+            let body;
+            let response = match route {
+                Route::Camera {
+                    index,
+                    resource: Resource::Snapshot,
+                } => {
+                    return snapshot(&app, &app.cameras[index], &mut io, head_only, keep_alive, http10)
+                        .await
                 }
-                ("/state", _) => {
-                    let body = state_json(&app, verdict.sees_clients()).to_string();
-                    let response = Response {
+                Route::State | Route::Camera { resource: Resource::State, .. } => {
+                    body = match route {
+                        Route::Camera { index, .. } => {
+                            camera_state(&app, &app.cameras[index], verdict.sees_clients())
+                        }
+                        _ => state_json(&app, verdict.sees_clients()),
+                    }
+                    .to_string();
+                    Response {
                         status: 200,
                         content_type: "application/json",
                         headers: NO_CACHE.to_string(),
                         body: body.as_bytes(),
                         close: false,
                     }
-                    .persist(keep_alive, http10);
-                    return response
-                        .write(&mut io, head_only, &app.cors)
-                        .await
-                        .map(|_| response.close);
                 }
-                ("/" | "/index.html", None) => Response {
-                    status: 200,
-                    content_type: "text/html; charset=utf-8",
-                    headers: NO_CACHE.to_string(),
-                    body: INDEX_HTML.as_bytes(),
-                    close: false,
-                },
-                ("/", Some(_)) => Response::text(
+                Route::Page | Route::Camera { resource: Resource::Page, .. } => {
+                    let base = match route {
+                        Route::Camera { index, .. } => format!("/cams/{}/", app.cameras[index].name()),
+                        _ => "/".to_string(),
+                    };
+                    page = INDEX_HTML.replace("{{BASE}}", &base);
+                    Response {
+                        status: 200,
+                        content_type: "text/html; charset=utf-8",
+                        headers: NO_CACHE.to_string(),
+                        body: page.as_bytes(),
+                        close: false,
+                    }
+                }
+                Route::Camera { resource: Resource::Stream, .. } => unreachable!("handled above"),
+                Route::UnknownAction(_) => Response::text(
                     400,
-                    "unknown action: use action=stream or action=snapshot\n",
+                    "unknown action: use action=stream or action=snapshot (or stream_N, snapshot_N)\n",
                 ),
+                Route::NoSuchCamera(what) => {
+                    body = format!("not found: no {what}; /state lists the cameras\n");
+                    Response {
+                        close: false,
+                        ..Response::text(404, &body)
+                    }
+                }
                 // A miss (a browser's /favicon.ico) does not cost the connection.
-                _ => Response {
+                Route::NotFound => Response {
                     close: false,
                     ..Response::text(404, "not found: try /stream, /snapshot, /state or /\n")
                 },
@@ -190,10 +222,14 @@ pub async fn handle_connection<T: Transport>(
 }
 
 /// Reads the stream options from the query, or says what is wrong with them.
-fn stream_options(app: &App, request: &Request) -> Result<(Policy, StreamOptions), String> {
+fn stream_options(
+    app: &App,
+    camera: &Camera,
+    request: &Request,
+) -> Result<(Policy, StreamOptions), String> {
     let policy = match request.param("delivery") {
         Some(p) => p.parse::<Policy>()?,
-        None => app.config.default_policy,
+        None => camera.settings.delivery,
     };
     let fps_cap = match request.param("fps") {
         None | Some("") => None,
@@ -222,7 +258,7 @@ fn stream_options(app: &App, request: &Request) -> Result<(Policy, StreamOptions
         StreamOptions {
             advance_headers,
             fps_cap,
-            lockstep_timeout: app.config.lockstep_timeout,
+            lockstep_timeout: camera.settings.lockstep_timeout,
             write_timeout: app.config.write_timeout,
         },
     ))
@@ -230,13 +266,14 @@ fn stream_options(app: &App, request: &Request) -> Result<(Policy, StreamOptions
 
 async fn stream<T: Transport>(
     app: &Arc<App>,
+    camera: &Camera,
     mut io: T,
     addr: SocketAddr,
     request: &Request,
     head_only: bool,
     shutdown: &CancellationToken,
 ) {
-    let (policy, options) = match stream_options(app, request) {
+    let (policy, options) = match stream_options(app, camera, request) {
         Ok(o) => o,
         Err(why) => {
             app.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
@@ -266,7 +303,7 @@ async fn stream<T: Transport>(
         return;
     }
     io.tune_for_stream(app.config.send_buffer_for(policy));
-    let sub = app.hub.subscribe(ClientMeta {
+    let sub = camera.hub.subscribe(ClientMeta {
         addr,
         policy,
         fps_cap: options.fps_cap,
@@ -279,7 +316,7 @@ async fn stream<T: Transport>(
         stop: shutdown.child_token(),
     });
     let id = sub.entry().id;
-    tracing::info!(client = %id, %addr, %policy, fps_cap = ?options.fps_cap, "stream started");
+    tracing::info!(camera = camera.name(), client = %id, %addr, %policy, fps_cap = ?options.fps_cap, "stream started");
     if io.write_all(head.as_bytes()).await.is_err() {
         return;
     }
@@ -303,12 +340,13 @@ async fn stream<T: Transport>(
 /// Answers a snapshot request; returns whether the connection closes after it.
 async fn snapshot<T: Transport>(
     app: &App,
+    camera: &Camera,
     io: &mut T,
     head_only: bool,
     keep_alive: bool,
     http10: bool,
 ) -> std::io::Result<bool> {
-    let Some(frame) = app.fresh_frame().await else {
+    let Some(frame) = camera.hub.fresh_frame(app.config.snapshot_timeout).await else {
         let response = Response::text(
             503,
             "no frame available yet: the source has not delivered one\n",
@@ -333,103 +371,4 @@ async fn snapshot<T: Transport>(
         .write(io, head_only, &app.cors)
         .await
         .map(|_| response.close)
-}
-
-/// The `/state` document: µStreamer's shape (so its tools read it) with mjpegd's additions. Without
-/// `show_clients` (a request let in by an access key: a player, not an operator) each client's address
-/// and user agent are left out.
-pub fn state_json(app: &App, show_clients: bool) -> serde_json::Value {
-    let source = app.hub.source();
-    let stats = app.hub.stats();
-    let captured_fps = app.hub.measured_fps();
-    let now = SystemTime::now();
-    let clients = app.hub.clients();
-    let mut clients_stat = serde_json::Map::new();
-    let mut list = Vec::with_capacity(clients.len());
-    for (c, pos) in &clients {
-        let sent = c.frames_sent.load(Ordering::Relaxed);
-        let secs = now
-            .duration_since(c.since)
-            .unwrap_or_default()
-            .as_secs_f64()
-            .max(0.001);
-        clients_stat.insert(
-            c.id.to_string(),
-            json!({"fps": (sent as f64 / secs * 10.0).round() / 10.0, "extra_headers": false,
-                   "advance_headers": false, "dual_final_frames": false, "zero_data": false, "key": ""}),
-        );
-        let mut client = json!({
-            "id": c.id.to_string(),
-            "delivery": c.policy.as_str(),
-            "fps_cap": c.fps_cap,
-            "frames_sent": sent,
-            "frames_skipped": c.frames_skipped.load(Ordering::Relaxed),
-            "bytes_sent": c.bytes_sent.load(Ordering::Relaxed),
-            "frames_behind": pos.map(|p| p.behind),
-            "last_sequence": pos.and_then(|p| p.last_seq),
-            "connected_since": humantime::format_rfc3339_seconds(c.since).to_string(),
-        });
-        if show_clients {
-            client["address"] = json!(c.addr.to_string());
-            client["user_agent"] = json!(c.user_agent);
-        }
-        list.push(client);
-    }
-    let evictions: serde_json::Map<_, _> = EvictCause::ALL
-        .iter()
-        .zip(stats.evictions)
-        .map(|(c, n)| (c.as_str().to_string(), json!(n)))
-        .collect();
-    json!({
-        "ok": true,
-        "result": {
-            "instance_id": app.instance_id,
-            "encoder": {"type": source.encoder.as_str(), "quality": app.config.quality},
-            "source": {
-                "description": source.description,
-                "state": source.state.as_str(),
-                "online": source.online,
-                "resolution": {"width": source.width, "height": source.height},
-                "desired_fps": source.desired_fps,
-                "granted_fps": source.granted_fps,
-                "captured_fps": captured_fps,
-                "dropped_frames": source.dropped_frames(),
-                "dropped": {"not_jpeg": source.dropped_not_jpeg, "picture_too_large": source.dropped_too_large},
-                "reconnects": source.reconnects,
-                "error": source.error,
-                "last_error": source.last_error,
-                "last_error_at": source.last_error_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-            },
-            "stream": {
-                "queued_fps": captured_fps,
-                "clients": clients.len(),
-                "clients_stat": clients_stat,
-            },
-            "hub": {
-                "frames_published": stats.published,
-                "backlog_frames": stats.backlog_frames,
-                "backlog_bytes": stats.backlog_bytes,
-                "buffer_memory": app.config.buffer_memory,
-                "lockstep_round": stats.lockstep_round,
-                "clients_by_delivery": {"latest": stats.clients[0], "all": stats.clients[1], "lockstep": stats.clients[2]},
-            },
-            "clients": list,
-            "evictions": evictions,
-            "rejected": {
-                "max_clients": app.counters.rejected_max_clients.load(Ordering::Relaxed),
-                "bad_requests": app.counters.bad_requests.load(Ordering::Relaxed),
-                "timeouts": app.counters.timeouts.load(Ordering::Relaxed),
-                "unauthorized": app.counters.unauthorized.load(Ordering::Relaxed),
-                "password_checks_busy": app.counters.password_checks_busy.load(Ordering::Relaxed),
-                "max_connections": app.counters.max_connections.load(Ordering::Relaxed),
-                "max_connections_per_address": app.counters.max_connections_per_address.load(Ordering::Relaxed),
-                "tls_handshakes": app.counters.tls_handshakes.load(Ordering::Relaxed),
-            },
-            "connections": {
-                "open": app.connections.open(),
-                "max": app.connections.max_total(),
-                "max_per_address": app.connections.max_per_address(),
-            },
-        }
-    })
 }

@@ -1,12 +1,12 @@
-//! Choosing a source from the command line.
+//! Naming a source (`--source`, `--device`, a camera's `source`/`device` keys) and starting it.
 
 use super::files::{Files, FilesFrom};
 use super::pattern::Pattern;
 use super::pipe::{Pipe, PipeFrom};
 use super::relay::{Relay, RelayOptions};
 use super::supervisor::{supervise, SupervisorConfig};
+use super::v4l2::FormatChoice;
 use super::v4l2::{V4l2Camera, V4l2Options};
-use crate::cli::ServeArgs;
 use crate::hub::SharedHub;
 use std::fmt;
 use std::path::PathBuf;
@@ -14,6 +14,40 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// What a source is asked to deliver and how it is reached (the flags or a camera's keys).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceOptions {
+    /// Picture size asked of a camera or the pattern; the "no signal" size before frames say otherwise.
+    pub resolution: (u32, u32),
+    pub fps: f64,
+    /// JPEG quality of what mjpegd encodes itself.
+    pub quality: u8,
+    /// Pixel format asked of a V4L2 camera.
+    pub format: FormatChoice,
+    /// Encoder threads for raw camera formats.
+    pub encoders: usize,
+    /// Basic auth for an upstream.
+    pub credentials: Option<(String, String)>,
+    pub connect_timeout: Duration,
+    /// Longest silence from an upstream before it is reconnected.
+    pub read_timeout: Duration,
+}
+
+impl Default for SourceOptions {
+    fn default() -> SourceOptions {
+        SourceOptions {
+            resolution: (1280, 720),
+            fps: 30.0,
+            quality: 80,
+            format: FormatChoice::Auto,
+            encoders: 1,
+            credentials: None,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// A source as named by `--source` or `--device`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,14 +67,6 @@ pub enum SourceSpec {
 }
 
 impl SourceSpec {
-    /// Reads `--source` and `--device`.
-    pub fn from_args(args: &ServeArgs) -> anyhow::Result<SourceSpec> {
-        if let Some(device) = &args.device {
-            return Ok(SourceSpec::Device(device.clone()));
-        }
-        SourceSpec::parse(&args.source)
-    }
-
     /// Parses a `--source` value.
     pub fn parse(s: &str) -> anyhow::Result<SourceSpec> {
         match s {
@@ -75,7 +101,7 @@ impl SourceSpec {
     /// Starts the source's supervisor.
     pub fn spawn(
         &self,
-        args: &ServeArgs,
+        args: &SourceOptions,
         hub: Arc<SharedHub>,
         config: SupervisorConfig,
         shutdown: CancellationToken,
@@ -101,7 +127,7 @@ impl SourceSpec {
             SourceSpec::Relay(url) => {
                 let relay = Relay::new(RelayOptions {
                     url: url.clone(),
-                    credentials: args.source_auth.clone(),
+                    credentials: args.credentials.clone(),
                     connect_timeout: args.connect_timeout,
                     read_timeout: args.read_timeout,
                     fps: args.fps,

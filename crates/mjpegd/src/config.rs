@@ -1,0 +1,542 @@
+//! One typed configuration for the whole server, whether it comes from flags or from a file.
+//!
+//! The command line ([`crate::cli`]) describes one camera; `--config FILE` (TOML) describes several, with
+//! server-wide keys at the top and one `[cameras.NAME]` table per camera, whose keys are the long names of
+//! the flags. Either way the rest of the server sees only [`CameraSettings`] (and the server keys the CLI
+//! folds into its settings): nothing in the pipeline reads flags. A camera's keys override the values the
+//! command line gives (or their defaults), so `mjpegd --config cams.toml --fps 15` sets every camera's rate
+//! unless its table says otherwise.
+//!
+//! A file is refused whole, with `file:line:column` and what was expected, for any unknown key, wrong type,
+//! bad value, duplicate camera, bad camera name, or two cameras on one device: nothing half-applies.
+
+use crate::source::spec::{SourceOptions, SourceSpec};
+use crate::source::supervisor::{Capture, SupervisorConfig};
+use crate::source::v4l2::FormatChoice;
+use indexmap::IndexMap;
+use mjpegd_core::Policy;
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Largest config file read.
+const MAX_FILE: u64 = 1 << 20;
+/// Most cameras in one file.
+pub const MAX_CAMERAS: usize = 64;
+
+/// Everything one camera needs: its source, how it is supervised, and its hub's delivery settings.
+#[derive(Clone, Debug)]
+pub struct CameraSettings {
+    /// The name in its URLs (`/cams/NAME/...`).
+    pub name: String,
+    pub source: SourceSpec,
+    pub options: SourceOptions,
+    pub supervisor: SupervisorConfig,
+    /// Memory for frames kept for this camera's `all` clients.
+    pub buffer_memory: usize,
+    /// Policy of a stream request that does not name one.
+    pub delivery: Policy,
+    pub lockstep_timeout: Duration,
+}
+
+/// Server-wide keys of a file, each `None` when the file does not set it.
+#[derive(Clone, Debug, Default)]
+pub struct ServerKeys {
+    pub listen: Option<SocketAddr>,
+    pub max_clients: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
+    pub head_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
+    pub send_buffer: Option<u64>,
+    pub allow_origin: Option<String>,
+    pub auth: Option<String>,
+    pub auth_file: Option<PathBuf>,
+    pub access_keys: Vec<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+/// A parsed config file.
+#[derive(Clone, Debug)]
+pub struct FileConfig {
+    pub server: ServerKeys,
+    /// In the file's order.
+    pub cameras: Vec<CameraSettings>,
+}
+
+/// Why a file was refused, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileKeys {
+    listen: Option<Spanned<String>>,
+    max_clients: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    head_timeout: Option<Spanned<String>>,
+    write_timeout: Option<Spanned<String>>,
+    send_buffer: Option<Spanned<String>>,
+    allow_origin: Option<String>,
+    auth: Option<String>,
+    auth_file: Option<PathBuf>,
+    #[serde(default)]
+    access_key: Vec<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    cameras: IndexMap<Spanned<String>, Spanned<CameraKeys>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CameraKeys {
+    source: Option<Spanned<String>>,
+    device: Option<Spanned<PathBuf>>,
+    source_auth: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+    encoders: Option<Spanned<usize>>,
+    resolution: Option<Spanned<String>>,
+    fps: Option<Spanned<f64>>,
+    quality: Option<Spanned<i64>>,
+    delivery: Option<Spanned<String>>,
+    buffer_memory: Option<Spanned<String>>,
+    lockstep_timeout: Option<Spanned<String>>,
+    capture: Option<Spanned<String>>,
+    linger: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    read_timeout: Option<Spanned<String>>,
+    no_signal_after: Option<Spanned<String>>,
+    max_picture_size: Option<Spanned<String>>,
+}
+
+/// Line and column (from 1) of byte `at` in `text`.
+fn position(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Reads and checks a config file; `base` gives every camera key the file leaves out.
+pub fn load(path: &Path, base: &CameraSettings) -> Result<FileConfig, ConfigError> {
+    let whole = |message: String| ConfigError {
+        path: path.to_path_buf(),
+        line: 1,
+        column: 1,
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| whole(format!("cannot read: {e}")))?;
+    if meta.len() > MAX_FILE {
+        return Err(whole(format!("larger than {MAX_FILE} bytes")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| whole(format!("cannot read: {e}")))?;
+    parse(&text, path, base)
+}
+
+/// Parses config `text` (read from `path`, for messages).
+pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfig, ConfigError> {
+    let at = |span: std::ops::Range<usize>, message: String| {
+        let (line, column) = position(text, span.start);
+        ConfigError {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    };
+    let keys: FileKeys = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        at(span, e.message().trim_end().to_string())
+    })?;
+    // A key's value parsed with one of the flag parsers, its error placed at the value.
+    fn value<T>(
+        v: &Option<Spanned<String>>,
+        parse: impl Fn(&str) -> Result<T, String>,
+        at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
+    ) -> Result<Option<T>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(s) => parse(s.get_ref()).map(Some).map_err(|e| at(s.span(), e)),
+        }
+    }
+    let server = ServerKeys {
+        listen: value(
+            &keys.listen,
+            |s| {
+                s.parse::<SocketAddr>().map_err(|_| {
+                    format!("listen: expected ADDRESS:PORT like 0.0.0.0:8080, not {s:?}")
+                })
+            },
+            &at,
+        )?,
+        max_clients: keys.max_clients,
+        max_connections: keys.max_connections,
+        max_connections_per_address: keys.max_connections_per_address,
+        head_timeout: value(&keys.head_timeout, parse_duration, &at)?,
+        write_timeout: value(&keys.write_timeout, parse_duration, &at)?,
+        send_buffer: value(&keys.send_buffer, parse_size, &at)?,
+        allow_origin: keys.allow_origin,
+        auth: keys.auth,
+        auth_file: keys.auth_file,
+        access_keys: keys.access_key,
+        tls_cert: keys.tls_cert,
+        tls_key: keys.tls_key,
+    };
+    if keys.cameras.is_empty() {
+        return Err(at(
+            0..0,
+            "no cameras: add at least one [cameras.NAME] table".into(),
+        ));
+    }
+    if keys.cameras.len() > MAX_CAMERAS {
+        return Err(at(
+            0..0,
+            format!("{} cameras: at most {MAX_CAMERAS}", keys.cameras.len()),
+        ));
+    }
+    let mut cameras: Vec<CameraSettings> = Vec::with_capacity(keys.cameras.len());
+    for (name, table) in &keys.cameras {
+        check_name(name.get_ref()).map_err(|e| at(name.span(), e))?;
+        let k = table.get_ref();
+        let mut c = base.clone();
+        c.name = name.get_ref().clone();
+        match (&k.source, &k.device) {
+            (Some(_), Some(d)) => {
+                return Err(at(d.span(), "set source or device, not both".into()))
+            }
+            (Some(s), None) => {
+                c.source =
+                    SourceSpec::parse(s.get_ref()).map_err(|e| at(s.span(), e.to_string()))?
+            }
+            (None, Some(d)) => c.source = SourceSpec::Device(d.get_ref().clone()),
+            (None, None) => {}
+        }
+        if let Some(v) = value(&k.source_auth, parse_credentials, &at)? {
+            c.options.credentials = Some(v);
+        }
+        if let Some(f) = value(
+            &k.format,
+            |s| {
+                <FormatChoice as clap::ValueEnum>::from_str(s, true)
+                    .map_err(|_| format!("format: expected auto, mjpeg, yuyv or nv12, not {s:?}"))
+            },
+            &at,
+        )? {
+            c.options.format = f;
+        }
+        if let Some(n) = &k.encoders {
+            if !(1..=16).contains(n.get_ref()) {
+                return Err(at(n.span(), "encoders: expected 1 to 16".into()));
+            }
+            c.options.encoders = *n.get_ref();
+        }
+        if let Some(r) = value(&k.resolution, parse_resolution, &at)? {
+            c.options.resolution = r;
+            c.supervisor.placeholder_size = r;
+        }
+        if let Some(f) = &k.fps {
+            c.options.fps = parse_fps(&f.get_ref().to_string()).map_err(|e| at(f.span(), e))?;
+        }
+        if let Some(q) = &k.quality {
+            if !(1..=100).contains(q.get_ref()) {
+                return Err(at(q.span(), "quality: expected 1 to 100".into()));
+            }
+            c.options.quality = *q.get_ref() as u8;
+        }
+        if let Some(p) = value(&k.delivery, |s| s.parse::<Policy>(), &at)? {
+            c.delivery = p;
+        }
+        if let Some(b) = value(&k.buffer_memory, parse_size, &at)? {
+            c.buffer_memory = usize::try_from(b).unwrap_or(usize::MAX);
+        }
+        if let Some(d) = value(&k.lockstep_timeout, parse_duration, &at)? {
+            c.lockstep_timeout = d;
+        }
+        let linger = value(&k.linger, parse_duration, &at)?;
+        if let Some(capture) = value(
+            &k.capture,
+            |s| match s {
+                "always" => Ok(Capture::Always),
+                "on-demand" => Ok(Capture::OnDemand {
+                    linger: Duration::from_secs(5),
+                }),
+                _ => Err(format!("capture: expected always or on-demand, not {s:?}")),
+            },
+            &at,
+        )? {
+            c.supervisor.capture = capture;
+        }
+        if let (Some(l), Capture::OnDemand { linger }) = (linger, &mut c.supervisor.capture) {
+            *linger = l;
+        }
+        if let Some(d) = value(&k.connect_timeout, parse_duration, &at)? {
+            c.options.connect_timeout = d;
+        }
+        if let Some(d) = value(&k.read_timeout, parse_duration, &at)? {
+            c.options.read_timeout = d;
+        }
+        if let Some(d) = value(&k.no_signal_after, parse_no_signal_after, &at)? {
+            c.supervisor.no_signal_after = d;
+        }
+        if let Some(m) = value(&k.max_picture_size, parse_max_picture, &at)? {
+            c.supervisor.max_picture = m;
+        }
+        if let SourceSpec::Device(path) = &c.source {
+            if let Some(other) = cameras
+                .iter()
+                .find(|o| matches!(&o.source, SourceSpec::Device(p) if p == path))
+            {
+                let span = k.device.as_ref().map(|d| d.span()).unwrap_or(table.span());
+                return Err(at(
+                    span,
+                    format!(
+                        "camera {:?} uses {}, which camera {:?} already uses: a device has one reader",
+                        c.name,
+                        path.display(),
+                        other.name
+                    ),
+                ));
+            }
+        }
+        cameras.push(c);
+    }
+    Ok(FileConfig { server, cameras })
+}
+
+/// A camera name goes in URLs: 1 to 64 of ASCII letters, digits, `-` and `_`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "camera name {name:?}: expected 1 to 64 letters, digits, '-' or '_' (it is part of URLs)"
+        ));
+    }
+    Ok(())
+}
+
+/// `USER:PASSWORD`.
+pub fn parse_credentials(s: &str) -> Result<(String, String), String> {
+    s.split_once(':')
+        .map(|(u, p)| (u.to_string(), p.to_string()))
+        .ok_or_else(|| "expected USER:PASSWORD".to_string())
+}
+
+/// `WIDTHxHEIGHT` of a picture, 16 to 8192 each.
+pub fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected WIDTHxHEIGHT, like 1280x720, not {s:?}"))?;
+    let w: u32 = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad width in {s:?}"))?;
+    let h: u32 = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad height in {s:?}"))?;
+    if !(16..=8192).contains(&w) || !(16..=8192).contains(&h) {
+        return Err(format!("{s}: width and height must be between 16 and 8192"));
+    }
+    Ok((w, h))
+}
+
+/// Frames per second, above 0 and up to 240.
+pub fn parse_fps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= 240.0 => Ok(f),
+        _ => Err(format!(
+            "fps must be a number above 0 and up to 240, not {s:?}"
+        )),
+    }
+}
+
+/// A size in bytes, e.g. `256MiB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// A duration, e.g. `2s` or `500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?}: {e} (expected a duration like 2s or 500ms)"))
+}
+
+/// The no-signal delay: 100 ms to 1 h.
+pub fn parse_no_signal_after(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!("{s}: must be between 100ms and 1h"));
+    }
+    Ok(d)
+}
+
+/// The largest picture accepted from a source: 16 to 65535 each way.
+pub fn parse_max_picture(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected WIDTHxHEIGHT, like 8192x8192, not {s:?}"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (16..=65535).contains(n))
+    };
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!(
+            "{s}: width and height must be between 16 and 65535"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> CameraSettings {
+        CameraSettings {
+            name: "default".into(),
+            source: SourceSpec::Pattern,
+            options: SourceOptions::default(),
+            supervisor: SupervisorConfig::default(),
+            buffer_memory: 256 << 20,
+            delivery: Policy::Latest,
+            lockstep_timeout: Duration::from_secs(2),
+        }
+    }
+
+    fn err(text: &str) -> String {
+        parse(text, Path::new("cams.toml"), &base())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn cameras_keep_the_files_order_and_inherit_what_they_leave_out() {
+        let text = r#"
+listen = "0.0.0.0:8080"
+access-key = ["0123456789abcdef"]
+
+[cameras.zeta]
+source = "http://192.168.1.50:81/stream"
+read-timeout = "3s"
+
+[cameras.alpha]
+device = "/dev/video0"
+resolution = "640x480"
+fps = 15
+quality = 60
+delivery = "all"
+capture = "always"
+
+[cameras.mid]
+"#;
+        let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
+        assert_eq!(c.server.listen, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(c.server.access_keys.len(), 1);
+        let names: Vec<&str> = c.cameras.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["zeta", "alpha", "mid"]);
+        assert_eq!(c.cameras[0].options.read_timeout, Duration::from_secs(3));
+        assert!(matches!(c.cameras[0].source, SourceSpec::Relay(_)));
+        let a = &c.cameras[1];
+        assert_eq!(a.source, SourceSpec::Device("/dev/video0".into()));
+        assert_eq!(
+            (a.options.resolution, a.options.fps, a.options.quality),
+            ((640, 480), 15.0, 60)
+        );
+        assert_eq!(a.supervisor.placeholder_size, (640, 480));
+        assert_eq!(a.delivery, Policy::All);
+        assert_eq!(a.supervisor.capture, Capture::Always);
+        assert_eq!(c.cameras[2].source, SourceSpec::Pattern);
+        assert_eq!(c.cameras[2].options.fps, base().options.fps);
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_line_and_column() {
+        let cases = [
+            (
+                "[cameras.a]\nsorce = \"pattern\"\n",
+                "cams.toml:2:1:",
+                "unknown field `sorce`",
+            ),
+            (
+                "[cameras.a]\nfps = \"fast\"\n",
+                "cams.toml:2:7:",
+                "invalid type",
+            ),
+            ("[cameras.a]\nfps = 0\n", "cams.toml:2:7:", "fps must be"),
+            ("[cameras.a]\n[cameras.a]\n", "cams.toml:2:", "duplicate"),
+            ("[cameras.\"a b\"]\n", "cams.toml:1:", "camera name"),
+            (
+                "[cameras.a]\ndevice = \"/dev/video0\"\n[cameras.b]\ndevice = \"/dev/video0\"\n",
+                "cams.toml:4:10:",
+                "already uses",
+            ),
+            (
+                "[cameras.a]\nresolution = \"big\"\n",
+                "cams.toml:2:14:",
+                "WIDTHxHEIGHT",
+            ),
+            (
+                "[cameras.a]\nsource = \"bogus\"\n",
+                "cams.toml:2:10:",
+                "unknown source",
+            ),
+            ("[cameras.a]\nquality = 101\n", "cams.toml:2:11:", "quality"),
+            (
+                "listen = \"nowhere\"\n[cameras.a]\n",
+                "cams.toml:1:10:",
+                "ADDRESS:PORT",
+            ),
+            ("listen = \"0.0.0.0:1\"\n", "cams.toml:1:1:", "no cameras"),
+            (
+                "[cameras.a]\ncapture = \"sometimes\"\n",
+                "cams.toml:2:11:",
+                "always or on-demand",
+            ),
+        ];
+        for (text, at, what) in cases {
+            let e = err(text);
+            assert!(e.starts_with(at) && e.contains(what), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_example_file_in_the_repo_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cameras.example.toml");
+        let c = load(&path, &base()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.cameras.len() >= 3);
+    }
+}

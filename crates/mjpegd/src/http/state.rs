@@ -1,0 +1,178 @@
+//! The `/state` documents: what every camera and the server are doing, as JSON.
+//!
+//! A camera's document keeps µStreamer's shape (`result.source`, `result.stream`), so tools written for it
+//! read mjpegd, with mjpegd's additions (every client, the hub's buffer, evictions, refusals). `/state`
+//! is the first camera's document plus `result.cameras`, the list of every camera with its URLs in each
+//! dialect.
+
+use crate::camera::Camera;
+use crate::server::App;
+use mjpegd_core::EvictCause;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+/// The `/state` document: the first camera's in µStreamer's shape (so its tools read it) with mjpegd's
+/// additions, and `cameras`, every camera by name with its state, clients and URLs. Without
+/// `show_clients` (a request let in by an access key: a player, not an operator) each client's address
+/// and user agent are left out.
+pub fn state_json(app: &App, show_clients: bool) -> serde_json::Value {
+    let mut doc = match app.cameras.first() {
+        Some(first) => camera_state(app, first, show_clients),
+        None => json!({"ok": true, "result": {}}),
+    };
+    let cameras: Vec<serde_json::Value> = app
+        .cameras
+        .iter()
+        .enumerate()
+        .map(|(n, camera)| {
+            let hub = &camera.hub;
+            let source = hub.source();
+            let name = camera.name();
+            let mut urls = json!({
+                "stream": format!("/cams/{name}/stream"),
+                "snapshot": format!("/cams/{name}/snapshot"),
+                "state": format!("/cams/{name}/state"),
+                "page": format!("/cams/{name}/"),
+                "mjpg_streamer": {
+                    "stream": format!("/?action=stream_{n}"),
+                    "snapshot": format!("/?action=snapshot_{n}"),
+                },
+                "crowsnest": {
+                    "stream": format!("{}?action=stream", crowsnest(n)),
+                    "snapshot": format!("{}?action=snapshot", crowsnest(n)),
+                },
+            });
+            if n == 0 {
+                urls["aliases"] = json!([
+                    "/stream",
+                    "/snapshot",
+                    "/mjpeg/1",
+                    "/jpg",
+                    "/?action=stream",
+                    "/?action=snapshot"
+                ]);
+            }
+            json!({
+                "name": name,
+                "description": source.description,
+                "state": source.state.as_str(),
+                "online": source.online,
+                "error": source.error,
+                "resolution": {"width": source.width, "height": source.height},
+                "captured_fps": hub.measured_fps(),
+                "clients": hub.client_count(),
+                "urls": urls,
+            })
+        })
+        .collect();
+    doc["result"]["cameras"] = json!(cameras);
+    doc
+}
+
+/// crowsnest's path of the camera at `index`: `/webcam/`, `/webcam2/`, ...
+fn crowsnest(index: usize) -> String {
+    match index {
+        0 => "/webcam/".to_string(),
+        n => format!("/webcam{}/", n + 1),
+    }
+}
+
+/// One camera's `/state` document (`/cams/NAME/state`), in the single-camera shape.
+pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_json::Value {
+    let hub = &camera.hub;
+    let source = hub.source();
+    let stats = hub.stats();
+    let captured_fps = hub.measured_fps();
+    let now = SystemTime::now();
+    let clients = hub.clients();
+    let mut clients_stat = serde_json::Map::new();
+    let mut list = Vec::with_capacity(clients.len());
+    for (c, pos) in &clients {
+        let sent = c.frames_sent.load(Ordering::Relaxed);
+        let secs = now
+            .duration_since(c.since)
+            .unwrap_or_default()
+            .as_secs_f64()
+            .max(0.001);
+        clients_stat.insert(
+            c.id.to_string(),
+            json!({"fps": (sent as f64 / secs * 10.0).round() / 10.0, "extra_headers": false,
+                   "advance_headers": false, "dual_final_frames": false, "zero_data": false, "key": ""}),
+        );
+        let mut client = json!({
+            "id": c.id.to_string(),
+            "delivery": c.policy.as_str(),
+            "fps_cap": c.fps_cap,
+            "frames_sent": sent,
+            "frames_skipped": c.frames_skipped.load(Ordering::Relaxed),
+            "bytes_sent": c.bytes_sent.load(Ordering::Relaxed),
+            "frames_behind": pos.map(|p| p.behind),
+            "last_sequence": pos.and_then(|p| p.last_seq),
+            "connected_since": humantime::format_rfc3339_seconds(c.since).to_string(),
+        });
+        if show_clients {
+            client["address"] = json!(c.addr.to_string());
+            client["user_agent"] = json!(c.user_agent);
+        }
+        list.push(client);
+    }
+    let evictions: serde_json::Map<_, _> = EvictCause::ALL
+        .iter()
+        .zip(stats.evictions)
+        .map(|(c, n)| (c.as_str().to_string(), json!(n)))
+        .collect();
+    json!({
+        "ok": true,
+        "result": {
+            "instance_id": app.instance_id,
+            "name": camera.name(),
+            "encoder": {"type": source.encoder.as_str(), "quality": camera.settings.options.quality},
+            "source": {
+                "description": source.description,
+                "state": source.state.as_str(),
+                "online": source.online,
+                "resolution": {"width": source.width, "height": source.height},
+                "desired_fps": source.desired_fps,
+                "granted_fps": source.granted_fps,
+                "captured_fps": captured_fps,
+                "dropped_frames": source.dropped_frames(),
+                "dropped": {"not_jpeg": source.dropped_not_jpeg, "picture_too_large": source.dropped_too_large},
+                "reconnects": source.reconnects,
+                "error": source.error,
+                "last_error": source.last_error,
+                "last_error_at": source.last_error_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            },
+            "stream": {
+                "queued_fps": captured_fps,
+                "clients": clients.len(),
+                "clients_stat": clients_stat,
+            },
+            "hub": {
+                "frames_published": stats.published,
+                "backlog_frames": stats.backlog_frames,
+                "backlog_bytes": stats.backlog_bytes,
+                "buffer_memory": camera.settings.buffer_memory,
+                "lockstep_round": stats.lockstep_round,
+                "clients_by_delivery": {"latest": stats.clients[0], "all": stats.clients[1], "lockstep": stats.clients[2]},
+            },
+            "clients": list,
+            "evictions": evictions,
+            "rejected": {
+                "max_clients": app.counters.rejected_max_clients.load(Ordering::Relaxed),
+                "bad_requests": app.counters.bad_requests.load(Ordering::Relaxed),
+                "timeouts": app.counters.timeouts.load(Ordering::Relaxed),
+                "unauthorized": app.counters.unauthorized.load(Ordering::Relaxed),
+                "password_checks_busy": app.counters.password_checks_busy.load(Ordering::Relaxed),
+                "max_connections": app.counters.max_connections.load(Ordering::Relaxed),
+                "max_connections_per_address": app.counters.max_connections_per_address.load(Ordering::Relaxed),
+                "tls_handshakes": app.counters.tls_handshakes.load(Ordering::Relaxed),
+            },
+            "connections": {
+                "open": app.connections.open(),
+                "max": app.connections.max_total(),
+                "max_per_address": app.connections.max_per_address(),
+            },
+        }
+    })
+}
