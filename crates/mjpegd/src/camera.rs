@@ -3,20 +3,32 @@
 //! Each camera has a hub of its own (its buffer memory, lockstep rounds, evictions and counters), so one
 //! camera's failure or crowd of clients never touches another's frames. Client and connection limits are
 //! the server's, shared by all cameras.
+//!
+//! The source and the clients have separate lifetimes, which is what a live reload needs: a camera whose
+//! source settings change restarts its supervisor on the same hub while its clients stay connected (they
+//! see "no signal" in between, as on any source failure, and their sequence numbers carry on); a camera
+//! that is removed ends its clients' streams cleanly.
 
 use crate::config::CameraSettings;
 use crate::hub::{SharedHub, SourceStatus};
 use mjpegd_core::HubConfig;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// A running camera.
 pub struct Camera {
-    pub settings: CameraSettings,
+    name: String,
+    settings: RwLock<CameraSettings>,
     pub hub: Arc<SharedHub>,
+    /// Cancelled when the camera is removed (or the server stops): ends every client's stream.
+    clients: CancellationToken,
+    source: Mutex<Option<RunningSource>>,
+}
+
+struct RunningSource {
     stop: CancellationToken,
-    task: Mutex<Option<JoinHandle<()>>>,
+    task: JoinHandle<()>,
 }
 
 impl Camera {
@@ -37,31 +49,86 @@ impl Camera {
                 ..SourceStatus::default()
             },
         );
-        let stop = shutdown.child_token();
-        let task = settings.source.spawn(
-            &settings.options,
-            hub.clone(),
-            settings.supervisor.clone(),
-            stop.clone(),
-        )?;
+        let clients = shutdown.child_token();
+        let source = spawn_source(&settings, &hub, &clients)?;
         Ok(Arc::new(Camera {
-            settings,
+            name: settings.name.clone(),
+            settings: RwLock::new(settings),
             hub,
-            stop,
-            task: Mutex::new(Some(task)),
+            clients,
+            source: Mutex::new(Some(source)),
         }))
     }
 
     pub fn name(&self) -> &str {
-        &self.settings.name
+        &self.name
     }
 
-    /// Stops the source and waits for its supervisor to close it.
+    /// The camera's settings now.
+    pub fn settings(&self) -> CameraSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A token for one client's stream: cancelled when the camera goes away or the server stops.
+    pub fn client_token(&self) -> CancellationToken {
+        self.clients.child_token()
+    }
+
+    /// The token whose cancellation ends this camera's streams (as a shutdown does).
+    pub fn clients_token(&self) -> &CancellationToken {
+        &self.clients
+    }
+
+    /// Whether `new` can be applied without ending the clients: everything but the hub's own settings
+    /// may change live.
+    pub fn can_restart_with(&self, new: &CameraSettings) -> bool {
+        self.settings().buffer_memory == new.buffer_memory
+    }
+
+    /// Restarts the source with `new` settings on the same hub; clients stay connected.
+    pub async fn restart(&self, new: CameraSettings) -> anyhow::Result<()> {
+        self.stop_source().await;
+        let (width, height) = new.options.resolution;
+        self.hub.update_source(|s| {
+            s.desired_fps = new.options.fps;
+            s.width = width;
+            s.height = height;
+        });
+        let source = spawn_source(&new, &self.hub, &self.clients)?;
+        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = new;
+        Ok(())
+    }
+
+    /// Stops the source and ends every client's stream; waits for the supervisor to close the source.
     pub async fn stop(&self) {
-        self.stop.cancel();
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
-            let _ = task.await;
+        self.clients.cancel();
+        self.stop_source().await;
+    }
+
+    async fn stop_source(&self) {
+        let running = self.source.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(running) = running {
+            running.stop.cancel();
+            let _ = running.task.await;
         }
     }
+}
+
+fn spawn_source(
+    settings: &CameraSettings,
+    hub: &Arc<SharedHub>,
+    parent: &CancellationToken,
+) -> anyhow::Result<RunningSource> {
+    let stop = parent.child_token();
+    let task = settings.source.spawn(
+        &settings.options,
+        hub.clone(),
+        settings.supervisor.clone(),
+        stop.clone(),
+    )?;
+    Ok(RunningSource { stop, task })
 }

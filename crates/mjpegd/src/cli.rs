@@ -3,9 +3,10 @@
 use crate::camera::Camera;
 use crate::config::{
     parse_credentials, parse_fps, parse_max_picture, parse_no_signal_after, parse_resolution,
-    parse_size, CameraSettings, FileConfig,
+    parse_size, CameraSettings, FileConfig, ServerKeys,
 };
 use crate::http::request::Limits;
+use crate::reload::{reload_on_sighup, Reloader};
 use crate::server::{serve, url_of, url_with_scheme, App, ServerConfig};
 use crate::source::spec::{SourceOptions, SourceSpec};
 use crate::source::supervisor::{Capture, SupervisorConfig};
@@ -283,15 +284,16 @@ impl ServeArgs {
         }
     }
 
-    /// The cameras to run: the one the flags describe, or the file's.
-    pub fn cameras(&mut self) -> anyhow::Result<Vec<CameraSettings>> {
+    /// The cameras to run (the one the flags describe, or the file's), with the file's server keys
+    /// folded into these flags.
+    pub fn cameras(&mut self) -> anyhow::Result<(Vec<CameraSettings>, ServerKeys)> {
         let base = self.camera()?;
         let Some(path) = self.config.clone() else {
-            return Ok(vec![base]);
+            return Ok((vec![base], ServerKeys::default()));
         };
         let file = crate::config::load(&path, &base)?;
         self.apply_file(&file);
-        Ok(file.cameras)
+        Ok((file.cameras, file.server))
     }
 }
 
@@ -327,7 +329,9 @@ pub fn check_config(args: &ServeArgs, path: &std::path::Path) -> anyhow::Result<
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
     let fd_limit = raise_fd_limit();
-    let cameras = args.cameras()?;
+    let flags = args.clone();
+    let base = flags.camera()?;
+    let (cameras, started_with) = args.cameras()?;
     let listener = listen(args.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -344,23 +348,32 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
         .map(|c| Camera::start(c, &shutdown))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let spec = match cameras.as_slice() {
-        [one] => one.settings.source.to_string(),
+        [one] => one.settings().source.to_string(),
         many => format!("{} cameras", many.len()),
     };
     let app = App::new(cameras.clone(), config);
+    reload_on_sighup(
+        Reloader {
+            path: args.config.clone(),
+            base,
+            security: flags.security.clone(),
+            started_with,
+        },
+        app.clone(),
+        shutdown.clone(),
+    )?;
     let url = if tls {
         url_with_scheme("https", addr)
     } else {
         url_of(addr)
     };
-    let cams: String = app
-        .cameras
+    let cams: String = cameras
         .iter()
         .map(|c| {
             format!(
                 "  camera:   {url}/cams/{}/  ({})\n",
                 c.name(),
-                c.settings.source
+                c.settings().source
             )
         })
         .collect();
@@ -375,12 +388,13 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     }
+    let app_cameras = app.clone();
     let server = tokio::spawn(serve(listener, app, shutdown.clone()));
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = server.await;
-    for camera in &cameras {
+    for camera in app_cameras.cameras().iter() {
         camera.stop().await;
     }
     crate::source::child::wait_for_endings().await;

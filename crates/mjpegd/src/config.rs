@@ -28,7 +28,7 @@ const MAX_FILE: u64 = 1 << 20;
 pub const MAX_CAMERAS: usize = 64;
 
 /// Everything one camera needs: its source, how it is supervised, and its hub's delivery settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CameraSettings {
     /// The name in its URLs (`/cams/NAME/...`).
     pub name: String,

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod reload;
 pub mod render;
 pub mod security;
 pub mod server;

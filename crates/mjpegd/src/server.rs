@@ -16,7 +16,7 @@ use crate::tls::Tls;
 use mjpegd_core::Policy;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -99,10 +99,32 @@ pub struct Counters {
     pub tls_handshakes: AtomicU64,
 }
 
+/// What the last configuration reload did.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadStatus {
+    /// Reloads tried (SIGHUP).
+    pub attempts: u64,
+    /// When the last one ran, and whether it was applied.
+    pub at: Option<SystemTime>,
+    pub ok: bool,
+    /// Why the last one was refused (file:line:column: message).
+    pub error: Option<String>,
+    /// Cameras the last applied reload started, stopped and restarted.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+    /// Settings the last reload changed that only a restart applies.
+    pub needs_restart: Vec<String>,
+}
+
 /// Everything a connection needs: the cameras it may serve and the settings.
 pub struct App {
-    /// In configuration order; the first answers the single-camera URLs.
-    pub cameras: Vec<Arc<Camera>>,
+    /// In configuration order; the first answers the single-camera URLs. A reload swaps the list.
+    cameras: RwLock<Arc<Vec<Arc<Camera>>>>,
+    /// Who may connect; a reload re-reads the users file.
+    auth: RwLock<Option<Arc<Auth>>>,
+    /// What the last reload did, for `/state`.
+    pub reload: Mutex<ReloadStatus>,
     pub config: ServerConfig,
     pub counters: Counters,
     pub instance_id: String,
@@ -136,7 +158,9 @@ impl App {
         let connections =
             ConnectionLimits::new(config.max_connections, config.max_connections_per_address);
         Arc::new(App {
-            cameras,
+            cameras: RwLock::new(Arc::new(cameras)),
+            auth: RwLock::new(config.auth.clone()),
+            reload: Mutex::new(ReloadStatus::default()),
             config,
             counters: Counters::default(),
             instance_id: format!("{:x}", nanos ^ (std::process::id() as u128) << 64),
@@ -144,6 +168,32 @@ impl App {
             connections,
             streams: AtomicUsize::new(0),
         })
+    }
+
+    /// The cameras now, in configuration order.
+    pub fn cameras(&self) -> Arc<Vec<Arc<Camera>>> {
+        self.cameras
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the camera list (a reload), returning the old one.
+    pub fn set_cameras(&self, cameras: Vec<Arc<Camera>>) -> Arc<Vec<Arc<Camera>>> {
+        std::mem::replace(
+            &mut *self.cameras.write().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(cameras),
+        )
+    }
+
+    /// Who may connect now.
+    pub fn auth(&self) -> Option<Arc<Auth>> {
+        self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the access rules (a reload).
+    pub fn set_auth(&self, auth: Option<Arc<Auth>>) {
+        *self.auth.write().unwrap_or_else(|e| e.into_inner()) = auth;
     }
 
     /// Takes a stream slot if one is free.

@@ -86,7 +86,7 @@ pub async fn handle_connection<T: Transport>(
             }
         };
         let head_only = request.method == "HEAD";
-        let verdict = match &app.config.auth {
+        let verdict = match &app.auth() {
             Some(auth) => auth.check(&request, addr.ip()).await,
             None => Verdict::Open,
         };
@@ -122,23 +122,16 @@ pub async fn handle_connection<T: Transport>(
             return;
         }
         let keep_alive = request.keep_alive();
-        let names: Vec<&str> = app.cameras.iter().map(|c| c.name()).collect();
+        // The cameras as they are now (a reload swaps the list; this request keeps the one it routed by).
+        let cameras = app.cameras();
+        let names: Vec<&str> = cameras.iter().map(|c| c.name()).collect();
         let route = route(&request.path, request.param("action"), &names);
         if let Route::Camera {
             index,
             resource: Resource::Stream,
         } = route
         {
-            stream(
-                &app,
-                &app.cameras[index],
-                io,
-                addr,
-                &request,
-                head_only,
-                &shutdown,
-            )
-            .await;
+            stream(&app, &cameras[index], io, addr, &request, head_only).await;
             return;
         }
         // A small response has the write timeout to leave, like a frame: a client that asks and never
@@ -153,13 +146,13 @@ pub async fn handle_connection<T: Transport>(
                     index,
                     resource: Resource::Snapshot,
                 } => {
-                    return snapshot(&app, &app.cameras[index], &mut io, head_only, keep_alive, http10)
+                    return snapshot(&app, &cameras[index], &mut io, head_only, keep_alive, http10)
                         .await
                 }
                 Route::State | Route::Camera { resource: Resource::State, .. } => {
                     body = match route {
                         Route::Camera { index, .. } => {
-                            camera_state(&app, &app.cameras[index], verdict.sees_clients())
+                            camera_state(&app, &cameras[index], verdict.sees_clients())
                         }
                         _ => state_json(&app, verdict.sees_clients()),
                     }
@@ -174,7 +167,7 @@ pub async fn handle_connection<T: Transport>(
                 }
                 Route::Page | Route::Camera { resource: Resource::Page, .. } => {
                     let base = match route {
-                        Route::Camera { index, .. } => format!("/cams/{}/", app.cameras[index].name()),
+                        Route::Camera { index, .. } => format!("/cams/{}/", cameras[index].name()),
                         _ => "/".to_string(),
                     };
                     page = INDEX_HTML.replace("{{BASE}}", &base);
@@ -227,9 +220,10 @@ fn stream_options(
     camera: &Camera,
     request: &Request,
 ) -> Result<(Policy, StreamOptions), String> {
+    let settings = camera.settings();
     let policy = match request.param("delivery") {
         Some(p) => p.parse::<Policy>()?,
-        None => camera.settings.delivery,
+        None => settings.delivery,
     };
     let fps_cap = match request.param("fps") {
         None | Some("") => None,
@@ -258,7 +252,7 @@ fn stream_options(
         StreamOptions {
             advance_headers,
             fps_cap,
-            lockstep_timeout: camera.settings.lockstep_timeout,
+            lockstep_timeout: settings.lockstep_timeout,
             write_timeout: app.config.write_timeout,
         },
     ))
@@ -271,7 +265,6 @@ async fn stream<T: Transport>(
     addr: SocketAddr,
     request: &Request,
     head_only: bool,
-    shutdown: &CancellationToken,
 ) {
     let (policy, options) = match stream_options(app, camera, request) {
         Ok(o) => o,
@@ -313,14 +306,16 @@ async fn stream<T: Transport>(
             .chars()
             .take(200)
             .collect(),
-        stop: shutdown.child_token(),
+        stop: camera.client_token(),
     });
     let id = sub.entry().id;
     tracing::info!(camera = camera.name(), client = %id, %addr, %policy, fps_cap = ?options.fps_cap, "stream started");
     if io.write_all(head.as_bytes()).await.is_err() {
         return;
     }
-    let end = stream_frames(&mut io, sub, &options, shutdown).await;
+    // The camera's token ends the stream as a shutdown does: at server shutdown, or when a reload
+    // removes the camera.
+    let end = stream_frames(&mut io, sub, &options, camera.clients_token()).await;
     match end {
         StreamEnd::Evicted(cause) => {
             // What is still queued is stale, and may be seconds of video: drop it and reset, so the

@@ -17,12 +17,12 @@ use std::time::SystemTime;
 /// `show_clients` (a request let in by an access key: a player, not an operator) each client's address
 /// and user agent are left out.
 pub fn state_json(app: &App, show_clients: bool) -> serde_json::Value {
-    let mut doc = match app.cameras.first() {
+    let all = app.cameras();
+    let mut doc = match all.first() {
         Some(first) => camera_state(app, first, show_clients),
         None => json!({"ok": true, "result": {}}),
     };
-    let cameras: Vec<serde_json::Value> = app
-        .cameras
+    let cameras: Vec<serde_json::Value> = all
         .iter()
         .enumerate()
         .map(|(n, camera)| {
@@ -67,6 +67,17 @@ pub fn state_json(app: &App, show_clients: bool) -> serde_json::Value {
         })
         .collect();
     doc["result"]["cameras"] = json!(cameras);
+    let reload = app.reload.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    doc["result"]["config"] = json!({
+        "reloads": reload.attempts,
+        "last_reload_at": reload.at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        "last_reload_ok": reload.ok,
+        "error": reload.error,
+        "added": reload.added,
+        "removed": reload.removed,
+        "restarted": reload.restarted,
+        "needs_restart": reload.needs_restart,
+    });
     doc
 }
 
@@ -81,6 +92,7 @@ fn crowsnest(index: usize) -> String {
 /// One camera's `/state` document (`/cams/NAME/state`), in the single-camera shape.
 pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_json::Value {
     let hub = &camera.hub;
+    let settings = camera.settings();
     let source = hub.source();
     let stats = hub.stats();
     let captured_fps = hub.measured_fps();
@@ -127,7 +139,7 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
         "result": {
             "instance_id": app.instance_id,
             "name": camera.name(),
-            "encoder": {"type": source.encoder.as_str(), "quality": camera.settings.options.quality},
+            "encoder": {"type": source.encoder.as_str(), "quality": settings.options.quality},
             "source": {
                 "description": source.description,
                 "state": source.state.as_str(),
@@ -152,7 +164,7 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
                 "frames_published": stats.published,
                 "backlog_frames": stats.backlog_frames,
                 "backlog_bytes": stats.backlog_bytes,
-                "buffer_memory": camera.settings.buffer_memory,
+                "buffer_memory": settings.buffer_memory,
                 "lockstep_round": stats.lockstep_round,
                 "clients_by_delivery": {"latest": stats.clients[0], "all": stats.clients[1], "lockstep": stats.clients[2]},
             },

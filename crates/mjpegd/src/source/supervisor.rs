@@ -38,7 +38,7 @@ pub enum Capture {
 }
 
 /// How the supervisor treats its source.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SupervisorConfig {
     pub capture: Capture,
     /// A source that yields no frame for this long is treated as failed, closed and reopened.

@@ -1,0 +1,184 @@
+//! Reloading the configuration without a restart: SIGHUP re-reads the config file and the users file.
+//!
+//! A reload is all or nothing at the file level: a file with an error changes nothing (the error is logged
+//! with file:line:column and shown in `/state` `result.config`), and the running cameras go on. A file that
+//! parses is applied camera by camera, by name:
+//! - an unchanged camera is not touched: its clients keep their connections and sequence numbers, and an
+//!   `all` client sees no gap;
+//! - an added camera starts; a removed one stops, and its clients' streams end cleanly;
+//! - a changed camera restarts its source on the same hub while its clients stay connected ("no signal" in
+//!   between, as on any source failure), unless the change is to its hub's own budget (`buffer-memory`),
+//!   which replaces it.
+//!
+//! Server-wide settings that only take effect at start (the listen address, limits, TLS files, timeouts)
+//! are reported as needing a restart; the users file and access keys apply at once.
+
+use crate::camera::Camera;
+use crate::config::{CameraSettings, ServerKeys};
+use crate::http::auth::Auth;
+use crate::security::SecurityArgs;
+use crate::server::{App, ReloadStatus};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio_util::sync::CancellationToken;
+
+/// What a reload starts from: the file, and what the command line gave.
+#[derive(Clone, Debug)]
+pub struct Reloader {
+    /// The config file, if the server runs from one.
+    pub path: Option<PathBuf>,
+    /// Every camera key the file leaves out.
+    pub base: CameraSettings,
+    /// The access flags of the command line (the file's keys are added to them).
+    pub security: SecurityArgs,
+    /// The file's server keys when the server started.
+    pub started_with: ServerKeys,
+}
+
+impl Reloader {
+    /// Re-reads what can change live and applies it to `app`; cameras it starts stop with `shutdown`.
+    pub async fn reload(&self, app: &App, shutdown: &CancellationToken) -> ReloadStatus {
+        let mut status = {
+            let last = app.reload.lock().unwrap_or_else(|e| e.into_inner());
+            ReloadStatus {
+                attempts: last.attempts + 1,
+                at: Some(SystemTime::now()),
+                ..ReloadStatus::default()
+            }
+        };
+        match self.apply(app, shutdown, &mut status).await {
+            Ok(()) => {
+                status.ok = true;
+                tracing::info!(
+                    added = ?status.added,
+                    removed = ?status.removed,
+                    restarted = ?status.restarted,
+                    needs_restart = ?status.needs_restart,
+                    "configuration reloaded"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: the running configuration stays");
+                status.error = Some(e.to_string());
+            }
+        }
+        *app.reload.lock().unwrap_or_else(|e| e.into_inner()) = status.clone();
+        status
+    }
+
+    async fn apply(
+        &self,
+        app: &App,
+        shutdown: &CancellationToken,
+        status: &mut ReloadStatus,
+    ) -> anyhow::Result<()> {
+        let Some(path) = &self.path else {
+            // No config file: the users file is all there is to re-read.
+            let auth = self.auth(&ServerKeys::default())?;
+            app.set_auth(auth);
+            return Ok(());
+        };
+        let file = crate::config::load(path, &self.base)?;
+        // Everything that can fail is checked before anything changes.
+        let auth = self.auth(&file.server)?;
+        status.needs_restart = needs_restart(&self.started_with, &file.server);
+        for key in &status.needs_restart {
+            tracing::warn!(key, "changed in the file: takes effect at the next restart");
+        }
+        let old = app.cameras();
+        let mut next: Vec<Arc<Camera>> = Vec::with_capacity(file.cameras.len());
+        let mut replaced: Vec<Arc<Camera>> = Vec::new();
+        for settings in file.cameras {
+            let name = settings.name.clone();
+            match old.iter().find(|c| c.name() == name) {
+                Some(camera) if camera.settings() == settings => next.push(camera.clone()),
+                Some(camera) if camera.can_restart_with(&settings) => {
+                    camera.restart(settings).await?;
+                    status.restarted.push(name);
+                    next.push(camera.clone());
+                }
+                Some(camera) => {
+                    replaced.push(camera.clone());
+                    next.push(Camera::start(settings, shutdown)?);
+                    status.restarted.push(name);
+                }
+                None => {
+                    next.push(Camera::start(settings, shutdown)?);
+                    status.added.push(name);
+                }
+            }
+        }
+        let gone: Vec<Arc<Camera>> = old
+            .iter()
+            .filter(|c| !next.iter().any(|n| n.name() == c.name()))
+            .cloned()
+            .collect();
+        status.removed = gone.iter().map(|c| c.name().to_string()).collect();
+        app.set_cameras(next);
+        app.set_auth(auth);
+        for camera in gone.iter().chain(&replaced) {
+            camera.stop().await;
+        }
+        Ok(())
+    }
+
+    /// The access rules from the command line's flags plus the file's keys.
+    fn auth(&self, keys: &ServerKeys) -> anyhow::Result<Option<Arc<Auth>>> {
+        let auth = keys.auth.as_deref().or(self.security.auth.as_deref());
+        let file = keys
+            .auth_file
+            .as_deref()
+            .or(self.security.auth_file.as_deref());
+        let mut access_keys = self.security.access_keys.clone();
+        access_keys.extend(keys.access_keys.iter().cloned());
+        Ok(Auth::from_flags(auth, file, &access_keys)?.map(Arc::new))
+    }
+}
+
+/// The server keys that differ between `before` and `after` and apply only at start.
+fn needs_restart(before: &ServerKeys, after: &ServerKeys) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut check = |name: &str, changed: bool| {
+        if changed {
+            keys.push(name.to_string());
+        }
+    };
+    check("listen", before.listen != after.listen);
+    check("max-clients", before.max_clients != after.max_clients);
+    check(
+        "max-connections",
+        before.max_connections != after.max_connections,
+    );
+    check(
+        "max-connections-per-address",
+        before.max_connections_per_address != after.max_connections_per_address,
+    );
+    check("head-timeout", before.head_timeout != after.head_timeout);
+    check("write-timeout", before.write_timeout != after.write_timeout);
+    check("send-buffer", before.send_buffer != after.send_buffer);
+    check("allow-origin", before.allow_origin != after.allow_origin);
+    check("tls-cert", before.tls_cert != after.tls_cert);
+    check("tls-key", before.tls_key != after.tls_key);
+    keys
+}
+
+/// Reloads on every SIGHUP until `shutdown`.
+pub fn reload_on_sighup(
+    reloader: Reloader,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = hup.recv() => if r.is_none() { return },
+                _ = shutdown.cancelled() => return,
+            }
+            reloader.reload(&app, &shutdown).await;
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Live reload of a config file (SIGHUP) against the real binary: cameras added, removed and changed while
+//! an `all` client of an unchanged camera sees no gap; a broken file changes nothing.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn size_of(jpeg: &[u8]) -> (usize, usize) {
+    let h = turbojpeg::read_header(jpeg).expect("a JPEG");
+    (h.width, h.height)
+}
+
+fn camera(name: &str, resolution: &str) -> String {
+    format!("[cameras.{name}]\nsource = \"pattern\"\nresolution = \"{resolution}\"\nfps = 10\ncapture = \"always\"\n\n")
+}
+
+fn hup(server: &Server) {
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+}
+
+/// /state once it reports at least `n` reloads.
+fn after_reloads(server: &Server, n: u64) -> serde_json::Value {
+    eventually(Duration::from_secs(10), "the reload", || {
+        let st = server.state();
+        (st["config"]["reloads"].as_u64().unwrap() >= n).then_some(st)
+    })
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn a_reload_adds_removes_and_changes_cameras_while_an_unchanged_cameras_all_client_sees_no_gap() {
+    let dir = std::env::temp_dir().join(format!("mjpegd-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir(dir);
+    let file = dir.0.join("cams.toml");
+    write(
+        &file,
+        &[
+            camera("a", "160x120"),
+            camera("b", "160x120"),
+            camera("c", "160x120"),
+        ]
+        .concat(),
+    );
+    let server = Server::start(&["--config", file.to_str().unwrap()]);
+
+    // An `all` client of a, reading the whole time on its own thread.
+    let mut a = server.stream("/cams/a/stream?delivery=all");
+    let reader = std::thread::spawn(move || {
+        let mut seqs = Vec::new();
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            seqs.push(a.next_part().expect("a's stream goes on").seq());
+        }
+        seqs
+    });
+    let mut b = server.stream("/cams/b/stream");
+    b.next_part().unwrap();
+    let mut c = server.stream("/cams/c/stream");
+    assert_eq!(size_of(&c.next_part().unwrap().body), (160, 120));
+    std::thread::sleep(Duration::from_millis(500));
+
+    // b goes, c changes size, d comes.
+    write(
+        &file,
+        &[
+            camera("a", "160x120"),
+            camera("c", "320x240"),
+            camera("d", "200x150"),
+        ]
+        .concat(),
+    );
+    hup(&server);
+    let state = after_reloads(&server, 1);
+    let config = &state["config"];
+    assert_eq!(config["last_reload_ok"], true, "{config}");
+    assert_eq!(config["added"], serde_json::json!(["d"]));
+    assert_eq!(config["removed"], serde_json::json!(["b"]));
+    assert_eq!(config["restarted"], serde_json::json!(["c"]));
+    let names: Vec<&str> = state["cameras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "c", "d"]);
+
+    // b's client is told the stream ended: the connection closes cleanly.
+    b.set_timeout(Duration::from_secs(5));
+    let ended = (0..100).find_map(|_| b.next_part().err());
+    assert!(ended.is_some(), "b's stream did not end");
+    assert_eq!(server.get("/cams/b/stream").status, 404);
+    // c's client stayed connected and now gets the new size.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let part = c.next_part().expect("c's client stays connected");
+        if size_of(&part.body) == (320, 240) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "c never restarted at its new size"
+        );
+    }
+    let d = server.get("/cams/d/snapshot");
+    assert_eq!(d.status, 200);
+    assert_eq!(size_of(&d.body), (200, 150));
+
+    // The unchanged camera's `all` client saw every frame, in order, across the reload.
+    let seqs = reader.join().unwrap();
+    assert!(seqs.len() >= 40, "{} frames in 6 s", seqs.len());
+    for w in seqs.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a gap in a's all stream: {seqs:?}");
+    }
+
+    // A broken file changes nothing, and /state says where it is broken.
+    write(&file, "[cameras.a]\nsource = \"pattern\"\nfps = \"fast\"\n");
+    hup(&server);
+    let state = after_reloads(&server, 2);
+    let error = state["config"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("cams.toml:3:7:"), "{error}");
+    assert_eq!(state["config"]["last_reload_ok"], false);
+    assert_eq!(state["cameras"].as_array().unwrap().len(), 3);
+    assert_eq!(server.get("/cams/d/snapshot").status, 200);
+}
+
+#[test]
+fn a_reload_that_changes_the_listen_address_says_it_needs_a_restart() {
+    let dir = std::env::temp_dir().join(format!("mjpegd-reload-listen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir(dir);
+    let file = dir.0.join("cams.toml");
+    write(&file, &camera("a", "160x120"));
+    let server = Server::start(&["--config", file.to_str().unwrap()]);
+    write(
+        &file,
+        &format!("listen = \"127.0.0.1:1\"\n{}", camera("a", "160x120")),
+    );
+    hup(&server);
+    let state = after_reloads(&server, 1);
+    assert_eq!(
+        state["config"]["needs_restart"],
+        serde_json::json!(["listen"])
+    );
+    assert_eq!(server.get("/cams/a/snapshot").status, 200);
+}
