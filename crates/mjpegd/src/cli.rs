@@ -5,9 +5,11 @@ use crate::config::{
     parse_credentials, parse_fps, parse_max_picture, parse_no_signal_after, parse_resolution,
     parse_size, CameraSettings, FileConfig, ServerKeys,
 };
+use crate::http::app::{App, ServerConfig};
 use crate::http::request::Limits;
+use crate::net::{listen, raise_fd_limit};
 use crate::reload::{reload_on_sighup, Reloader};
-use crate::server::{serve, url_of, url_with_scheme, App, ServerConfig};
+use crate::server::{serve, url_of, url_with_scheme};
 use crate::source::spec::{SourceOptions, SourceSpec};
 use crate::source::supervisor::{Capture, SupervisorConfig};
 use crate::source::v4l2::FormatChoice;
@@ -160,30 +162,6 @@ fn default_encoders() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4)
-}
-
-/// Raises the open-file limit to the hard limit (each client is a file descriptor) and returns it.
-pub fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
-        }
-    }
-    lim.rlim_cur
 }
 
 impl ServeArgs {
@@ -339,7 +317,7 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
     args.security
         .apply(&mut config, args.max_clients, fd_limit)?;
     if let Some(tls) = &config.tls {
-        crate::tls::reload_on_sighup(tls.clone(), CancellationToken::new())?;
+        crate::net::tls::reload_on_sighup(tls.clone(), CancellationToken::new())?;
     }
     let tls = config.tls.is_some();
     let shutdown = CancellationToken::new();
@@ -409,18 +387,4 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-}
-
-/// Binds the listening socket with a deep accept queue (the kernel caps it at net.core.somaxconn): when
-/// thousands of players connect at once, a short queue makes the kernel drop connections before mjpegd
-/// ever sees them.
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(8192)
 }

@@ -15,9 +15,9 @@
 
 use crate::camera::Camera;
 use crate::config::{CameraSettings, ServerKeys};
+use crate::http::app::{App, ReloadStatus};
 use crate::http::auth::Auth;
 use crate::security::SecurityArgs;
-use crate::server::{App, ReloadStatus};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -1,8 +1,8 @@
 //! The security flags (access, TLS, connection limits) and what the startup log says about exposure.
 
+use crate::http::app::ServerConfig;
 use crate::http::auth::Auth;
-use crate::server::ServerConfig;
-use crate::tls::Tls;
+use crate::net::tls::Tls;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

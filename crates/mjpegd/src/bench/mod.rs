@@ -316,7 +316,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.loopback_only && !target.addr.ip().is_loopback() {
         anyhow::bail!("{}: not a loopback address (--loopback-only)", target.addr);
     }
-    crate::cli::raise_fd_limit();
+    crate::net::raise_fd_limit();
     let window: Arc<Mutex<Option<Window>>> = Arc::new(Mutex::new(None));
     let ramp_deadline = Instant::now() + Duration::from_secs(60) + args.warmup + args.duration;
     let mut tasks = Vec::with_capacity(args.clients);

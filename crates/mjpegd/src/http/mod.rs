@@ -8,6 +8,7 @@
 //! httparse within size and time limits, [`route`] names the camera and resource, [`routes`] acts, [`response`] writes small complete
 //! responses, and [`stream`] writes MJPEG.
 
+pub mod app;
 pub mod auth;
 pub mod limits;
 pub mod request;

@@ -6,7 +6,7 @@
 //! dialect.
 
 use crate::camera::Camera;
-use crate::server::App;
+use crate::http::app::App;
 use mjpegd_core::EvictCause;
 use serde_json::json;
 use std::sync::atomic::Ordering;

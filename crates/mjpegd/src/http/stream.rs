@@ -13,7 +13,7 @@
 //! the boundary alone.
 
 use crate::hub::Subscription;
-use crate::server::Transport;
+use crate::net::Transport;
 use bytes::Buf;
 use mjpegd_core::frame::{ADVANCE_HEAD, BOUNDARY, PART_TAIL};
 use mjpegd_core::{EvictCause, Frame, Policy};

@@ -10,7 +10,7 @@
 //! A stream over TLS is still one write per part into rustls, which encrypts into its own buffer: zero
 //! copy ends at TLS. The send queue the delivery policies look at is the TCP socket's.
 
-use crate::server::Transport;
+use crate::net::Transport;
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
