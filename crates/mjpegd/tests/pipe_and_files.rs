@@ -126,7 +126,22 @@ fn garbled_frames_from_a_pipe_are_dropped_and_counted() {
         "GET /snapshot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(snap.body, jpegs[0], "only whole frames are served");
+    // A closed stdin is the end for good: reported once, never "reopened".
     drop(stdin);
+    let source = |addr| {
+        let r = request(
+            addr,
+            "GET /state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["result"]["source"].clone()
+    };
+    eventually(Duration::from_secs(5), "the end of stdin", || {
+        (source(addr)["error"] == "standard input closed").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = source(addr);
+    assert_eq!(after["error"], "standard input closed", "{after}");
+    assert_eq!(after["reconnects"], 0, "{after}");
     assert!(server.stop().success());
 }
 

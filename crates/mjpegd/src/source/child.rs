@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 pub const GRACE: Duration = Duration::from_secs(2);
 /// Time allowed after SIGKILL for the group to disappear before mjpegd gives up on it (with an error in
 /// the log): the kernel needs a moment to tear a process down.
-const KILL_WAIT: Duration = Duration::from_secs(1);
+const KILL_WAIT: Duration = Duration::from_secs(3);
 /// How often the group is checked while it is being ended.
 const POLL: Duration = Duration::from_millis(20);
 /// How long the stderr logger may keep reading once the group is gone (its last lines are in the pipe).
@@ -101,7 +101,7 @@ impl ChildGroup {
 
     /// Starts ending the whole group: SIGTERM now, SIGKILL after [`GRACE`] if any member is left. Does
     /// not block; the returned handle completes once the group is gone (or mjpegd gave up on it, at most
-    /// [`GRACE`] + 1 s later). `None` if it was already ended, or if there is no runtime to wait on (then
+    /// [`GRACE`] + [`KILL_WAIT`] later). `None` if it was already ended, or if there is no runtime to wait on (then
     /// the group gets SIGKILL at once).
     pub fn end(&mut self) -> Option<JoinHandle<()>> {
         let leader = self.leader.take()?;
@@ -128,7 +128,7 @@ impl Drop for ChildGroup {
     }
 }
 
-/// Waits (at most [`GRACE`] + 1.5 s) until every group ending under way is complete: called at shutdown
+/// Waits (at most [`GRACE`] + [`KILL_WAIT`] + 0.5 s) until every group ending under way is complete: called at shutdown
 /// before the process exits, so that a member ignoring SIGTERM still gets its SIGKILL.
 pub async fn wait_for_endings() {
     ENDINGS.close();

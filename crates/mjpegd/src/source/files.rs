@@ -65,10 +65,13 @@ impl Source for Files {
     async fn open(&mut self) -> Result<SourceInfo, SourceError> {
         let (state, first) = match &self.from {
             FilesFrom::Dir(dir) => {
-                let files =
-                    list_jpegs(dir).map_err(|e| SourceError(format!("{}: {e}", dir.display())))?;
+                let files = list_jpegs(dir)
+                    .map_err(|e| SourceError::unavailable(format!("{}: {e}", dir.display())))?;
                 let Some(first) = files.first() else {
-                    return Err(SourceError(format!("{}: no .jpg files", dir.display())));
+                    return Err(SourceError::unavailable(format!(
+                        "{}: no .jpg files",
+                        dir.display()
+                    )));
                 };
                 let first = tokio::fs::read(first).await.map_err(SourceError::from)?;
                 (Replay::Dir { files, next: 0 }, first)
@@ -76,12 +79,12 @@ impl Source for Files {
             FilesFrom::Mjpeg(path) => {
                 let file = tokio::fs::File::open(path)
                     .await
-                    .map_err(|e| SourceError(format!("{}: {e}", path.display())))?;
+                    .map_err(|e| SourceError::unavailable(format!("{}: {e}", path.display())))?;
                 let mut probe = FrameReader::new(file);
                 let first = match probe.next().await {
                     Ok(Some(f)) => f.jpeg.to_vec(),
                     _ => {
-                        return Err(SourceError(format!(
+                        return Err(SourceError::unavailable(format!(
                             "{}: no JPEG in the file",
                             path.display()
                         )))
@@ -110,7 +113,7 @@ impl Source for Files {
 
     async fn next_frame(&mut self) -> Result<Captured, SourceError> {
         let (Some(ticker), Some(state)) = (self.ticker.as_mut(), self.state.as_mut()) else {
-            return Err(SourceError("not open".into()));
+            return Err(SourceError::broken("not open"));
         };
         ticker.tick().await;
         let jpeg = match state {
@@ -119,7 +122,7 @@ impl Source for Files {
                 *next = (*next + 1) % files.len();
                 let bytes = tokio::fs::read(path)
                     .await
-                    .map_err(|e| SourceError(format!("{}: {e}", path.display())))?;
+                    .map_err(|e| SourceError::unavailable(format!("{}: {e}", path.display())))?;
                 bytes::Bytes::from(bytes)
             }
             Replay::Mjpeg(reader) => {
@@ -138,7 +141,7 @@ impl Source for Files {
                             .next()
                             .await
                             .map_err(SourceError::from)?
-                            .ok_or_else(|| SourceError("the file is empty now".into()))?
+                            .ok_or_else(|| SourceError::unavailable("the file is empty now"))?
                     }
                 };
                 frame.jpeg

@@ -41,14 +41,70 @@ pub struct SourceInfo {
     pub encoder: crate::hub::Encoder,
 }
 
+/// What kind of failure stopped a source: the supervisor retries all but [`ErrorKind::Finished`], and
+/// `/state` shows the kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Could not be opened: no such device, busy, connection refused, an upstream's error status.
+    Unavailable,
+    /// Was delivering and went away: a camera unplugged, a connection reset, a command that exited.
+    Lost,
+    /// Open but silent for longer than allowed.
+    Timeout,
+    /// Sent something that makes no sense (a broken stream), or failed inside mjpegd.
+    Broken,
+    /// Ended for good: nothing will ever come again (standard input closed). Not retried.
+    Finished,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Lost => "lost",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Broken => "broken",
+            ErrorKind::Finished => "finished",
+        }
+    }
+}
+
 /// Why a source could not open or stopped delivering. The supervisor logs it, shows it in `/state` and on
-/// the "no signal" frame, and retries.
+/// the "no signal" frame, and retries unless it is [`ErrorKind::Finished`].
 #[derive(Debug)]
-pub struct SourceError(pub String);
+pub struct SourceError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl SourceError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> SourceError {
+        SourceError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> SourceError {
+        SourceError::new(ErrorKind::Unavailable, message)
+    }
+
+    pub fn lost(message: impl Into<String>) -> SourceError {
+        SourceError::new(ErrorKind::Lost, message)
+    }
+
+    pub fn timeout(message: impl Into<String>) -> SourceError {
+        SourceError::new(ErrorKind::Timeout, message)
+    }
+
+    pub fn broken(message: impl Into<String>) -> SourceError {
+        SourceError::new(ErrorKind::Broken, message)
+    }
+}
 
 impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -56,7 +112,7 @@ impl std::error::Error for SourceError {}
 
 impl From<std::io::Error> for SourceError {
     fn from(e: std::io::Error) -> SourceError {
-        SourceError(e.to_string())
+        SourceError::lost(e.to_string())
     }
 }
 

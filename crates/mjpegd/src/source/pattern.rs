@@ -117,11 +117,11 @@ impl Painter {
             Some(e) => e,
             None => self
                 .encoder
-                .insert(JpegEncoder::new(quality).map_err(|e| SourceError(e.to_string()))?),
+                .insert(JpegEncoder::new(quality).map_err(|e| SourceError::broken(e.to_string()))?),
         };
         encoder
             .encode(c)
-            .map_err(|e| SourceError(format!("JPEG encoding failed: {e}")))
+            .map_err(|e| SourceError::broken(format!("JPEG encoding failed: {e}")))
     }
 }
 
@@ -198,7 +198,7 @@ impl Source for Pattern {
         let ticker = self
             .ticker
             .as_mut()
-            .ok_or_else(|| SourceError("not open".into()))?;
+            .ok_or_else(|| SourceError::broken("not open"))?;
         ticker.tick().await;
         let at = SystemTime::now();
         let painter = self.painter.clone();
@@ -208,7 +208,7 @@ impl Source for Pattern {
             p.paint(at, fps, quality)
         })
         .await
-        .map_err(|e| SourceError(format!("pattern painter failed: {e}")))??;
+        .map_err(|e| SourceError::broken(format!("pattern painter failed: {e}")))??;
         Ok(Captured { jpeg, at })
     }
 

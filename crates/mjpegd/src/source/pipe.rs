@@ -126,21 +126,25 @@ impl Source for Pipe {
             // The old command may still hold the device: it is gone before the new one starts.
             let _ = ending.await;
         }
-        let (child, reader): (Option<ChildGroup>, Box<dyn AsyncRead + Send + Unpin>) =
-            match &self.from {
-                PipeFrom::Exec(cmd) => {
-                    let name = cmd.split_whitespace().next().unwrap_or("child");
-                    let (child, stdout) = ChildGroup::spawn(cmd, name)
-                        .map_err(|e| SourceError(format!("cannot start `{cmd}`: {e}")))?;
-                    (Some(child), Box::new(stdout))
+        let (child, reader): (Option<ChildGroup>, Box<dyn AsyncRead + Send + Unpin>) = match &self
+            .from
+        {
+            PipeFrom::Exec(cmd) => {
+                let name = cmd.split_whitespace().next().unwrap_or("child");
+                let (child, stdout) = ChildGroup::spawn(cmd, name)
+                    .map_err(|e| SourceError::unavailable(format!("cannot start `{cmd}`: {e}")))?;
+                (Some(child), Box::new(stdout))
+            }
+            PipeFrom::Stdin => {
+                if self.stdin_done {
+                    return Err(SourceError::new(
+                        super::ErrorKind::Finished,
+                        "standard input is closed",
+                    ));
                 }
-                PipeFrom::Stdin => {
-                    if self.stdin_done {
-                        return Err(SourceError("standard input is closed".into()));
-                    }
-                    (None, Box::new(tokio::io::stdin()))
-                }
-            };
+                (None, Box::new(tokio::io::stdin()))
+            }
+        };
         self.running = Some(Running {
             child,
             exited: None,
@@ -158,13 +162,16 @@ impl Source for Pipe {
         let running = self
             .running
             .as_mut()
-            .ok_or_else(|| SourceError("not open".into()))?;
+            .ok_or_else(|| SourceError::broken("not open"))?;
         let Some(child) = &mut running.child else {
             return match running.frames.next().await {
                 Ok(Some(frame)) => Ok(frame),
                 Ok(None) | Err(_) => {
                     self.stdin_done = true;
-                    Err(SourceError("standard input closed".into()))
+                    Err(SourceError::new(
+                        super::ErrorKind::Finished,
+                        "standard input closed",
+                    ))
                 }
             };
         };
@@ -175,7 +182,7 @@ impl Source for Pipe {
                     Ok(None) | Err(_) => {
                         // The output is closed; the shell normally exits with it.
                         let status = tokio::time::timeout(AFTER_EXIT, child.wait()).await;
-                        Err(SourceError(match status {
+                        Err(SourceError::lost(match status {
                             Ok(status) => format!("the command exited ({status})"),
                             Err(_) => "the command closed its output".to_string(),
                         }))
@@ -188,7 +195,7 @@ impl Source for Pipe {
         // pipe, perhaps silently) does not keep the source alive.
         match tokio::time::timeout(AFTER_EXIT, running.frames.next()).await {
             Ok(Ok(Some(frame))) => Ok(frame),
-            _ => Err(SourceError(format!(
+            _ => Err(SourceError::lost(format!(
                 "the command exited ({})",
                 running.exited.as_deref().unwrap_or("?")
             ))),

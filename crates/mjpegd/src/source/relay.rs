@@ -140,14 +140,14 @@ impl Source for Relay {
             TcpStream::connect((t.host.as_str(), t.port)),
         )
         .await
-        .map_err(|_| SourceError(format!("{url}: connect timed out")))?
-        .map_err(|e| SourceError(format!("{url}: cannot connect: {e}")))?;
+        .map_err(|_| SourceError::unavailable(format!("{url}: connect timed out")))?
+        .map_err(|e| SourceError::unavailable(format!("{url}: cannot connect: {e}")))?;
         let _ = stream.set_nodelay(true);
         let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
             .max_buf_size(64 * 1024)
             .handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(stream))
             .await
-            .map_err(|e| SourceError(format!("{url}: {e}")))?;
+            .map_err(|e| SourceError::unavailable(format!("{url}: {e}")))?;
         let conn = tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -165,19 +165,19 @@ impl Source for Relay {
         }
         let request = request
             .body(http_body_util::Empty::new())
-            .map_err(|e| SourceError(format!("{url}: {e}")))?;
+            .map_err(|e| SourceError::unavailable(format!("{url}: {e}")))?;
         let response =
             tokio::time::timeout(self.options.read_timeout, sender.send_request(request))
                 .await
                 .map_err(|_| {
-                    SourceError(format!(
+                    SourceError::unavailable(format!(
                         "{url}: no response within {:?}",
                         self.options.read_timeout
                     ))
                 })?
-                .map_err(|e| SourceError(format!("{url}: {e}")))?;
+                .map_err(|e| SourceError::unavailable(format!("{url}: {e}")))?;
         if !response.status().is_success() {
-            return Err(SourceError(format!(
+            return Err(SourceError::unavailable(format!(
                 "{url}: upstream answered {}",
                 response.status()
             )));
@@ -210,7 +210,7 @@ impl Source for Relay {
         let running = self
             .running
             .as_mut()
-            .ok_or_else(|| SourceError("not open".into()))?;
+            .ok_or_else(|| SourceError::broken("not open"))?;
         loop {
             match running.parser.next_part() {
                 Some(Ok(part)) => {
@@ -219,12 +219,18 @@ impl Source for Relay {
                         at: SystemTime::now(),
                     })
                 }
-                Some(Err(e)) => return Err(SourceError(format!("upstream stream is broken: {e}"))),
+                Some(Err(e)) => {
+                    return Err(SourceError::broken(format!(
+                        "upstream stream is broken: {e}"
+                    )))
+                }
                 None => {}
             }
             let frame = tokio::time::timeout(read_timeout, running.body.frame())
                 .await
-                .map_err(|_| SourceError(format!("upstream silent for {read_timeout:?}")))?;
+                .map_err(|_| {
+                    SourceError::timeout(format!("upstream silent for {read_timeout:?}"))
+                })?;
             match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
@@ -232,9 +238,11 @@ impl Source for Relay {
                     }
                 }
                 Some(Err(e)) => {
-                    return Err(SourceError(format!("upstream connection failed: {e}")))
+                    return Err(SourceError::lost(format!(
+                        "upstream connection failed: {e}"
+                    )))
                 }
-                None => return Err(SourceError("upstream closed the stream".into())),
+                None => return Err(SourceError::lost("upstream closed the stream")),
             }
         }
     }

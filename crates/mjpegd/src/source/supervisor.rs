@@ -17,7 +17,7 @@
 //! When a run of the source ends, its newest frame stops being "live": a client that arrives later waits
 //! for the next run's first frame (or "no signal") instead of being handed a picture from minutes ago.
 
-use super::{Captured, Source, SourceError};
+use super::{Captured, ErrorKind, Source, SourceError};
 use crate::hub::{SharedHub, SourceState};
 use crate::render::NoSignal;
 use bytes::Bytes;
@@ -191,6 +191,24 @@ async fn run<S: Source>(
                 backoff = FIRST_BACKOFF;
                 failures = 0;
             }
+            Stopped::Failed { error, .. } if error.kind == ErrorKind::Finished => {
+                // Nothing will ever come again (standard input closed): say so once, keep clients on
+                // "no signal", and stop retrying.
+                tracing::warn!(source = %description, error = %error, "source finished: it will not be reopened");
+                let message = error.to_string();
+                placeholder.reason = message.clone();
+                hub.update_source(|s| {
+                    s.online = false;
+                    s.state = SourceState::Offline;
+                    s.error = Some(message.clone());
+                    s.last_error = Some(message);
+                    s.last_error_at = Some(SystemTime::now());
+                });
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = placeholder.run(hub, config, Instant::now(), None) => unreachable!(),
+                }
+            }
             Stopped::Failed { error, delivered } => {
                 if delivered {
                     // A source that worked and then dropped (an upstream that closes after each frame, a
@@ -300,7 +318,7 @@ async fn capture<S: Source>(
                 }
                 Err(_) => {
                     return Stopped::Failed {
-                        error: SourceError(format!(
+                        error: SourceError::timeout(format!(
                             "no frame for {}",
                             humantime::format_duration(config.frame_timeout)
                         )),

@@ -94,7 +94,7 @@ impl Source for V4l2Camera {
             .map_err(SourceError::from)?;
         let info = granted
             .await
-            .map_err(|_| SourceError("capture thread ended before negotiating".into()))??;
+            .map_err(|_| SourceError::unavailable("capture thread ended before negotiating"))??;
         self.running = Some(Running {
             events,
             stop,
@@ -108,7 +108,7 @@ impl Source for V4l2Camera {
         let running = self
             .running
             .as_mut()
-            .ok_or_else(|| SourceError("not open".into()))?;
+            .ok_or_else(|| SourceError::broken("not open"))?;
         loop {
             if let Some((at, jpeg)) = running.ready.pop_front() {
                 match jpeg {
@@ -129,7 +129,7 @@ impl Source for V4l2Camera {
                     running.ready.extend(running.reorder.push(seq, frame))
                 }
                 Some(Event::Failed(e)) => return Err(e),
-                None => return Err(SourceError("capture thread ended".into())),
+                None => return Err(SourceError::lost("capture thread ended")),
             }
         }
     }
@@ -149,7 +149,7 @@ impl Drop for V4l2Camera {
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> SourceError {
-    SourceError(format!("{}: {what}: {e}", path.display()))
+    SourceError::unavailable(format!("{}: {what}: {e}", path.display()))
 }
 
 /// Opens and negotiates; returns the device, the granted format and the granted fps.
@@ -174,7 +174,7 @@ fn negotiate(options: &V4l2Options) -> Result<(Device, v4l::Format, f64), Source
         .find(|f| offered.contains(f))
         .ok_or_else(|| {
             let offered: Vec<String> = offered.iter().map(|f| f.to_string()).collect();
-            SourceError(format!(
+            SourceError::unavailable(format!(
                 "{}: no {:?} format; the camera offers {}",
                 path.display(),
                 options.format,
@@ -189,7 +189,7 @@ fn negotiate(options: &V4l2Options) -> Result<(Device, v4l::Format, f64), Source
         .set_format(&fmt)
         .map_err(|e| io_err("set format", path, e))?;
     if granted.fourcc != fourcc {
-        return Err(SourceError(format!(
+        return Err(SourceError::unavailable(format!(
             "{}: asked for {fourcc}, the driver chose {}",
             path.display(),
             granted.fourcc
@@ -257,7 +257,7 @@ fn capture_thread(
             ) {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = granted_tx.send(Err(SourceError(e)));
+                    let _ = granted_tx.send(Err(SourceError::unavailable(e)));
                     return;
                 }
             };
