@@ -8,25 +8,9 @@ mod common;
 mod upstream;
 use common::*;
 use fakecam::{FakeCam, Format, FrameSource, Options};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use upstream::{make_jpegs, Style, Upstream};
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(name: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("mjpegd-cams-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
 
 fn size_of(jpeg: &[u8]) -> (usize, usize) {
     let h = turbojpeg::read_header(jpeg).expect("a JPEG");
@@ -40,7 +24,7 @@ const USB: (usize, usize) = (320, 240);
 
 #[test]
 fn every_url_dialect_reaches_the_right_camera_of_a_config_file() {
-    let dir = temp_dir("dialects");
+    let dir = TempDir::new("cams-dialects");
     let files = dir.0.join("files");
     std::fs::create_dir_all(&files).unwrap();
     for (i, f) in make_jpegs(4, FILES.0 as u32, FILES.1 as u32)
@@ -212,7 +196,7 @@ fps = 15
 
 #[test]
 fn a_broken_config_is_refused_with_file_line_and_column() {
-    let dir = temp_dir("broken");
+    let dir = TempDir::new("cams-broken");
     let bad = dir.0.join("bad.toml");
     std::fs::write(
         &bad,

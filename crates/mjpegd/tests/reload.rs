@@ -3,16 +3,8 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn size_of(jpeg: &[u8]) -> (usize, usize) {
     let h = turbojpeg::read_header(jpeg).expect("a JPEG");
@@ -41,9 +33,7 @@ fn write(path: &Path, text: &str) {
 
 #[test]
 fn a_reload_adds_removes_and_changes_cameras_while_an_unchanged_cameras_all_client_sees_no_gap() {
-    let dir = std::env::temp_dir().join(format!("mjpegd-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let dir = TempDir(dir);
+    let dir = TempDir::new("reload");
     let file = dir.0.join("cams.toml");
     write(
         &file,
@@ -141,9 +131,7 @@ fn a_reload_adds_removes_and_changes_cameras_while_an_unchanged_cameras_all_clie
 
 #[test]
 fn a_reload_that_changes_the_listen_address_says_it_needs_a_restart() {
-    let dir = std::env::temp_dir().join(format!("mjpegd-reload-listen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let dir = TempDir(dir);
+    let dir = TempDir::new("reload-listen");
     let file = dir.0.join("cams.toml");
     write(&file, &camera("a", "160x120"));
     let server = Server::start(&["--config", file.to_str().unwrap()]);

@@ -7,7 +7,6 @@ mod common;
 mod upstream;
 use common::*;
 use fakecam::{FakeCam, Format, FrameSource, Options};
-use std::path::PathBuf;
 use std::time::Duration;
 use upstream::make_jpegs;
 
@@ -17,19 +16,8 @@ struct Cam {
     frames: Vec<Vec<u8>>,
 }
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn temp_dir(name: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("mjpegd-v4l2-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
+    TempDir::new(&format!("v4l2-{name}"))
 }
 
 fn camera(name: &str, format: Format, bad_every: Option<u32>) -> Cam {

@@ -195,15 +195,7 @@ async fn run<S: Source>(
                 // Nothing will ever come again (standard input closed): say so once, keep clients on
                 // "no signal", and stop retrying.
                 tracing::warn!(source = %description, error = %error, "source finished: it will not be reopened");
-                let message = error.to_string();
-                placeholder.reason = message.clone();
-                hub.update_source(|s| {
-                    s.online = false;
-                    s.state = SourceState::Offline;
-                    s.error = Some(message.clone());
-                    s.last_error = Some(message);
-                    s.last_error_at = Some(SystemTime::now());
-                });
+                placeholder.failed(hub, &error);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = placeholder.run(hub, config, Instant::now(), None) => unreachable!(),
@@ -217,15 +209,7 @@ async fn run<S: Source>(
                 }
                 failures += 1;
                 log.failed(&description, &error, backoff);
-                let message = error.to_string();
-                placeholder.reason = message.clone();
-                hub.update_source(|s| {
-                    s.online = false;
-                    s.state = SourceState::Offline;
-                    s.error = Some(message.clone());
-                    s.last_error = Some(message);
-                    s.last_error_at = Some(SystemTime::now());
-                });
+                placeholder.failed(hub, &error);
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return,
@@ -451,6 +435,19 @@ impl Placeholder {
             reason: String::from("waiting for the source"),
             painter: NoSignal::new().ok().map(|p| Arc::new(Mutex::new(p))),
         }
+    }
+
+    /// The source failed: the picture says why, and so does `/state`.
+    fn failed(&mut self, hub: &SharedHub, error: &SourceError) {
+        let message = error.to_string();
+        self.reason = message.clone();
+        hub.update_source(|s| {
+            s.online = false;
+            s.state = SourceState::Offline;
+            s.error = Some(message.clone());
+            s.last_error = Some(message);
+            s.last_error_at = Some(SystemTime::now());
+        });
     }
 
     /// From `start`, publishes the frame every interval, forever (the caller races it against what it

@@ -284,3 +284,22 @@ pub fn listening_address(child: &mut Child) -> SocketAddr {
     std::thread::spawn(move || for _ in lines {});
     addr
 }
+
+/// A folder under the system's temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A fresh, empty folder named after `what` and this process.
+    pub fn new(what: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("mjpegd-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
