@@ -209,16 +209,22 @@ impl SharedHub {
 
     /// The frame a snapshot should show: the newest of the source's current run (a real frame, or "no
     /// signal" while it is down), else the next one to arrive (waking an on-demand source), within
-    /// `timeout`. A frame from an earlier run is never shown as if it were live.
-    pub async fn fresh_frame(self: &Arc<Self>, timeout: Duration) -> Option<Arc<Frame>> {
-        if let Some(frame) = self.newest() {
+    /// `timeout`. A frame from an earlier run is never shown as if it were live. With `after`, only a frame
+    /// numbered above it will do (a long poll: the page's tiles ask for the frame after the one they show).
+    pub async fn fresh_frame(
+        self: &Arc<Self>,
+        after: Option<u64>,
+        timeout: Duration,
+    ) -> Option<Arc<Frame>> {
+        let newer = |f: &Arc<Frame>| after.is_none_or(|a| f.seq > a);
+        if let Some(frame) = self.newest().filter(newer) {
             return Some(frame);
         }
         let mut changes = self.changes();
         let _watching = self.watch();
         let wait = async {
             loop {
-                if let Some(f) = self.newest() {
+                if let Some(f) = self.newest().filter(newer) {
                     return f;
                 }
                 if changes.changed().await.is_err() {

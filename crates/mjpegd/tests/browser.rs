@@ -5,100 +5,11 @@
 //! says it sent to that client. At `?fps=1` a frame shown one behind would be a second late.
 //! Needs Debian's `chromium` (installed by scripts/setup.sh).
 
+#[path = "common/chromium.rs"]
+mod chromium;
 mod common;
+use chromium::page_result;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Asks the page, over the DevTools protocol, for what it wrote into #out once it starts with "RESULT:".
-fn read_page_result(chromium: &mut Child) -> String {
-    let stderr = chromium.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let ws = loop {
-        let line = lines
-            .next()
-            .expect("chromium prints its DevTools address")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("DevTools listening on ") {
-            break url.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let port: u16 = ws
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let page_ws = loop {
-        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            &s,
-            "GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-        )
-        .unwrap();
-        let mut reader = BufReader::new(s);
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap();
-            }
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        let json = String::from_utf8(body).unwrap();
-        let targets: serde_json::Value = serde_json::from_str(&json).unwrap();
-        if let Some(t) = targets
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["type"] == "page")
-        {
-            break t["webSocketDebuggerUrl"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "no page target");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (mut socket, _) = tungstenite::connect(page_ws.as_str()).expect("DevTools websocket");
-    for id in 1.. {
-        let call = serde_json::json!({"id": id, "method": "Runtime.evaluate",
-            "params": {"expression": "document.getElementById('out').textContent", "returnByValue": true}});
-        socket
-            .send(tungstenite::Message::Text(call.to_string().into()))
-            .unwrap();
-        let value = loop {
-            let msg = socket.read().unwrap();
-            if let tungstenite::Message::Text(t) = msg {
-                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
-                if v["id"] == id {
-                    break v["result"]["result"]["value"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                }
-            }
-        };
-        if let Some(rest) = value.strip_prefix("RESULT:") {
-            return rest.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the page never reported: {value}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    unreachable!()
-}
 
 /// Loads a page that, 3.5 s after the stream starts (half-way between two frames at 1 fps), reads the
 /// frame its <img> displays and the frames the server sent it; returns (shown, sent).
@@ -142,35 +53,7 @@ setTimeout(async () => {{
         ),
     )
     .unwrap();
-    let chromium = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--allow-file-access-from-files",
-            "--remote-debugging-port=0",
-            &format!("--user-data-dir={}", dir.join("profile").display()),
-        ])
-        .arg(format!("file://{}", page.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chromium runs (Debian package chromium, installed by scripts/setup.sh)");
-    struct KillOnDrop(Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut chromium = KillOnDrop(chromium);
-    let json = read_page_result(&mut chromium.0);
-    drop(chromium);
+    let json = page_result(&format!("file://{}", page.display()), &dir);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let sent = v["sent"].as_array().unwrap();
     assert_eq!(sent.len(), 1, "one client: {v}");

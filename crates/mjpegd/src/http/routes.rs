@@ -24,7 +24,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// One camera's page: its stream and state.
 const INDEX_HTML: &str = include_str!("index.html");
+/// Every camera at once, fed by snapshot long polls (the file says why).
+const WALL_HTML: &str = include_str!("wall.html");
 
 /// Serves requests on one connection until it closes, turns into a stream that ends, or the server stops.
 /// The first request head must have arrived by `first_deadline` (the accept time plus the head timeout,
@@ -147,7 +150,7 @@ pub async fn handle_connection<T: Transport>(
                     index,
                     resource: Resource::Snapshot,
                 } => {
-                    return snapshot(&app, &cameras[index], &mut io, head_only, keep_alive, http10)
+                    return snapshot(&app, &cameras[index], &request, &mut io, head_only, keep_alive, http10)
                         .await
                 }
                 Route::State | Route::Camera { resource: Resource::State, .. } => {
@@ -171,7 +174,11 @@ pub async fn handle_connection<T: Transport>(
                         Route::Camera { index, .. } => format!("/cams/{}/", cameras[index].name()),
                         _ => "/".to_string(),
                     };
-                    page = INDEX_HTML.replace("{{BASE}}", &base);
+                    page = if matches!(route, Route::Page) && cameras.len() > 1 {
+                        WALL_HTML.to_string()
+                    } else {
+                        INDEX_HTML.replace("{{BASE}}", &base)
+                    };
                     Response {
                         status: 200,
                         content_type: "text/html; charset=utf-8",
@@ -204,7 +211,12 @@ pub async fn handle_connection<T: Transport>(
                 .await
                 .map(|_| response.close)
         };
-        let Ok(outcome) = tokio::time::timeout(app.config.write_timeout, respond).await else {
+        // A snapshot may wait for a frame (a long poll): shutdown does not wait for it.
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(app.config.write_timeout, respond) => r,
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok(outcome) = outcome else {
             app.counters.timeouts.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -337,17 +349,38 @@ async fn stream<T: Transport>(
 async fn snapshot<T: Transport>(
     app: &App,
     camera: &Camera,
+    request: &Request,
     io: &mut T,
     head_only: bool,
     keep_alive: bool,
     http10: bool,
 ) -> std::io::Result<bool> {
-    let Some(frame) = camera.hub.fresh_frame(app.config.snapshot_timeout).await else {
-        let response = Response::text(
-            503,
-            "no frame available yet: the source has not delivered one\n",
-        )
-        .header("Retry-After", "1");
+    // ?after=SEQ: the first frame numbered above SEQ, waiting for it (the page's tiles poll this way).
+    let after = match request.param("after") {
+        None | Some("") => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                app.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+                let reason = format!(
+                    "after must be a frame sequence number (0 to 2^64-1), not {:?}\n",
+                    v.chars().take(40).collect::<String>()
+                );
+                let response = Response::text(400, &reason);
+                return response.write(io, head_only, &app.cors).await.map(|_| true);
+            }
+        },
+    };
+    let Some(frame) = camera
+        .hub
+        .fresh_frame(after, app.config.snapshot_timeout)
+        .await
+    else {
+        let why = match after {
+            Some(_) => "no newer frame in time: the source is not delivering\n",
+            None => "no frame available yet: the source has not delivered one\n",
+        };
+        let response = Response::text(503, why).header("Retry-After", "1");
         return response.write(io, head_only, &app.cors).await.map(|_| true);
     };
     let headers = format!(
