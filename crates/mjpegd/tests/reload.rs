@@ -147,3 +147,37 @@ fn a_reload_that_changes_the_listen_address_says_it_needs_a_restart() {
     );
     assert_eq!(server.get("/cams/a/snapshot").status, 200);
 }
+
+#[test]
+fn sighup_rereads_the_users_file() {
+    use base64::Engine;
+    let dir = TempDir::new("reload-users");
+    let users = dir.0.join("users");
+    let line = |user: &str, pass: &str| format!("{user}:{}\n", bcrypt::hash(pass, 4).unwrap());
+    write(&users, &line("alice", "wonderland"));
+    let server = Server::start(&["--auth-file", users.to_str().unwrap()]);
+    let status = |user_pass: &str| {
+        let auth = base64::engine::general_purpose::STANDARD.encode(user_pass);
+        request(
+            server.addr,
+            &format!("GET /snapshot HTTP/1.1\r\nHost: t\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"),
+        )
+        .status
+    };
+    assert_eq!(status("alice:wonderland"), 200);
+    assert_eq!(status("bob:builder"), 401);
+    write(
+        &users,
+        &[line("alice", "wonderland"), line("bob", "builder")].concat(),
+    );
+    hup(&server);
+    eventually(Duration::from_secs(10), "bob let in", || {
+        (status("bob:builder") == 200).then_some(())
+    });
+    // A broken users file changes nothing.
+    write(&users, "bob:not-a-hash\n");
+    hup(&server);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(status("alice:wonderland"), 200);
+    assert_eq!(status("bob:builder"), 200);
+}
