@@ -3,12 +3,13 @@
 //! Data flows one way: a source's JPEGs enter a [`hub::Hub`], which numbers them and hands each client the
 //! next frame its [`delivery::Policy`] allows; the server writes it out. Nothing in this crate touches a
 //! socket, a device, a clock or an async runtime: bytes and times are passed in, decisions come out. That
-//! keeps the hub, the delivery policies and the stream [`parse`]rs unit-testable without I/O and portable to
-//! small targets.
+//! keeps the hub, the delivery policies, the stream [`parse`]rs and the recording format ([`mkv`])
+//! unit-testable without I/O and portable to small targets.
 
 pub mod delivery;
 pub mod frame;
 pub mod hub;
+pub mod mkv;
 pub mod parse;
 
 pub use delivery::{ClientId, EvictCause, Policy};
