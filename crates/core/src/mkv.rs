@@ -18,6 +18,12 @@
 //! bytes it hands out to know where each cluster starts, so the caller must write all of them, in order,
 //! starting with [`MkvWriter::header`].
 //!
+//! Why our own EBML writer rather than a crate (surveyed 2026-11): `webm` wraps C++ libwebm and names only
+//! VP8/VP9/AV1 codec ids; `mkv` is an unfinished 2016 parser; the young `oxideav-mkv` muxes whole files
+//! for its own media framework. None writes unknown-size clusters for a live file, and the part needed here
+//! (one track, keyframe SimpleBlocks, Cues) is a few hundred lines, proven against ffprobe and ffmpeg in
+//! `tests/mkv_ffprobe.rs`.
+//!
 //! Timestamps are in milliseconds (a TimestampScale of 1,000,000 ns, the default ffmpeg and mkvmerge
 //! write and every player is tested with): finer than the jitter of a camera's capture times, and it keeps
 //! the 16-bit block timestamps 32 s wide, far beyond the one-second clusters.
