@@ -11,6 +11,7 @@
 
 use crate::config::CameraSettings;
 use crate::hub::{SharedHub, SourceStatus};
+use crate::record::RecordingStatus;
 use mjpegd_core::HubConfig;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -24,6 +25,9 @@ pub struct Camera {
     /// Cancelled when the camera is removed (or the server stops): ends every client's stream.
     clients: CancellationToken,
     source: Mutex<Option<RunningSource>>,
+    /// The recorder's status and task, if the camera records.
+    pub recording: Option<Arc<Mutex<RecordingStatus>>>,
+    recorder: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct RunningSource {
@@ -51,7 +55,23 @@ impl Camera {
         );
         let clients = shutdown.child_token();
         let source = spawn_source(&settings, &hub, &clients)?;
+        let (recording, recorder) = match &settings.record {
+            Some(record) => {
+                let status = Arc::new(Mutex::new(RecordingStatus::default()));
+                let task = tokio::spawn(crate::record::record(
+                    settings.name.clone(),
+                    hub.clone(),
+                    record.clone(),
+                    status.clone(),
+                    clients.child_token(),
+                ));
+                (Some(status), Some(task))
+            }
+            None => (None, None),
+        };
         Ok(Arc::new(Camera {
+            recording,
+            recorder: Mutex::new(recorder),
             name: settings.name.clone(),
             settings: RwLock::new(settings),
             hub,
@@ -85,7 +105,8 @@ impl Camera {
     /// Whether `new` can be applied without ending the clients: everything but the hub's own settings
     /// may change live.
     pub fn can_restart_with(&self, new: &CameraSettings) -> bool {
-        self.settings().buffer_memory == new.buffer_memory
+        let old = self.settings();
+        old.buffer_memory == new.buffer_memory && old.record == new.record
     }
 
     /// Restarts the source with `new` settings on the same hub; clients stay connected.
@@ -106,6 +127,15 @@ impl Camera {
     /// Stops the source and ends every client's stream; waits for the supervisor to close the source.
     pub async fn stop(&self) {
         self.clients.cancel();
+        // The recorder closes its segment (index, duration, fsync) before the source goes.
+        let recorder = self
+            .recorder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = recorder {
+            let _ = task.await;
+        }
         self.stop_source().await;
     }
 

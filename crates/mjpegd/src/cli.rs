@@ -79,6 +79,12 @@ pub struct ServeArgs {
     /// can send any header) are dropped and counted in /state.
     #[arg(long, default_value = "8192x8192", value_parser = parse_max_picture)]
     pub max_picture_size: (u32, u32),
+    /// Record the camera into Matroska segments in this folder (frames as they are, capture-time stamps).
+    #[arg(long)]
+    pub record: Option<std::path::PathBuf>,
+    /// Capture time per recording segment.
+    #[arg(long, default_value = "5m", value_parser = crate::config::parse_segment)]
+    pub record_segment: Duration,
     /// Pixel format to ask a V4L2 camera for (auto prefers MJPEG, which needs no encoding).
     #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
     pub format: FormatChoice,
@@ -216,6 +222,13 @@ impl ServeArgs {
             buffer_memory: usize::try_from(self.buffer_memory).unwrap_or(usize::MAX),
             delivery: self.delivery.into(),
             lockstep_timeout: self.lockstep_timeout,
+            record: self
+                .record
+                .as_ref()
+                .map(|dir| crate::record::RecordSettings {
+                    dir: dir.clone(),
+                    segment: self.record_segment,
+                }),
         })
     }
 

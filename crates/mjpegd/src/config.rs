@@ -10,6 +10,7 @@
 //! A file is refused whole, with `file:line:column` and what was expected, for any unknown key, wrong type,
 //! bad value, duplicate camera, bad camera name, or two cameras on one device: nothing half-applies.
 
+use crate::record::RecordSettings;
 use crate::source::spec::{SourceOptions, SourceSpec};
 use crate::source::supervisor::{Capture, SupervisorConfig};
 use crate::source::v4l2::FormatChoice;
@@ -40,6 +41,8 @@ pub struct CameraSettings {
     /// Policy of a stream request that does not name one.
     pub delivery: Policy,
     pub lockstep_timeout: Duration,
+    /// Where to record this camera, if anywhere.
+    pub record: Option<RecordSettings>,
 }
 
 /// Server-wide keys of a file, each `None` when the file does not set it.
@@ -133,6 +136,8 @@ struct CameraKeys {
     read_timeout: Option<Spanned<String>>,
     no_signal_after: Option<Spanned<String>>,
     max_picture_size: Option<Spanned<String>>,
+    record: Option<Spanned<PathBuf>>,
+    record_segment: Option<Spanned<String>>,
 }
 
 /// Line and column (from 1) of byte `at` in `text`.
@@ -307,6 +312,24 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
         if let Some(m) = value(&k.max_picture_size, parse_max_picture, &at)? {
             c.supervisor.max_picture = m;
         }
+        if let Some(dir) = &k.record {
+            let segment = c.record.as_ref().map_or(DEFAULT_SEGMENT, |r| r.segment);
+            c.record = Some(RecordSettings {
+                dir: dir.get_ref().clone(),
+                segment,
+            });
+        }
+        if let Some(d) = value(&k.record_segment, parse_segment, &at)? {
+            match &mut c.record {
+                Some(r) => r.segment = d,
+                None => {
+                    return Err(at(
+                        k.record_segment.as_ref().map(|s| s.span()).unwrap_or(0..0),
+                        "record-segment without record = \"DIR\"".into(),
+                    ))
+                }
+            }
+        }
         if let SourceSpec::Device(path) = &c.source {
             if let Some(other) = cameras
                 .iter()
@@ -393,6 +416,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{s:?}: {e} (expected a duration like 2s or 500ms)"))
 }
 
+/// Default length of a recording segment.
+pub const DEFAULT_SEGMENT: Duration = Duration::from_secs(300);
+
+/// A recording segment's length: 1 s to 24 h.
+pub fn parse_segment(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+        return Err(format!("{s}: a segment is between 1s and 24h"));
+    }
+    Ok(d)
+}
+
 /// The no-signal delay: 100 ms to 1 h.
 pub fn parse_no_signal_after(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
@@ -434,6 +469,7 @@ mod tests {
             buffer_memory: 256 << 20,
             delivery: Policy::Latest,
             lockstep_timeout: Duration::from_secs(2),
+            record: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod net;
+pub mod record;
 pub mod reload;
 pub mod render;
 pub mod security;

@@ -139,6 +139,19 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
         "result": {
             "instance_id": app.instance_id,
             "name": camera.name(),
+            "recording": camera.recording.as_ref().map(|r| {
+                let r = r.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                json!({
+                    "dir": r.dir.display().to_string(),
+                    "state": r.state,
+                    "segment": r.segment,
+                    "segment_started": r.segment_started.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+                    "frames_written": r.frames_written,
+                    "frames_lost": r.frames_lost,
+                    "bytes": r.bytes,
+                    "last_error": r.last_error,
+                })
+            }),
             "encoder": {"type": source.encoder.as_str(), "quality": settings.options.quality},
             "source": {
                 "description": source.description,

@@ -1,0 +1,269 @@
+//! Recording a camera to Matroska files, without losing a frame silently.
+//!
+//! The recorder sits where an HTTP stream client sits: a subscriber of the camera's hub under the `all`
+//! policy, so it gets every frame in order and the hub's `--buffer-memory` is its budget. It writes each
+//! frame's JPEG as it is (no re-encoding) into `.mkv` segments with [`mjpegd_core::mkv`], stamped with its
+//! capture time. File work runs on the blocking pool, so a slow disk never stalls the runtime; while a
+//! write is under way the recorder takes no frame, and the hub's backlog absorbs the wait. A disk that
+//! stalls past that budget gets the recorder evicted like any slow `all` client: the frames it missed are
+//! counted (`frames_lost`), the gap is logged with its sequence numbers, and recording goes on in a new
+//! segment. A write that fails (disk full, read-only) counts its frame as lost, closes the segment, and the
+//! next frame tries a new one. Viewers are never slowed: they do not wait for the recorder.
+//!
+//! Crash safety comes from the format (clusters of unknown size: a file cut anywhere plays up to its last
+//! whole frame), from writing every frame to the kernel at once, from `fdatasync` about once a second,
+//! and from a full `fsync` when a segment closes (after its index and duration are written in place).
+//!
+//! A segment holds [`RecordSettings::segment`] of capture time; the frame that crosses the boundary is the
+//! first of the next file, so no frame is missing or doubled across segments. File names sort in time
+//! order and carry the camera's name: `NAME-20261124T170312.345Z.mkv`.
+
+use crate::hub::{ClientMeta, SharedHub};
+use mjpegd_core::mkv::{MkvWriter, TrackInfo};
+use mjpegd_core::parse::jpeg::check;
+use mjpegd_core::{Frame, Policy};
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+/// What and where to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordSettings {
+    /// The folder of this camera's segments.
+    pub dir: PathBuf,
+    /// Capture time per segment file.
+    pub segment: Duration,
+}
+
+/// What a camera's recorder is doing, for `/state`.
+#[derive(Clone, Debug, Default)]
+pub struct RecordingStatus {
+    pub dir: PathBuf,
+    /// "recording", "failing" (writes fail; retried with each frame) or "stopped".
+    pub state: &'static str,
+    pub segment: Option<String>,
+    pub segment_started: Option<SystemTime>,
+    pub frames_written: u64,
+    pub frames_lost: u64,
+    pub bytes: u64,
+    pub last_error: Option<String>,
+}
+
+/// How often written data is forced to the disk.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// One open segment file.
+struct Segment {
+    name: String,
+    file: File,
+    mkv: MkvWriter,
+    /// Capture time of its first frame, in µs since the epoch.
+    start_us: u64,
+    size: (u16, u16),
+    last_sync: Instant,
+}
+
+impl Segment {
+    /// Creates the file and writes its header.
+    fn open(
+        dir: &std::path::Path,
+        camera: &str,
+        start_us: u64,
+        size: (u16, u16),
+    ) -> std::io::Result<Segment> {
+        std::fs::create_dir_all(dir)?;
+        let started = UNIX_EPOCH + Duration::from_micros(start_us);
+        let stamp = humantime::format_rfc3339_millis(started)
+            .to_string()
+            .replace(['-', ':'], "");
+        let name = format!("{camera}-{stamp}.mkv");
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(&name))?;
+        let mkv = MkvWriter::new(TrackInfo {
+            width: size.0,
+            height: size.1,
+            title: camera.to_string(),
+            start_unix_micros: start_us,
+        });
+        file.write_all(mkv.header())?;
+        Ok(Segment {
+            name,
+            file,
+            mkv,
+            start_us,
+            size,
+            last_sync: Instant::now(),
+        })
+    }
+
+    /// Appends one frame; forces the data to disk about once a second.
+    fn write(&mut self, frame: &Frame) -> std::io::Result<usize> {
+        let mut head = Vec::with_capacity(64);
+        self.mkv
+            .frame_head_into(frame.jpeg.len(), frame.timestamp_us, &mut head);
+        self.file.write_all(&head)?;
+        self.file.write_all(&frame.jpeg)?;
+        if self.last_sync.elapsed() >= SYNC_EVERY {
+            self.file.sync_data()?;
+            self.last_sync = Instant::now();
+        }
+        Ok(head.len() + frame.jpeg.len())
+    }
+
+    /// Writes the index and the duration, and syncs the file.
+    fn close(self) -> std::io::Result<()> {
+        let mut file = self.file;
+        let finish = self.mkv.finish();
+        file.write_all(&finish.tail)?;
+        for patch in &finish.patches {
+            file.seek(SeekFrom::Start(patch.offset))?;
+            file.write_all(&patch.bytes)?;
+        }
+        file.sync_all()
+    }
+}
+
+/// Records `hub`'s frames as camera `name` until `stop` is cancelled; reports into `status`.
+pub async fn record(
+    name: String,
+    hub: Arc<SharedHub>,
+    settings: RecordSettings,
+    status: Arc<Mutex<RecordingStatus>>,
+    stop: CancellationToken,
+) {
+    let update = |f: &mut dyn FnMut(&mut RecordingStatus)| {
+        f(&mut status.lock().unwrap_or_else(|e| e.into_inner()))
+    };
+    update(&mut |s| {
+        s.dir = settings.dir.clone();
+        s.state = "recording";
+    });
+    let segment_us = settings.segment.as_micros().max(1) as u64;
+    let mut segment: Option<Segment> = None;
+    let mut last_seq: Option<u64> = None;
+    'subscribe: loop {
+        let mut sub = hub.subscribe(ClientMeta {
+            addr: "0.0.0.0:0".parse().expect("an address"),
+            policy: Policy::All,
+            fps_cap: None,
+            user_agent: "mjpegd recorder".into(),
+            stop: stop.child_token(),
+        });
+        let evicted = sub.entry().evicted.clone();
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break 'subscribe,
+                _ = evicted.cancelled() => Err(mjpegd_core::EvictCause::BufferFull),
+                r = sub.next() => r,
+            };
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(cause) => {
+                    // Evicted (the disk fell behind the hub's budget): the gap is counted when the next frame
+                    // comes, and the file goes on in a new segment.
+                    tracing::warn!(camera = %name, %cause, "recorder fell behind: it resumes with the newest frames");
+                    if let Some(old) = segment.take() {
+                        close(old, &name, &status).await;
+                    }
+                    continue 'subscribe;
+                }
+            };
+            if let Some(last) = last_seq {
+                let gap = frame.seq.saturating_sub(last + 1);
+                if gap > 0 {
+                    tracing::warn!(camera = %name, first = last + 1, last = frame.seq - 1, frames = gap, "recording lost frames");
+                    update(&mut |s| s.frames_lost += gap);
+                    if let Some(old) = segment.take() {
+                        close(old, &name, &status).await;
+                    }
+                }
+            }
+            last_seq = Some(frame.seq);
+            let Ok(info) = check(&frame.jpeg) else {
+                continue;
+            };
+            let size = (info.width, info.height);
+            let rotate = segment.as_ref().is_some_and(|s| {
+                frame.timestamp_us >= s.start_us.saturating_add(segment_us) || s.size != size
+            });
+            if rotate {
+                if let Some(old) = segment.take() {
+                    close(old, &name, &status).await;
+                }
+            }
+            // The file work, off the runtime.
+            let (dir, camera, start) = (settings.dir.clone(), name.clone(), frame.timestamp_us);
+            let current = segment.take();
+            let f = frame.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let mut seg = match current {
+                    Some(seg) => seg,
+                    None => Segment::open(&dir, &camera, start, size)?,
+                };
+                let written = seg.write(&f);
+                match written {
+                    Ok(n) => Ok((seg, n)),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+            match done {
+                Ok(Ok((seg, n))) => {
+                    let opened = seg.name.clone();
+                    let started = UNIX_EPOCH + Duration::from_micros(seg.start_us);
+                    segment = Some(seg);
+                    update(&mut |s| {
+                        if s.segment.as_deref() != Some(opened.as_str()) {
+                            s.segment = Some(opened.clone());
+                            s.segment_started = Some(started);
+                        }
+                        s.state = "recording";
+                        s.frames_written += 1;
+                        s.bytes += n as u64;
+                    });
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(camera = %name, seq = frame.seq, error = %e, "recording: a frame could not be written");
+                    update(&mut |s| {
+                        s.state = "failing";
+                        s.frames_lost += 1;
+                        s.segment = None;
+                        s.last_error = Some(e.to_string());
+                    });
+                }
+                Err(e) => {
+                    update(&mut |s| {
+                        s.frames_lost += 1;
+                        s.last_error = Some(e.to_string());
+                    });
+                }
+            }
+        }
+    }
+    if let Some(old) = segment.take() {
+        close(old, &name, &status).await;
+    }
+    update(&mut |s| {
+        s.state = "stopped";
+        s.segment = None;
+    });
+}
+
+/// Closes a segment on the blocking pool; an error is logged and shown, the frames stay written.
+async fn close(segment: Segment, name: &str, status: &Mutex<RecordingStatus>) {
+    let file = segment.name.clone();
+    match tokio::task::spawn_blocking(move || segment.close()).await {
+        Ok(Ok(())) => tracing::info!(camera = %name, %file, "recording segment closed"),
+        Ok(Err(e)) => {
+            tracing::warn!(camera = %name, %file, error = %e, "recording segment not closed cleanly");
+            status.lock().unwrap_or_else(|e| e.into_inner()).last_error = Some(e.to_string());
+        }
+        Err(e) => tracing::error!(camera = %name, %file, error = %e, "closing a segment failed"),
+    }
+}
