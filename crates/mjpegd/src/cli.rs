@@ -85,6 +85,12 @@ pub struct ServeArgs {
     /// Capture time per recording segment.
     #[arg(long, default_value = "5m", value_parser = crate::config::parse_segment)]
     pub record_segment: Duration,
+    /// Delete recording segments that ended longer ago than this (e.g. 7d).
+    #[arg(long, value_parser = crate::config::parse_duration)]
+    pub record_keep: Option<Duration>,
+    /// Keep each camera's recordings within this size (e.g. 20GiB), deleting the oldest segments first.
+    #[arg(long, value_parser = parse_size)]
+    pub record_max_size: Option<u64>,
     /// Pixel format to ask a V4L2 camera for (auto prefers MJPEG, which needs no encoding).
     #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
     pub format: FormatChoice,
@@ -228,6 +234,8 @@ impl ServeArgs {
                 .map(|dir| crate::record::RecordSettings {
                     dir: dir.clone(),
                     segment: self.record_segment,
+                    keep: self.record_keep,
+                    max_size: self.record_max_size,
                 }),
         })
     }

@@ -138,6 +138,8 @@ struct CameraKeys {
     max_picture_size: Option<Spanned<String>>,
     record: Option<Spanned<PathBuf>>,
     record_segment: Option<Spanned<String>>,
+    record_keep: Option<Spanned<String>>,
+    record_max_size: Option<Spanned<String>>,
 }
 
 /// Line and column (from 1) of byte `at` in `text`.
@@ -313,11 +315,40 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
             c.supervisor.max_picture = m;
         }
         if let Some(dir) = &k.record {
-            let segment = c.record.as_ref().map_or(DEFAULT_SEGMENT, |r| r.segment);
+            let (segment, keep, max_size) = c
+                .record
+                .as_ref()
+                .map_or((DEFAULT_SEGMENT, None, None), |r| {
+                    (r.segment, r.keep, r.max_size)
+                });
             c.record = Some(RecordSettings {
                 dir: dir.get_ref().clone(),
                 segment,
+                keep,
+                max_size,
             });
+        }
+        let keep = value(&k.record_keep, parse_duration, &at)?;
+        let max_size = value(&k.record_max_size, parse_size, &at)?;
+        if keep.is_some() || max_size.is_some() {
+            match &mut c.record {
+                Some(r) => {
+                    r.keep = keep.or(r.keep);
+                    r.max_size = max_size.or(r.max_size);
+                }
+                None => {
+                    let span = k
+                        .record_keep
+                        .as_ref()
+                        .or(k.record_max_size.as_ref())
+                        .map(|s| s.span())
+                        .unwrap_or(0..0);
+                    return Err(at(
+                        span,
+                        "record-keep and record-max-size need record = \"DIR\"".into(),
+                    ));
+                }
+            }
         }
         if let Some(d) = value(&k.record_segment, parse_segment, &at)? {
             match &mut c.record {

@@ -36,6 +36,10 @@ pub struct RecordSettings {
     pub dir: PathBuf,
     /// Capture time per segment file.
     pub segment: Duration,
+    /// Segments that ended longer ago than this are deleted.
+    pub keep: Option<Duration>,
+    /// The camera's segments together stay within this many bytes (oldest deleted first).
+    pub max_size: Option<u64>,
 }
 
 /// What a camera's recorder is doing, for `/state`.
@@ -80,17 +84,19 @@ impl Segment {
             .to_string()
             .replace(['-', ':'], "");
         let name = format!("{camera}-{stamp}.mkv");
-        let mut file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(dir.join(&name))?;
+        let path = dir.join(&name);
+        let mut file = File::options().write(true).create_new(true).open(&path)?;
         let mkv = MkvWriter::new(TrackInfo {
             width: size.0,
             height: size.1,
             title: camera.to_string(),
             start_unix_micros: start_us,
         });
-        file.write_all(mkv.header())?;
+        if let Err(e) = file.write_all(mkv.header()) {
+            // A full disk: no empty file left behind for every frame that tries.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         Ok(Segment {
             name,
             file,
@@ -146,6 +152,8 @@ pub async fn record(
     let segment_us = settings.segment.as_micros().max(1) as u64;
     let mut segment: Option<Segment> = None;
     let mut last_seq: Option<u64> = None;
+    // While writes fail: the first lost frame's number and how many since (logged once, then summed up).
+    let mut failing: Option<(u64, u64)> = None;
     'subscribe: loop {
         let mut sub = hub.subscribe(ClientMeta {
             addr: "0.0.0.0:0".parse().expect("an address"),
@@ -215,9 +223,32 @@ pub async fn record(
             .await;
             match done {
                 Ok(Ok((seg, n))) => {
+                    if let Some((first, lost)) = failing.take() {
+                        tracing::warn!(camera = %name, first, last = frame.seq - 1, frames = lost, "recording resumed; frames lost while writes failed");
+                    }
                     let opened = seg.name.clone();
                     let started = UNIX_EPOCH + Duration::from_micros(seg.start_us);
                     segment = Some(seg);
+                    let new_segment = status
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .segment
+                        .as_deref()
+                        != Some(opened.as_str());
+                    if new_segment && (settings.keep.is_some() || settings.max_size.is_some()) {
+                        let (dir, camera, current) =
+                            (settings.dir.clone(), name.clone(), opened.clone());
+                        let (keep, max) = (settings.keep, settings.max_size);
+                        let pruned = tokio::task::spawn_blocking(move || {
+                            prune(&dir, &camera, Some(&current), keep, max, SystemTime::now())
+                        })
+                        .await;
+                        if let Ok(Ok(gone)) = pruned {
+                            if !gone.is_empty() {
+                                tracing::info!(camera = %name, deleted = ?gone, "old recordings deleted (--record-keep / --record-max-size)");
+                            }
+                        }
+                    }
                     update(&mut |s| {
                         if s.segment.as_deref() != Some(opened.as_str()) {
                             s.segment = Some(opened.clone());
@@ -229,7 +260,13 @@ pub async fn record(
                     });
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(camera = %name, seq = frame.seq, error = %e, "recording: a frame could not be written");
+                    match &mut failing {
+                        Some((_, lost)) => *lost += 1,
+                        None => {
+                            tracing::warn!(camera = %name, seq = frame.seq, error = %e, "recording: writes fail; frames are counted as lost until they work again");
+                            failing = Some((frame.seq, 1));
+                        }
+                    }
                     update(&mut |s| {
                         s.state = "failing";
                         s.frames_lost += 1;
@@ -255,6 +292,64 @@ pub async fn record(
     });
 }
 
+/// `camera`'s segments in `dir`, oldest first, with their sizes and last-write times.
+pub fn list_segments(
+    dir: &std::path::Path,
+    camera: &str,
+) -> std::io::Result<Vec<(String, u64, SystemTime)>> {
+    let prefix = format!("{camera}-");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !(name.starts_with(&prefix) && name.ends_with(".mkv")) {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        if meta.is_file() {
+            found.push((name, meta.len(), meta.modified().unwrap_or(UNIX_EPOCH)));
+        }
+    }
+    // Names carry the start time in a sortable form.
+    found.sort();
+    Ok(found)
+}
+
+/// Deletes the oldest of `camera`'s segments in `dir`, never `current`, until none ended more than `keep`
+/// before `now` and all of them together are within `max_size`. Returns the names deleted.
+pub fn prune(
+    dir: &std::path::Path,
+    camera: &str,
+    current: Option<&str>,
+    keep: Option<Duration>,
+    max_size: Option<u64>,
+    now: SystemTime,
+) -> std::io::Result<Vec<String>> {
+    let segments = list_segments(dir, camera)?;
+    let mut total: u64 = segments.iter().map(|(_, len, _)| len).sum();
+    let mut deleted = Vec::new();
+    for (name, len, modified) in segments {
+        if Some(name.as_str()) == current {
+            continue;
+        }
+        let too_old = keep.is_some_and(|k| now.duration_since(modified).unwrap_or_default() > k);
+        let too_big = max_size.is_some_and(|m| total > m);
+        if !(too_old || too_big) {
+            // Oldest first: once one stays for its size, the younger ones do too (unless too old).
+            if keep.is_none() {
+                break;
+            }
+            continue;
+        }
+        std::fs::remove_file(dir.join(&name))?;
+        total -= len;
+        deleted.push(name);
+    }
+    Ok(deleted)
+}
+
 /// Closes a segment on the blocking pool; an error is logged and shown, the frames stay written.
 async fn close(segment: Segment, name: &str, status: &Mutex<RecordingStatus>) {
     let file = segment.name.clone();
@@ -265,5 +360,66 @@ async fn close(segment: Segment, name: &str, status: &Mutex<RecordingStatus>) {
             status.lock().unwrap_or_else(|e| e.into_inner()).last_error = Some(e.to_string());
         }
         Err(e) => tracing::error!(camera = %name, %file, error = %e, "closing a segment failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_deletes_the_oldest_first_and_never_the_current_one() {
+        let dir = std::env::temp_dir().join(format!("mjpegd-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let names = [
+            "cam-20261124T100000.000Z.mkv",
+            "cam-20261124T100500.000Z.mkv",
+            "cam-20261124T101000.000Z.mkv",
+            "cam-20261124T101500.000Z.mkv",
+        ];
+        for n in names {
+            std::fs::write(dir.join(n), vec![0u8; 1000]).unwrap();
+        }
+        std::fs::write(dir.join("other-20261124T090000.000Z.mkv"), vec![0u8; 5000]).unwrap();
+        std::fs::write(dir.join("cam-notes.txt"), b"x").unwrap();
+        // By size: 4,000 bytes down to 2,500 deletes the two oldest.
+        let gone = prune(
+            &dir,
+            "cam",
+            Some(names[3]),
+            None,
+            Some(2500),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(gone, names[..2]);
+        // The current segment stays even when it alone is over the limit.
+        let gone = prune(
+            &dir,
+            "cam",
+            Some(names[3]),
+            None,
+            Some(10),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(gone, [names[2]]);
+        assert!(dir.join(names[3]).exists());
+        assert!(dir.join("other-20261124T090000.000Z.mkv").exists());
+        // By age: everything not current older than an hour from "now".
+        std::fs::write(dir.join(names[0]), vec![0u8; 10]).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(7200);
+        let gone = prune(
+            &dir,
+            "cam",
+            Some(names[3]),
+            Some(Duration::from_secs(3600)),
+            None,
+            later,
+        )
+        .unwrap();
+        assert_eq!(gone, [names[0]]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
