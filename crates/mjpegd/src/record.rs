@@ -54,7 +54,12 @@ pub struct RecordingStatus {
     pub frames_lost: u64,
     pub bytes: u64,
     pub last_error: Option<String>,
+    /// Frames of the segments this run wrote, by file name (the newest [`MAX_REMEMBERED`]).
+    pub frames_by_segment: std::collections::VecDeque<(String, u64)>,
 }
+
+/// Segments whose frame counts `/recordings` can tell (older ones show none).
+pub const MAX_REMEMBERED: usize = 10_000;
 
 /// How often written data is forced to the disk.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
@@ -353,6 +358,14 @@ pub fn prune(
 /// Closes a segment on the blocking pool; an error is logged and shown, the frames stay written.
 async fn close(segment: Segment, name: &str, status: &Mutex<RecordingStatus>) {
     let file = segment.name.clone();
+    {
+        let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+        if s.frames_by_segment.len() >= MAX_REMEMBERED {
+            s.frames_by_segment.pop_front();
+        }
+        s.frames_by_segment
+            .push_back((file.clone(), segment.mkv.frames()));
+    }
     match tokio::task::spawn_blocking(move || segment.close()).await {
         Ok(Ok(())) => tracing::info!(camera = %name, %file, "recording segment closed"),
         Ok(Err(e)) => {

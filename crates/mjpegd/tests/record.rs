@@ -265,3 +265,69 @@ fn retention_by_size_and_by_age_deletes_the_oldest_segments_never_the_current_on
         });
     }
 }
+
+#[test]
+fn recordings_are_listed_and_served_with_ranges_and_nothing_else_is_reachable() {
+    let dir = TempDir::new("record-http");
+    std::fs::write(dir.0.join("secret.txt"), b"not for you").unwrap();
+    let mut server = Server::start(&[
+        "--fps",
+        "10",
+        "--record",
+        dir.0.to_str().unwrap(),
+        "--record-segment",
+        "1s",
+    ]);
+    eventually(Duration::from_secs(10), "a finished segment", || {
+        (segments(&dir.0).len() >= 2).then_some(())
+    });
+    for path in ["/recordings", "/cams/default/recordings"] {
+        let r = server.get(path);
+        assert_eq!(r.status, 200, "{path}");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let list = v["result"]["recordings"].as_array().unwrap().clone();
+        assert!(list.len() >= 2, "{v}");
+        let first = &list[0];
+        assert_eq!(first["camera"], "default");
+        assert!(first["frames"].as_u64().unwrap() >= 5, "{first}");
+        assert!(
+            first["start"].as_str().unwrap().starts_with("20"),
+            "{first}"
+        );
+        assert_eq!(list.last().unwrap()["writing"], true);
+    }
+    let files = segments(&dir.0);
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    let whole = std::fs::read(&files[0]).unwrap();
+    let r = server.get(&format!("/recordings/{name}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["accept-ranges"], "bytes");
+    assert_eq!(r.body, whole);
+    let ranged = request(
+        server.addr,
+        &format!("GET /recordings/{name} HTTP/1.1\r\nHost: t\r\nRange: bytes=100-199\r\n\r\n"),
+    );
+    assert_eq!(ranged.status, 206);
+    assert_eq!(
+        ranged.headers["content-range"],
+        format!("bytes 100-199/{}", whole.len())
+    );
+    assert_eq!(ranged.body, whole[100..200]);
+    let past = request(
+        server.addr,
+        &format!(
+            "GET /recordings/{name} HTTP/1.1\r\nHost: t\r\nRange: bytes={}-\r\n\r\n",
+            whole.len()
+        ),
+    );
+    assert_eq!(past.status, 416);
+    for bad in [
+        "/recordings/secret.txt",
+        "/recordings/..%2fsecret.txt",
+        "/recordings/%2e%2e/etc/passwd",
+        "/recordings/other-20261124T000000.000Z.mkv",
+    ] {
+        assert_eq!(server.get(bad).status, 404, "{bad}");
+    }
+    assert!(server.stop().success());
+}

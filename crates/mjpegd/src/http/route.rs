@@ -22,6 +22,8 @@ pub enum Resource {
     State,
     /// The camera's page.
     Page,
+    /// The list of the camera's recordings.
+    Recordings,
 }
 
 /// Where a request goes.
@@ -36,6 +38,10 @@ pub enum Route {
     State,
     /// `/`: the page.
     Page,
+    /// `/recordings`: every recording camera's segments.
+    Recordings,
+    /// `/recordings/FILE`: one segment file (a plain file name, checked here: no path reaches outside).
+    RecordingFile(String),
     /// A camera that does not exist (by name or number).
     NoSuchCamera(String),
     /// `?action=` with a value no dialect knows.
@@ -57,6 +63,7 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
         "/snapshot" | "/jpg" => return camera(0, Resource::Snapshot),
         "/state" => return Route::State,
         "/index.html" => return Route::Page,
+        "/recordings" | "/recordings/" => return Route::Recordings,
         "/" => {
             return match action {
                 None => Route::Page,
@@ -64,6 +71,12 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
             }
         }
         _ => {}
+    }
+    if let Some(file) = path.strip_prefix("/recordings/") {
+        return match recording_name(file) {
+            Some(name) => Route::RecordingFile(name.to_string()),
+            None => Route::NotFound,
+        };
     }
     // crowsnest: /webcam/, /webcam2/, ... with ?action=
     if let Some(rest) = path.strip_prefix("/webcam") {
@@ -103,6 +116,10 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
                 index,
                 resource: Resource::State,
             },
+            "recordings" => Route::Camera {
+                index,
+                resource: Resource::Recordings,
+            },
             "" | "index.html" => match action {
                 Some(a) => by_action(a, index, &camera),
                 None => Route::Camera {
@@ -114,6 +131,20 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
         };
     }
     Route::NotFound
+}
+
+/// A segment's file name as mjpegd writes them (`NAME-20261124T170312.345Z.mkv`): letters, digits, `-`,
+/// `_` and `.`, no `..`, ending in `.mkv`, at most 200 bytes. Anything else names nothing.
+fn recording_name(name: &str) -> Option<&str> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name.ends_with(".mkv")
+        && !name.starts_with('.')
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then_some(name)
 }
 
 /// `?action=stream`, `snapshot`, and mjpg-streamer's `stream_N` / `snapshot_N` (N counts from 0).
@@ -204,5 +235,29 @@ mod tests {
             route("/stream", None, &[]),
             Route::NoSuchCamera(_)
         ));
+    }
+
+    #[test]
+    fn recordings_are_plain_file_names_only() {
+        assert_eq!(r("/recordings", None), Route::Recordings);
+        assert_eq!(
+            r("/cams/garage/recordings", None),
+            cam(2, Resource::Recordings)
+        );
+        assert_eq!(
+            r("/recordings/front-20261124T170312.345Z.mkv", None),
+            Route::RecordingFile("front-20261124T170312.345Z.mkv".into())
+        );
+        for bad in [
+            "/recordings/../etc/passwd",
+            "/recordings/..mkv",
+            "/recordings/a/b.mkv",
+            "/recordings/.hidden.mkv",
+            "/recordings/x.mkv/",
+            "/recordings/notes.txt",
+            "/recordings/a b.mkv",
+        ] {
+            assert_eq!(r(bad, None), Route::NotFound, "{bad}");
+        }
     }
 }

@@ -138,6 +138,26 @@ pub async fn handle_connection<T: Transport>(
             stream(&app, &cameras[index], io, addr, &request, head_only).await;
             return;
         }
+        if let Route::RecordingFile(name) = &route {
+            // A file may take long to send: each chunk has the write timeout instead of the whole.
+            match super::recordings::locate(&cameras, name) {
+                Some(path) => {
+                    let range = request.header("range");
+                    if let Err(e) =
+                        super::recordings::serve_file(&app, &mut io, &path, range, head_only).await
+                    {
+                        tracing::debug!(%addr, error = %e, "recording download ended");
+                    }
+                }
+                None => {
+                    let _ = Response::text(404, "not found: no such recording\n")
+                        .write(&mut io, head_only, &app.cors)
+                        .await;
+                }
+            }
+            let _ = io.shutdown().await;
+            return;
+        }
         // A small response has the write timeout to leave, like a frame: a client that asks and never
         // reads does not hold its connection forever. Each response says whether the connection stays
         // open, and the connection does what it said.
@@ -187,7 +207,26 @@ pub async fn handle_connection<T: Transport>(
                         close: false,
                     }
                 }
-                Route::Camera { resource: Resource::Stream, .. } => unreachable!("handled above"),
+                Route::Recordings | Route::Camera { resource: Resource::Recordings, .. } => {
+                    let which: Vec<_> = match route {
+                        Route::Camera { index, .. } => vec![cameras[index].clone()],
+                        _ => cameras.to_vec(),
+                    };
+                    // Listing folders is file work: off the runtime.
+                    body = tokio::task::spawn_blocking(move || super::recordings::list(&which).to_string())
+                        .await
+                        .unwrap_or_default();
+                    Response {
+                        status: 200,
+                        content_type: "application/json",
+                        headers: NO_CACHE.to_string(),
+                        body: body.as_bytes(),
+                        close: false,
+                    }
+                }
+                Route::Camera { resource: Resource::Stream, .. } | Route::RecordingFile(_) => {
+                    unreachable!("handled above")
+                }
                 Route::UnknownAction(_) => Response::text(
                     400,
                     "unknown action: use action=stream or action=snapshot (or stream_N, snapshot_N)\n",
