@@ -601,6 +601,20 @@ capture = "always"
     }
 
     #[test]
+    fn recording_keys_per_camera() {
+        let text = "[cameras.a]\nrecord = \"/var/lib/mjpegd\"\nrecord-segment = \"10m\"\nrecord-keep = \"7d\"\nrecord-max-size = \"20GiB\"\n[cameras.b]\n";
+        let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
+        let r = c.cameras[0].record.as_ref().unwrap();
+        assert_eq!(r.dir, PathBuf::from("/var/lib/mjpegd"));
+        assert_eq!(r.segment, Duration::from_secs(600));
+        assert_eq!(r.keep, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(r.max_size, Some(20 << 30));
+        assert!(c.cameras[1].record.is_none());
+        assert!(err("[cameras.a]\nrecord-segment = \"1m\"\n").contains("cams.toml:2:18:"));
+        assert!(err("[cameras.a]\nrecord = \"/x\"\nrecord-segment = \"0s\"\n").contains("between 1s and 24h"));
+    }
+
+    #[test]
     fn the_example_file_in_the_repo_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cameras.example.toml");
         let c = load(&path, &base()).unwrap_or_else(|e| panic!("{e}"));
