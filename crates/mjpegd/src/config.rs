@@ -611,7 +611,10 @@ capture = "always"
         assert_eq!(r.max_size, Some(20 << 30));
         assert!(c.cameras[1].record.is_none());
         assert!(err("[cameras.a]\nrecord-segment = \"1m\"\n").contains("cams.toml:2:18:"));
-        assert!(err("[cameras.a]\nrecord = \"/x\"\nrecord-segment = \"0s\"\n").contains("between 1s and 24h"));
+        assert!(
+            err("[cameras.a]\nrecord = \"/x\"\nrecord-segment = \"0s\"\n")
+                .contains("between 1s and 24h")
+        );
     }
 
     #[test]

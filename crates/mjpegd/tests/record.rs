@@ -66,6 +66,10 @@ fn segments_hold_every_frame_in_order_across_their_boundaries() {
         "--record-segment",
         "1s",
     ]);
+    // What a viewer is sent, to compare with what ffmpeg reads back.
+    let mut viewer = server.stream("/stream?delivery=all");
+    let sent: Vec<Vec<u8>> = (0..10).map(|_| viewer.next_part().unwrap().body).collect();
+    drop(viewer);
     // On-demand capture: the recorder alone keeps the source running.
     eventually(Duration::from_secs(10), "4 segments", || {
         (segments(&dir.0).len() >= 4).then_some(())
@@ -93,6 +97,14 @@ fn segments_hold_every_frame_in_order_across_their_boundaries() {
         let jpegs = jpegs_of(file);
         assert!(!jpegs.is_empty(), "{}", file.display());
         counters.extend(jpegs.iter().map(|j| counter(j)));
+    }
+    // Byte-identical to what the viewer got: no re-encoding.
+    let recorded: Vec<Vec<u8>> = files.iter().flat_map(|f| jpegs_of(f)).collect();
+    for jpeg in &sent {
+        assert!(
+            recorded.contains(jpeg),
+            "a frame sent to a viewer is not in the recording as it was"
+        );
     }
     // The pattern counts every frame it makes: consecutive across every boundary, nothing doubled.
     for w in counters.windows(2) {
