@@ -55,17 +55,17 @@ fn ffprobe(file: &Path, entries: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// mjpegd recording the 10 fps test pattern into `dir`.
+fn recording(dir: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--fps", "10", "--record", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
 #[test]
 fn segments_hold_every_frame_in_order_across_their_boundaries() {
     let dir = TempDir::new("record-segments");
-    let mut server = Server::start(&[
-        "--fps",
-        "10",
-        "--record",
-        dir.0.to_str().unwrap(),
-        "--record-segment",
-        "1s",
-    ]);
+    let mut server = recording(&dir.0, &["--record-segment", "1s"]);
     // What a viewer is sent, to compare with what ffmpeg reads back.
     let mut viewer = server.stream("/stream?delivery=all");
     let sent: Vec<Vec<u8>> = (0..10).map(|_| viewer.next_part().unwrap().body).collect();
@@ -137,7 +137,7 @@ fn segments_hold_every_frame_in_order_across_their_boundaries() {
 #[test]
 fn after_kill_9_the_segment_being_written_plays_to_within_a_second() {
     let dir = TempDir::new("record-kill");
-    let mut server = Server::start(&["--fps", "10", "--record", dir.0.to_str().unwrap()]);
+    let mut server = recording(&dir.0, &[]);
     eventually(Duration::from_secs(10), "3 s recorded", || {
         (server.state()["recording"]["frames_written"]
             .as_u64()
@@ -249,16 +249,7 @@ fn retention_by_size_and_by_age_deletes_the_oldest_segments_never_the_current_on
         ("age", "--record-keep", "1s"),
     ] {
         let dir = TempDir::new(&format!("record-keep-{what}"));
-        let server = Server::start(&[
-            "--fps",
-            "10",
-            "--record",
-            dir.0.to_str().unwrap(),
-            "--record-segment",
-            "1s",
-            flag,
-            value,
-        ]);
+        let server = recording(&dir.0, &["--record-segment", "1s", flag, value]);
         eventually(Duration::from_secs(15), "several segments written", || {
             let st = server.state();
             let written = st["recording"]["frames_written"].as_u64().unwrap();
@@ -282,14 +273,7 @@ fn retention_by_size_and_by_age_deletes_the_oldest_segments_never_the_current_on
 fn recordings_are_listed_and_served_with_ranges_and_nothing_else_is_reachable() {
     let dir = TempDir::new("record-http");
     std::fs::write(dir.0.join("secret.txt"), b"not for you").unwrap();
-    let mut server = Server::start(&[
-        "--fps",
-        "10",
-        "--record",
-        dir.0.to_str().unwrap(),
-        "--record-segment",
-        "1s",
-    ]);
+    let mut server = recording(&dir.0, &["--record-segment", "1s"]);
     eventually(Duration::from_secs(10), "a finished segment", || {
         (segments(&dir.0).len() >= 2).then_some(())
     });

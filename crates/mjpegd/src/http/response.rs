@@ -27,6 +27,25 @@ impl<'a> Response<'a> {
         }
     }
 
+    /// A JSON document that must not be cached.
+    pub fn json(body: &'a str) -> Response<'a> {
+        Response {
+            status: 200,
+            content_type: "application/json",
+            headers: NO_CACHE.to_string(),
+            body: body.as_bytes(),
+            close: false,
+        }
+    }
+
+    /// An HTML page that must not be cached.
+    pub fn html(body: &'a str) -> Response<'a> {
+        Response {
+            content_type: "text/html; charset=utf-8",
+            ..Response::json(body)
+        }
+    }
+
     /// Adds a header line.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push_str(name);

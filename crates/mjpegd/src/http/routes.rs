@@ -181,13 +181,7 @@ pub async fn handle_connection<T: Transport>(
                         _ => state_json(&app, verdict.sees_clients()),
                     }
                     .to_string();
-                    Response {
-                        status: 200,
-                        content_type: "application/json",
-                        headers: NO_CACHE.to_string(),
-                        body: body.as_bytes(),
-                        close: false,
-                    }
+                    Response::json(&body)
                 }
                 Route::Page | Route::Camera { resource: Resource::Page, .. } => {
                     let base = match route {
@@ -199,13 +193,7 @@ pub async fn handle_connection<T: Transport>(
                     } else {
                         INDEX_HTML.replace("{{BASE}}", &base)
                     };
-                    Response {
-                        status: 200,
-                        content_type: "text/html; charset=utf-8",
-                        headers: NO_CACHE.to_string(),
-                        body: page.as_bytes(),
-                        close: false,
-                    }
+                    Response::html(&page)
                 }
                 Route::Recordings | Route::Camera { resource: Resource::Recordings, .. } => {
                     let which: Vec<_> = match route {
@@ -216,13 +204,7 @@ pub async fn handle_connection<T: Transport>(
                     body = tokio::task::spawn_blocking(move || super::recordings::list(&which).to_string())
                         .await
                         .unwrap_or_default();
-                    Response {
-                        status: 200,
-                        content_type: "application/json",
-                        headers: NO_CACHE.to_string(),
-                        body: body.as_bytes(),
-                        close: false,
-                    }
+                    Response::json(&body)
                 }
                 Route::Camera { resource: Resource::Stream, .. } | Route::RecordingFile(_) => {
                     unreachable!("handled above")
