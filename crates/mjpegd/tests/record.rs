@@ -226,8 +226,9 @@ fn a_full_disk_counts_the_lost_frames_keeps_viewers_going_and_recording_resumes(
     let files = segments(&disk);
     assert!(files.len() <= 3, "{files:?}");
     // Space comes back: recording resumes by itself, in a new segment.
+    // (The recorder's own attempt may come and go meanwhile: a file already gone is fine.)
     for f in &files {
-        std::fs::remove_file(f).unwrap();
+        let _ = std::fs::remove_file(f);
     }
     let written = rec["frames_written"].as_u64().unwrap();
     let state = eventually(Duration::from_secs(10), "recording again", || {
