@@ -216,6 +216,10 @@ impl SharedHub {
         after: Option<u64>,
         timeout: Duration,
     ) -> Option<Arc<Frame>> {
+        // A number this hub never issued (the page outlived a restart of the server or the camera) counts
+        // as none seen, else the poller would wait for a frame that is far in the future.
+        let issued = self.stats().published;
+        let after = after.filter(|&a| a < issued);
         let newer = |f: &Arc<Frame>| after.is_none_or(|a| f.seq > a);
         if let Some(frame) = self.newest().filter(newer) {
             return Some(frame);

@@ -68,6 +68,11 @@ fn a_snapshot_after_a_sequence_waits_for_a_newer_frame() {
         assert!(got > seq, "{path}: {got} after {seq}");
         assert!(asked.elapsed() < Duration::from_secs(2), "{path}");
     }
+    // A number never issued (the page outlived a server restart) gets the newest frame at once.
+    let asked = Instant::now();
+    let r = server.get("/snapshot?after=999999999");
+    assert_eq!(r.status, 200);
+    assert!(asked.elapsed() < Duration::from_secs(1));
     for bad in [
         "/snapshot?after=-1",
         "/snapshot?after=soon",
