@@ -51,6 +51,41 @@ fn the_page_shows_nine_cameras_live_at_once_in_chromium() {
 }
 
 #[test]
+fn slow_cameras_do_not_hold_the_fast_ones_back() {
+    // Six cameras at 1 fps would hold all six of the browser's connections with their long polls if the
+    // page asked them as eagerly as the fast ones.
+    let dir = TempDir::new("wall-slow");
+    let text: String = (0..8)
+        .map(|i| {
+            let fps = if i < 6 { 1 } else { 10 };
+            format!("[cameras.cam{i}]\nsource = \"pattern\"\nresolution = \"160x120\"\nfps = {fps}\ncapture = \"always\"\n\n")
+        })
+        .collect();
+    let config = dir.0.join("slow.toml");
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let json = page_result(&format!("http://{}/?measure=5", server.addr), &dir.0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let tiles = v["tiles"].as_array().unwrap();
+    assert_eq!(tiles.len(), 8, "{v}");
+    let fps = |name: &str| {
+        tiles.iter().find(|t| t["name"] == name).unwrap()["fps"]
+            .as_f64()
+            .unwrap()
+    };
+    eprintln!(
+        "wall with slow cameras: fast tiles {:.1} and {:.1} fps, a slow one {:.1}",
+        fps("cam6"),
+        fps("cam7"),
+        fps("cam0")
+    );
+    for fast in ["cam6", "cam7"] {
+        assert!(fps(fast) >= 5.0, "{fast}: {v}");
+    }
+    assert!(fps("cam0") >= 0.5, "{v}");
+}
+
+#[test]
 fn a_snapshot_after_a_sequence_waits_for_a_newer_frame() {
     let server = Server::start(&["--capture", "always", "--fps", "5"]);
     let first = server.get("/snapshot");
