@@ -194,7 +194,10 @@ fn a_full_disk_counts_the_lost_frames_keeps_viewers_going_and_recording_resumes(
     let dir = TempDir::new("record-full");
     let disk = dir.0.join("disk");
     std::fs::create_dir_all(&disk).unwrap();
-    let tmpfs = Tmpfs::mount(&disk, "400k");
+    let tmpfs = Tmpfs::mount(&disk, "1m");
+    // Ballast fills most of the disk; freeing it later gives space back without touching the recordings.
+    let ballast = disk.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 850 << 10]).unwrap();
     let server = Server::start(&[
         "--fps",
         "20",
@@ -203,12 +206,14 @@ fn a_full_disk_counts_the_lost_frames_keeps_viewers_going_and_recording_resumes(
         "--capture",
         "always",
     ]);
+    // (Frames differ in size: near the end a small one may still fit, so wait for a failing moment.)
     let state = eventually(Duration::from_secs(20), "the disk full", || {
         let st = server.state();
-        (st["recording"]["frames_lost"].as_u64().unwrap() >= 5).then_some(st)
+        (st["recording"]["frames_lost"].as_u64().unwrap() >= 5
+            && st["recording"]["state"] == "failing")
+            .then_some(st)
     });
     let rec = &state["recording"];
-    assert_eq!(rec["state"], "failing", "{rec}");
     assert!(
         rec["last_error"].as_str().unwrap().contains("space"),
         "{rec}"
@@ -226,18 +231,18 @@ fn a_full_disk_counts_the_lost_frames_keeps_viewers_going_and_recording_resumes(
     let files = segments(&disk);
     assert!(files.len() <= 3, "{files:?}");
     // Space comes back: recording resumes by itself, in a new segment.
-    // (The recorder's own attempt may come and go meanwhile: a file already gone is fine.)
-    for f in &files {
-        let _ = std::fs::remove_file(f);
-    }
-    let written = rec["frames_written"].as_u64().unwrap();
+    std::fs::remove_file(&ballast).unwrap();
+    let written = server.state()["recording"]["frames_written"]
+        .as_u64()
+        .unwrap();
     let state = eventually(Duration::from_secs(10), "recording again", || {
         let st = server.state();
         (st["recording"]["state"] == "recording"
-            && st["recording"]["frames_written"].as_u64().unwrap() > written + 5)
+            && st["recording"]["frames_written"].as_u64().unwrap() > written + 10)
             .then_some(st)
     });
-    assert!(!segments(&disk).is_empty(), "{state}");
+    let current = state["recording"]["segment"].as_str().unwrap();
+    assert!(disk.join(current).exists(), "{state}");
     drop(viewer);
     drop(server);
     drop(tmpfs);
