@@ -218,8 +218,7 @@ impl SharedHub {
     ) -> Option<Arc<Frame>> {
         // A number this hub never issued (the page outlived a restart of the server or the camera) counts
         // as none seen, else the poller would wait for a frame that is far in the future.
-        let issued = self.stats().published;
-        let after = after.filter(|&a| a < issued);
+        let after = after.filter(|&a| a < lock(&self.core).published());
         let newer = |f: &Arc<Frame>| after.is_none_or(|a| f.seq > a);
         if let Some(frame) = self.newest().filter(newer) {
             return Some(frame);

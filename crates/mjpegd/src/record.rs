@@ -210,55 +210,52 @@ pub async fn record(
                     close(old, &name, &status).await;
                 }
             }
-            // The file work, off the runtime.
-            let (dir, camera, start) = (settings.dir.clone(), name.clone(), frame.timestamp_us);
+            // The file work, off the runtime. Only a new segment needs the folder and the name.
             let current = segment.take();
+            let to_open = current
+                .is_none()
+                .then(|| (settings.dir.clone(), name.clone(), frame.timestamp_us));
             let f = frame.clone();
             let done = tokio::task::spawn_blocking(move || {
-                let mut seg = match current {
-                    Some(seg) => seg,
-                    None => Segment::open(&dir, &camera, start, size)?,
+                let (mut seg, opened) = match (current, to_open) {
+                    (Some(seg), _) => (seg, false),
+                    (None, Some((dir, camera, start))) => {
+                        (Segment::open(&dir, &camera, start, size)?, true)
+                    }
+                    (None, None) => unreachable!("a segment to open when there is none"),
                 };
-                let written = seg.write(&f);
-                match written {
-                    Ok(n) => Ok((seg, n)),
-                    Err(e) => Err(e),
-                }
+                let n = seg.write(&f)?;
+                std::io::Result::Ok((seg, n, opened))
             })
             .await;
             match done {
-                Ok(Ok((seg, n))) => {
+                Ok(Ok((seg, n, opened))) => {
                     if let Some((first, lost)) = failing.take() {
                         tracing::warn!(camera = %name, first, last = frame.seq - 1, frames = lost, "recording resumed; frames lost while writes failed");
                     }
-                    let opened = seg.name.clone();
-                    let started = UNIX_EPOCH + Duration::from_micros(seg.start_us);
-                    segment = Some(seg);
-                    let new_segment = status
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .segment
-                        .as_deref()
-                        != Some(opened.as_str());
-                    if new_segment && (settings.keep.is_some() || settings.max_size.is_some()) {
-                        let (dir, camera, current) =
-                            (settings.dir.clone(), name.clone(), opened.clone());
-                        let (keep, max) = (settings.keep, settings.max_size);
-                        let pruned = tokio::task::spawn_blocking(move || {
-                            prune(&dir, &camera, Some(&current), keep, max, SystemTime::now())
-                        })
-                        .await;
-                        if let Ok(Ok(gone)) = pruned {
-                            if !gone.is_empty() {
-                                tracing::info!(camera = %name, deleted = ?gone, "old recordings deleted (--record-keep / --record-max-size)");
+                    if opened {
+                        let started = UNIX_EPOCH + Duration::from_micros(seg.start_us);
+                        let current = seg.name.clone();
+                        update(&mut |s| {
+                            s.segment = Some(current.clone());
+                            s.segment_started = Some(started);
+                        });
+                        if settings.keep.is_some() || settings.max_size.is_some() {
+                            let (dir, camera) = (settings.dir.clone(), name.clone());
+                            let (keep, max) = (settings.keep, settings.max_size);
+                            let pruned = tokio::task::spawn_blocking(move || {
+                                prune(&dir, &camera, Some(&current), keep, max, SystemTime::now())
+                            })
+                            .await;
+                            if let Ok(Ok(gone)) = pruned {
+                                if !gone.is_empty() {
+                                    tracing::info!(camera = %name, deleted = ?gone, "old recordings deleted (--record-keep / --record-max-size)");
+                                }
                             }
                         }
                     }
+                    segment = Some(seg);
                     update(&mut |s| {
-                        if s.segment.as_deref() != Some(opened.as_str()) {
-                            s.segment = Some(opened.clone());
-                            s.segment_started = Some(started);
-                        }
                         s.state = "recording";
                         s.frames_written += 1;
                         s.bytes += n as u64;

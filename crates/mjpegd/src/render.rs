@@ -194,13 +194,24 @@ pub fn no_signal_size(size: (u32, u32)) -> (u32, u32) {
 /// once per size and reason and kept; each frame copies it, draws the clock and encodes.
 pub struct NoSignal {
     encoder: JpegEncoder,
-    base: Option<(u32, u32, String, Canvas, i64)>,
+    base: Option<Base>,
+}
+
+/// The "no signal" picture of one size and reason without its clock, and where the clock goes.
+struct Base {
+    width: u32,
+    height: u32,
+    reason: String,
+    canvas: Canvas,
+    clock_y: i64,
+    clock_scale: i64,
+    /// Width the clock may take.
+    room: i64,
 }
 
 /// Where the text of a "no signal" picture goes: (top, scale, text) per line.
 fn no_signal_layout(width: i64, height: i64, reason: &str) -> (Vec<(i64, i64, String)>, i64, i64) {
-    let margin = (width / 32).max(2);
-    let room = (width - 2 * margin).max(8);
+    let room = (width - 2 * margin(width)).max(8);
     let title = "NO SIGNAL";
     // The title is the largest line: as big as fits, at most 12x, and at most a third of the height.
     let big = (room / Canvas::text_width(title, 1))
@@ -235,6 +246,11 @@ fn no_signal_layout(width: i64, height: i64, reason: &str) -> (Vec<(i64, i64, St
         y += 8 * scale + gap(scale);
     }
     (placed, y, small)
+}
+
+/// The blank space kept at each side of a "no signal" line of text.
+fn margin(width: i64) -> i64 {
+    (width / 32).max(2)
 }
 
 /// `line` ending in "..." within `max` characters.
@@ -278,23 +294,29 @@ impl NoSignal {
         now: std::time::SystemTime,
     ) -> Canvas {
         let (width, height) = no_signal_size((width, height));
-        let fresh = !matches!(&self.base, Some((w, h, r, _, _)) if *w == width && *h == height && r == reason);
+        let fresh = !matches!(&self.base, Some(b) if b.width == width && b.height == height && b.reason == reason);
         if fresh {
-            let mut c = Canvas::new(width, height);
-            c.fill(Yuv::GREY);
-            let (lines, clock_y, _) = no_signal_layout(c.width() as i64, c.height() as i64, reason);
+            let mut canvas = Canvas::new(width, height);
+            canvas.fill(Yuv::GREY);
+            let w = canvas.width() as i64;
+            let (lines, clock_y, clock_scale) = no_signal_layout(w, canvas.height() as i64, reason);
             for (y, scale, text) in lines {
-                c.text_centered(y, scale, &text, Yuv::WHITE);
+                canvas.text_centered(y, scale, &text, Yuv::WHITE);
             }
-            self.base = Some((width, height, reason.to_string(), c, clock_y));
+            self.base = Some(Base {
+                width,
+                height,
+                reason: reason.to_string(),
+                canvas,
+                clock_y,
+                clock_scale,
+                room: w - 2 * margin(w),
+            });
         }
-        let (_, _, reason, base, clock_y) = self.base.as_ref().expect("drawn above");
-        let mut c = base.clone();
-        let w = c.width() as i64;
-        let (_, _, small) = no_signal_layout(w, c.height() as i64, reason);
-        let room = w - 2 * (w / 32).max(2);
-        let clock = clock_fitting(now, room, small);
-        c.text_centered(*clock_y, small, &clock, Yuv::WHITE);
+        let base = self.base.as_ref().expect("drawn above");
+        let mut c = base.canvas.clone();
+        let clock = clock_fitting(now, base.room, base.clock_scale);
+        c.text_centered(base.clock_y, base.clock_scale, &clock, Yuv::WHITE);
         c
     }
 

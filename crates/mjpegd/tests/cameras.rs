@@ -12,11 +12,6 @@ use std::process::Command;
 use std::time::Duration;
 use upstream::{make_jpegs, Style, Upstream};
 
-fn size_of(jpeg: &[u8]) -> (usize, usize) {
-    let h = turbojpeg::read_header(jpeg).expect("a JPEG");
-    (h.width, h.height)
-}
-
 const PATTERN: (usize, usize) = (640, 480);
 const RELAY: (usize, usize) = (160, 120);
 const FILES: (usize, usize) = (200, 150);
@@ -160,13 +155,7 @@ fps = 15
             (counts == [0, 1, 0, 0]).then_some(st)
         },
     );
-    let names: Vec<&str> = state["cameras"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["pat", "esp", "rec", "usb"]);
+    assert_eq!(camera_names(&state), ["pat", "esp", "rec", "usb"]);
     assert_eq!(state["cameras"][1]["urls"]["stream"], "/cams/esp/stream");
     assert_eq!(
         state["cameras"][1]["urls"]["mjpg_streamer"]["stream"],

@@ -30,11 +30,6 @@ fn claiming(jpeg: &[u8], w: u16, h: u16) -> Vec<u8> {
     j
 }
 
-fn size_of(jpeg: &[u8]) -> (usize, usize) {
-    let h = turbojpeg::read_header(jpeg).expect("a JPEG header");
-    (h.width, h.height)
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status

@@ -6,11 +6,6 @@ use common::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn size_of(jpeg: &[u8]) -> (usize, usize) {
-    let h = turbojpeg::read_header(jpeg).expect("a JPEG");
-    (h.width, h.height)
-}
-
 fn camera(name: &str, resolution: &str) -> String {
     format!("[cameras.{name}]\nsource = \"pattern\"\nresolution = \"{resolution}\"\nfps = 10\ncapture = \"always\"\n\n")
 }
@@ -79,13 +74,7 @@ fn a_reload_adds_removes_and_changes_cameras_while_an_unchanged_cameras_all_clie
     assert_eq!(config["added"], serde_json::json!(["d"]));
     assert_eq!(config["removed"], serde_json::json!(["b"]));
     assert_eq!(config["restarted"], serde_json::json!(["c"]));
-    let names: Vec<&str> = state["cameras"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["a", "c", "d"]);
+    assert_eq!(camera_names(&state), ["a", "c", "d"]);
 
     // b's client is told the stream ended: the connection closes cleanly.
     b.set_timeout(Duration::from_secs(5));

@@ -238,6 +238,11 @@ impl Hub {
         })
     }
 
+    /// Frames published so far (the next frame's sequence number).
+    pub fn published(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Counters and sizes.
     pub fn stats(&self) -> HubStats {
         let mut clients = [0; 3];

@@ -303,3 +303,19 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Width and height from a JPEG's header.
+pub fn size_of(jpeg: &[u8]) -> (usize, usize) {
+    let h = turbojpeg::read_header(jpeg).expect("a JPEG header");
+    (h.width, h.height)
+}
+
+/// The camera names `/state` lists, in order.
+pub fn camera_names(state: &serde_json::Value) -> Vec<String> {
+    state["cameras"]
+        .as_array()
+        .expect("a camera list")
+        .iter()
+        .map(|c| c["name"].as_str().expect("a name").to_string())
+        .collect()
+}
