@@ -302,3 +302,102 @@ fn haproxy_recipe_spreads_clients_over_edges_that_each_hold_one_upstream_connect
     assert_eq!(r.status, 200);
     assert_eq!(size_of(&r.body), (160, 120));
 }
+
+/// Frigate runs ffmpeg on an MJPEG camera with its `preset-http-mjpeg-generic` input arguments, one output
+/// per role: raw frames for detection, H.264 segments for recording (`preset-record-mjpeg`: MJPEG cannot be
+/// copied into MP4). This runs that ffmpeg command line against mjpegd, as docs/recipes/README.md gives it.
+#[test]
+fn frigates_ffmpeg_command_detects_and_records_with_wallclock_timestamps() {
+    let server = Server::start(&["--resolution", "320x240", "--fps", "5"]);
+    let dir = TempDir::new("recipe-frigate");
+    let input = [
+        "-avoid_negative_ts",
+        "make_zero",
+        "-fflags",
+        "nobuffer",
+        "-flags",
+        "low_delay",
+        "-strict",
+        "experimental",
+        "-fflags",
+        "+genpts+discardcorrupt",
+        "-use_wallclock_as_timestamps",
+        "1",
+    ];
+    let record = [
+        "-f",
+        "segment",
+        "-segment_time",
+        "10",
+        "-segment_format",
+        "mp4",
+        "-reset_timestamps",
+        "1",
+        "-strftime",
+        "1",
+        "-c:v",
+        "libx264",
+        "-an",
+    ];
+    let detect = [
+        "-r", "5", "-vf", "fps=5", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+    ];
+    let started = std::time::Instant::now();
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error"])
+        .args(input)
+        .arg("-i")
+        .arg(format!("http://{}/stream", server.addr))
+        .args(["-t", "3"])
+        .args(record)
+        .arg(dir.0.join("%Y%m%d%H%M%S.mp4"))
+        .args(["-t", "3"])
+        .args(detect)
+        .arg(dir.0.join("detect.yuv"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ffmpeg gives MJPEG over HTTP no timestamps of its own: without -use_wallclock_as_timestamps it would
+    // play the camera's 5 fps at its default 25, and 3 s of output would take 15 s of the camera's frames.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(9),
+        "3 s of recording took {took:?}"
+    );
+
+    // Detection got whole 320x240 frames at 5 fps.
+    let raw = std::fs::metadata(dir.0.join("detect.yuv")).unwrap().len();
+    let frame = 320 * 240 * 3 / 2;
+    assert_eq!(raw % frame, 0);
+    assert!(
+        (10..=20).contains(&(raw / frame)),
+        "{} detect frames",
+        raw / frame
+    );
+
+    let mp4 = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "mp4"))
+        .expect("a recorded segment");
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_name,nb_frames",
+            "-of",
+            "json",
+        ])
+        .arg(&mp4)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+    assert_eq!(v["streams"][0]["codec_name"], "h264", "{v}");
+    let duration: f64 = v["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!((2.5..3.5).contains(&duration), "{v}");
+}
