@@ -1,7 +1,10 @@
 //! The MJPEG stream writer: one per stream client, the end of the pipeline.
 //!
 //! It writes the response head, then for each frame its policy hands it: the frame's preformatted part
-//! header, the shared JPEG bytes and the closing boundary, in one vectored write, copying nothing. The
+//! header, the shared JPEG bytes and the closing boundary. On plain TCP the part goes with sendfile(2) from
+//! the frame's sealed memfd ([`crate::net::shared_part`]), written once per frame for every client, so the
+//! kernel takes page references rather than a copy per socket; over TLS, or for a frame too old to have
+//! its file any more, the same bytes go in one vectored write from the frame's own buffers. The
 //! body is not chunked and ends when the connection closes, as the ESP32 firmware, µStreamer and
 //! mjpg-streamer do (VLC and several embedded players reject chunked MJPEG).
 //!
@@ -11,8 +14,14 @@
 //! the stream sends each part's headers ahead, right after the previous boundary, as µStreamer's
 //! `advance_headers` does; those early headers cannot carry a Content-Length, so such parts are delimited by
 //! the boundary alone.
+//!
+//! This is the hot path (one pass per client per frame), so the common case does no more than it must:
+//! every `select!` is `biased` towards the work, so the stop token's waiter and the write timeout's timer
+//! are only set up when the client actually has to wait; a latest client's queue is looked at with one
+//! ioctl (a reset connection is only checked for when the queue is long); and only a lockstep client's
+//! completed send takes the hub's lock.
 
-use crate::hub::Subscription;
+use crate::hub::{Delivery, Subscription};
 use crate::net::Transport;
 use bytes::Buf;
 use mjpegd_core::frame::{ADVANCE_HEAD, BOUNDARY, PART_TAIL};
@@ -95,6 +104,7 @@ pub async fn stream_frames<W: Transport>(
         // A client that takes no bytes for the write timeout (vanished without a reset) is dropped.
         if policy == Policy::Latest && last_part > 0 {
             tokio::select! {
+                biased;
                 r = tokio::time::timeout(timeout, drained(w, last_part)) => if r.is_err() {
                     sub.evict(timeout_cause);
                     return StreamEnd::Evicted(timeout_cause);
@@ -104,26 +114,29 @@ pub async fn stream_frames<W: Transport>(
         }
         if period.is_some() {
             tokio::select! {
+                biased;
                 _ = tokio::time::sleep_until(next_slot) => {}
                 _ = stop.cancelled() => return ended(),
             }
         }
-        let frame = tokio::select! {
-            r = sub.next() => match r {
-                Ok(frame) => frame,
+        let delivery = tokio::select! {
+            biased;
+            r = sub.next_delivery() => match r {
+                Ok(delivery) => delivery,
                 Err(cause) => return StreamEnd::Evicted(cause),
             },
             _ = stop.cancelled() => return ended(),
         };
         let started = Instant::now();
         let written = tokio::select! {
+            biased;
             // A lockstep client has been handed its round's frame: draining its queue is part of the time
             // the round waits for it, under the lockstep timeout.
             r = tokio::time::timeout(timeout, async {
                 if policy == Policy::Lockstep && last_part > 0 {
                     drained(w, last_part).await;
                 }
-                write_part(w, &frame, options.advance_headers).await
+                send_part(w, &delivery, options.advance_headers).await
             }) => r,
             _ = stop.cancelled() => return ended(),
         };
@@ -151,6 +164,9 @@ async fn drained<W: Transport>(w: &W, limit: usize) {
     // Short pauses first (a client that is only a little behind is on time again within a millisecond or
     // two), longer ones for a client that stays behind, so it costs few wake-ups.
     const PAUSES_MS: [u64; 9] = [1, 1, 1, 2, 2, 4, 8, 16, 32];
+    if w.unsent_bytes_quick().is_some_and(|q| q <= limit) {
+        return;
+    }
     let mut tries = 0;
     while w.unsent_bytes().is_some_and(|q| q > limit) {
         tokio::time::sleep(Duration::from_millis(
@@ -161,8 +177,40 @@ async fn drained<W: Transport>(w: &W, limit: usize) {
     }
 }
 
+/// Sends one part: from its shared file where the connection can, else from the frame's bytes.
+async fn send_part<W: Transport>(
+    w: &mut W,
+    delivery: &Delivery,
+    advance_headers: bool,
+) -> io::Result<usize> {
+    if let Some(part) = delivery.part.as_ref().filter(|_| w.sends_files()) {
+        let (offset, len) = part.range(advance_headers);
+        let mut done = 0;
+        while done < len {
+            let sent = std::future::poll_fn(|cx| {
+                w.poll_send_file(cx, part.file(), offset + done as u64, len - done)
+            })
+            .await;
+            match sent {
+                Ok(n) => done += n,
+                // A kernel that cannot sendfile from a memfd into this socket: nothing of the part has
+                // gone yet, so the whole part can still go the other way.
+                Err(e)
+                    if done == 0
+                        && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) =>
+                {
+                    return write_part(w, &delivery.frame, advance_headers).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(len);
+    }
+    write_part(w, &delivery.frame, advance_headers).await
+}
+
 /// Writes one part: header, JPEG, boundary (in advance mode: JPEG, boundary, next part's header).
-async fn write_part<W: AsyncWrite + Unpin>(
+pub async fn write_part<W: AsyncWrite + Unpin>(
     w: &mut W,
     frame: &Frame,
     advance_headers: bool,

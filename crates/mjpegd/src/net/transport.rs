@@ -1,8 +1,11 @@
 //! The connections mjpegd serves: plain TCP, or TLS over it, behind one trait, so the HTTP side does not
 //! care which.
 
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::TcpStream;
 
 /// A connection mjpegd can serve: plain TCP (and, later, TLS over it).
@@ -17,6 +20,30 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Bytes written but not yet acknowledged by the client (the kernel's send queue), if known.
     fn unsent_bytes(&self) -> Option<usize> {
         None
+    }
+
+    /// Like [`Transport::unsent_bytes`], without telling a reset connection apart: cheaper (one system call
+    /// fewer when something is queued), for a first look that proceeds when the queue is short.
+    fn unsent_bytes_quick(&self) -> Option<usize> {
+        self.unsent_bytes()
+    }
+
+    /// Whether [`Transport::poll_send_file`] works on this connection (plain TCP: yes; TLS: no, its bytes
+    /// are encrypted in user space).
+    fn sends_files(&self) -> bool {
+        false
+    }
+
+    /// Sends up to `len` bytes of `file` from `offset` with sendfile(2), waiting until the connection can
+    /// take some. Returns how many it took.
+    fn poll_send_file(
+        &self,
+        _cx: &mut Context<'_>,
+        _file: BorrowedFd<'_>,
+        _offset: u64,
+        _len: usize,
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
     }
 }
 
@@ -47,5 +74,38 @@ impl Transport for TcpStream {
             return None;
         }
         Some(queued.max(0) as usize)
+    }
+
+    fn unsent_bytes_quick(&self) -> Option<usize> {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
+        let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        (rc == 0).then_some(queued.max(0) as usize)
+    }
+
+    fn sends_files(&self) -> bool {
+        true
+    }
+
+    fn poll_send_file(
+        &self,
+        cx: &mut Context<'_>,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        use std::os::fd::AsRawFd;
+        loop {
+            ready!(self.poll_write_ready(cx))?;
+            // try_io clears the readiness on WouldBlock, so the next poll waits for the socket's next
+            // writable edge.
+            match self.try_io(Interest::WRITABLE, || {
+                super::shared_part::send_file(self.as_raw_fd(), file, offset, len)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
     }
 }
