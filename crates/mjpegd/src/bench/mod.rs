@@ -441,9 +441,13 @@ impl Report {
             .collect();
         first.sort_by(f64::total_cmp);
         let bytes: u64 = results.iter().map(|r| r.bytes).sum();
+        let gb_per_s = bytes as f64 / secs / 1e9;
+        // CPU seconds per delivered GB: what each byte costs, comparable across loads and servers.
         let cpu = |a: Option<procstat::Sample>, b: Option<procstat::Sample>| match (a, b) {
             (Some(a), Some(b)) => {
-                serde_json::json!({"cpu_percent": procstat::cpu_percent(&a, &b), "rss_mib_before": a.rss as f64 / 1048576.0, "rss_mib_after": b.rss as f64 / 1048576.0})
+                let percent = procstat::cpu_percent(&a, &b);
+                let per_gb = (gb_per_s > 0.0).then(|| percent / 100.0 / gb_per_s);
+                serde_json::json!({"cpu_percent": percent, "cpu_s_per_gb": per_gb, "rss_mib_before": a.rss as f64 / 1048576.0, "rss_mib_after": b.rss as f64 / 1048576.0})
             }
             _ => serde_json::Value::Null,
         };
@@ -508,8 +512,9 @@ impl Report {
             if !v.is_null() {
                 let _ = writeln!(
                     t,
-                    "{name}: cpu {:.1}% of a core, rss {:.1} -> {:.1} MiB",
+                    "{name}: cpu {:.1}% of a core ({:.3} CPU-s per delivered GB), rss {:.1} -> {:.1} MiB",
                     v["cpu_percent"].as_f64().unwrap_or(0.0),
+                    v["cpu_s_per_gb"].as_f64().unwrap_or(f64::NAN),
                     v["rss_mib_before"].as_f64().unwrap_or(0.0),
                     v["rss_mib_after"].as_f64().unwrap_or(0.0)
                 );

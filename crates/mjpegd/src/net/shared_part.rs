@@ -111,13 +111,13 @@ pub fn send_file(
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use std::io::Read;
     use std::os::unix::fs::FileExt;
 
+    /// The whole file, read from its start (the descriptor's own offset is at its end after writing).
     fn read_all(part: &SharedPart) -> Vec<u8> {
-        let mut file = File::from(part.file.try_clone().unwrap());
-        let mut all = Vec::new();
-        file.read_to_end(&mut all).unwrap();
+        let file = File::from(part.file.try_clone().unwrap());
+        let mut all = vec![0; file.metadata().unwrap().len() as usize];
+        file.read_exact_at(&mut all, 0).unwrap();
         all
     }
 

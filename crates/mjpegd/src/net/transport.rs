@@ -109,3 +109,61 @@ impl Transport for TcpStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::shared_part::SharedPart;
+    use bytes::Bytes;
+    use mjpegd_core::Frame;
+    use tokio::io::AsyncReadExt;
+
+    /// A part larger than the socket takes at once leaves in several sendfile calls, each waiting for the
+    /// socket to be writable again, and arrives whole and in order, in both header modes.
+    #[tokio::test]
+    async fn a_part_sent_from_its_file_over_tcp_arrives_byte_for_byte() {
+        let jpeg: Vec<u8> = (0..700_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let frame = Frame::new(9, 1_700_000_000_000_001, Bytes::from(jpeg));
+        let part = SharedPart::new(&frame).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(32768).unwrap();
+            let mut c = socket.connect(addr).await.unwrap();
+            let mut all = Vec::new();
+            c.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        server.tune_for_stream(Some(16384));
+        assert!(server.sends_files());
+        let mut expected = Vec::new();
+        let mut calls = 0;
+        for advance in [false, true] {
+            let (offset, len) = part.range(advance);
+            let mut done = 0;
+            while done < len {
+                done += std::future::poll_fn(|cx| {
+                    server.poll_send_file(cx, part.file(), offset + done as u64, len - done)
+                })
+                .await
+                .unwrap();
+                calls += 1;
+            }
+            let mut reference = Vec::new();
+            crate::http::stream::write_part(&mut reference, &frame, advance)
+                .await
+                .unwrap();
+            expected.extend_from_slice(&reference);
+        }
+        drop(server);
+        let got = client.await.unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes differ from the vectored writer's");
+        assert!(
+            calls > 2,
+            "a part this size should take several sends ({calls})"
+        );
+    }
+}
