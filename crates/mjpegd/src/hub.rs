@@ -309,6 +309,7 @@ impl SharedHub {
             hub: self.clone(),
             entry,
             changed: self.changed.subscribe(),
+            decided: false,
             _watch: self.watch(),
         }
     }
@@ -403,6 +404,8 @@ pub struct Subscription {
     hub: Arc<SharedHub>,
     entry: Arc<ClientEntry>,
     changed: watch::Receiver<u64>,
+    /// The hub has decided for this client at least once (under the version `changed` marks seen).
+    decided: bool,
     _watch: WatchGuard,
 }
 
@@ -420,6 +423,17 @@ impl Subscription {
     /// Waits for the next frame this client's policy gives it, with its shared part if it has one. Errs
     /// when the hub evicted the client.
     pub async fn next_delivery(&mut self) -> Result<Delivery, EvictCause> {
+        // A latest client's last decision, made under the version it had marked seen, handed it the newest
+        // frame (or nothing): while the version has not moved since, nothing has been published or evicted,
+        // so the answer would be the same. Wait without asking the hub (no lock, no lookup).
+        if self.entry.policy == Policy::Latest
+            && self.decided
+            && !self.changed.has_changed().unwrap_or(true)
+            && self.changed.changed().await.is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+        self.decided = true;
         loop {
             // Mark the current version seen before deciding, so a publish after the decision wakes us.
             self.changed.borrow_and_update();

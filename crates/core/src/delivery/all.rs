@@ -6,9 +6,10 @@
 //! is evicted, so that every client still connected has received every frame in order. A gap never
 //! happens; an eviction is reported to the caller, which disconnects, logs and counts it.
 
+use super::ids::IdMap;
 use super::ClientId;
 use crate::frame::Frame;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// The frames that some `all` client has not been sent yet, and where each client is.
@@ -23,7 +24,7 @@ pub struct Backlog {
     /// Sequence number of `frames[0]`.
     first_seq: u64,
     /// Each client's next sequence number to send.
-    cursors: HashMap<ClientId, u64>,
+    cursors: IdMap<u64>,
     /// Bytes held by `frames`.
     bytes: usize,
     /// The most bytes `frames` may hold.
@@ -38,7 +39,7 @@ impl Backlog {
             waiting: VecDeque::new(),
             caught_up: 0,
             first_seq: 0,
-            cursors: HashMap::new(),
+            cursors: IdMap::default(),
             bytes: 0,
             budget,
         }

@@ -22,11 +22,13 @@
 //! completed send takes the hub's lock.
 
 use crate::hub::{Delivery, Subscription};
+use crate::net::shared_part::SharedPart;
 use crate::net::Transport;
 use bytes::Buf;
 use mjpegd_core::frame::{ADVANCE_HEAD, BOUNDARY, PART_TAIL};
 use mjpegd_core::{EvictCause, Frame, Policy};
 use std::io;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -102,7 +104,11 @@ pub async fn stream_frames<W: Transport>(
     loop {
         // A latest client waits for its queue to drain before it picks the newest frame.
         // A client that takes no bytes for the write timeout (vanished without a reset) is dropped.
-        if policy == Policy::Latest && last_part > 0 {
+        // (A queue that is short already costs one ioctl, and no timer or waiter.)
+        if policy == Policy::Latest
+            && last_part > 0
+            && w.unsent_bytes_quick().is_none_or(|q| q > last_part)
+        {
             tokio::select! {
                 biased;
                 r = tokio::time::timeout(timeout, drained(w, last_part)) => if r.is_err() {
@@ -127,18 +133,31 @@ pub async fn stream_frames<W: Transport>(
             },
             _ = stop.cancelled() => return ended(),
         };
-        let started = Instant::now();
-        let written = tokio::select! {
-            biased;
-            // A lockstep client has been handed its round's frame: draining its queue is part of the time
-            // the round waits for it, under the lockstep timeout.
-            r = tokio::time::timeout(timeout, async {
-                if policy == Policy::Lockstep && last_part > 0 {
-                    drained(w, last_part).await;
-                }
-                send_part(w, &delivery, options.advance_headers).await
-            }) => r,
-            _ = stop.cancelled() => return ended(),
+        let started = period.map(|_| Instant::now());
+        let mut part = Part::new(&delivery, options.advance_headers, w.sends_files());
+        // The common case: the socket takes the whole part at once, with no timer and no waiter set up.
+        // (A lockstep client first waits for its queue, under the timeout, below.)
+        let quick = match &mut part {
+            Part::Shared(cursor) if !(policy == Policy::Lockstep && last_part > 0) => {
+                std::future::poll_fn(|cx| Poll::Ready(cursor.poll_send(w, cx))).await
+            }
+            _ => Poll::Pending,
+        };
+        let unsupported = matches!(&part, Part::Shared(c) if c.unsupported);
+        let written = match quick {
+            Poll::Ready(r) if !unsupported => Ok(r),
+            _ => tokio::select! {
+                biased;
+                // A lockstep client has been handed its round's frame: draining its queue is part of the
+                // time the round waits for it, under the lockstep timeout.
+                r = tokio::time::timeout(timeout, async {
+                    if policy == Policy::Lockstep && last_part > 0 {
+                        drained(w, last_part).await;
+                    }
+                    part.send(w).await
+                }) => r,
+                _ = stop.cancelled() => return ended(),
+            },
         };
         match written {
             Ok(Ok(bytes)) => {
@@ -151,7 +170,7 @@ pub async fn stream_frames<W: Transport>(
                 return StreamEnd::Evicted(timeout_cause);
             }
         }
-        if let Some(period) = period {
+        if let (Some(period), Some(started)) = (period, started) {
             // Slots are kept on a grid so the average rate is the cap; a late client does not burst.
             next_slot = (next_slot + period).max(started);
         }
@@ -177,36 +196,95 @@ async fn drained<W: Transport>(w: &W, limit: usize) {
     }
 }
 
-/// Sends one part: from its shared file where the connection can, else from the frame's bytes.
-async fn send_part<W: Transport>(
-    w: &mut W,
-    delivery: &Delivery,
+/// One part on its way to a client.
+enum Part<'a> {
+    /// From the frame's shared file, with sendfile.
+    Shared(FileCursor<'a>),
+    /// From the frame's own bytes, with the vectored writer (TLS, or a frame without a shared part).
+    Copied(&'a Delivery, bool),
+}
+
+impl<'a> Part<'a> {
+    fn new(delivery: &'a Delivery, advance_headers: bool, sends_files: bool) -> Part<'a> {
+        match delivery.part.as_deref().filter(|_| sends_files) {
+            Some(shared) => {
+                let (offset, len) = shared.range(advance_headers);
+                Part::Shared(FileCursor {
+                    delivery,
+                    advance_headers,
+                    shared,
+                    offset,
+                    len,
+                    done: 0,
+                    unsupported: false,
+                })
+            }
+            None => Part::Copied(delivery, advance_headers),
+        }
+    }
+
+    /// Sends the rest of the part; returns its length on the wire.
+    async fn send<W: Transport>(&mut self, w: &mut W) -> io::Result<usize> {
+        if let Part::Shared(cursor) = self {
+            if !cursor.unsupported {
+                let r = std::future::poll_fn(|cx| cursor.poll_send(w, cx)).await;
+                if !cursor.unsupported {
+                    return r;
+                }
+            }
+            *self = Part::Copied(cursor.delivery, cursor.advance_headers);
+        }
+        match self {
+            Part::Copied(delivery, advance) => write_part(w, &delivery.frame, *advance).await,
+            Part::Shared(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+}
+
+/// How far a part sent from its shared file has gone.
+struct FileCursor<'a> {
+    delivery: &'a Delivery,
     advance_headers: bool,
-) -> io::Result<usize> {
-    if let Some(part) = delivery.part.as_ref().filter(|_| w.sends_files()) {
-        let (offset, len) = part.range(advance_headers);
-        let mut done = 0;
-        while done < len {
-            let sent = std::future::poll_fn(|cx| {
-                w.poll_send_file(cx, part.file(), offset + done as u64, len - done)
-            })
-            .await;
+    shared: &'a SharedPart,
+    offset: u64,
+    len: usize,
+    done: usize,
+    /// sendfile refused this socket before sending anything.
+    unsupported: bool,
+}
+
+impl FileCursor<'_> {
+    /// Sends until the whole part has gone (its length), the socket is full (Pending, woken when it can
+    /// take more), or the connection fails.
+    fn poll_send<W: Transport>(
+        &mut self,
+        w: &mut W,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        while self.done < self.len {
+            let sent = w.poll_send_file(
+                cx,
+                self.shared.file(),
+                self.offset + self.done as u64,
+                self.len - self.done,
+            );
             match sent {
-                Ok(n) => done += n,
-                // A kernel that cannot sendfile from a memfd into this socket: nothing of the part has
-                // gone yet, so the whole part can still go the other way.
-                Err(e)
-                    if done == 0
+                Poll::Ready(Ok(n)) => self.done += n,
+                // A kernel that cannot sendfile from a memfd into this socket: nothing of the part has gone
+                // yet, so the whole part can still go from the frame's bytes ([`Part::send`] switches).
+                Poll::Ready(Err(e))
+                    if self.done == 0
                         && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) =>
                 {
-                    return write_part(w, &delivery.frame, advance_headers).await;
+                    self.unsupported = true;
+                    return Poll::Ready(Err(e));
                 }
-                Err(e) => return Err(e),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
             }
         }
-        return Ok(len);
+        Poll::Ready(Ok(self.len))
     }
-    write_part(w, &delivery.frame, advance_headers).await
 }
 
 /// Writes one part: header, JPEG, boundary (in advance mode: JPEG, boundary, next part's header).
