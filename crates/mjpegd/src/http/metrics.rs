@@ -166,6 +166,7 @@ fn max_fds() -> Option<u64> {
     };
     // SAFETY: getrlimit writes only into the struct it is given.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
     ok.then_some(limit.rlim_cur as u64)
 }
 
