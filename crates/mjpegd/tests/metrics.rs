@@ -344,3 +344,72 @@ fn each_camera_of_a_config_file_has_its_own_series() {
         std::io::Read::read_exact(&mut r, &mut body).unwrap();
     }
 }
+
+/// GETs `/metrics` over TLS (trusting `cert`) and parses it.
+fn scrape_tls(server: &Server, cert: &rustls::pki_types::CertificateDer<'static>) -> Metrics {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), "localhost".try_into().unwrap())
+            .unwrap();
+    let tcp = TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    // The server closes after the response (without close_notify on some paths): what arrived counts.
+    let _ = std::io::Read::read_to_end(&mut s, &mut all);
+    let r = parse_response(&all);
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).unwrap();
+    Metrics(
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("the exposition parses"),
+    )
+}
+
+#[test]
+fn tls_handshakes_are_counted_by_result() {
+    let dir = TempDir::new("metrics-tls");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let server = Server::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let der = ck.cert.der().clone();
+    let first = scrape_tls(&server, &der);
+    assert!(first.value("mjpegd_tls_handshakes_total", &[("result", "ok")]) >= 1.0);
+    assert_eq!(
+        first.value("mjpegd_tls_handshakes_total", &[("result", "failed")]),
+        0.0
+    );
+    // Plain HTTP to the TLS port: the handshake fails.
+    let mut plain = TcpStream::connect(server.addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    plain
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut Vec::new());
+    let m = eventually(Duration::from_secs(5), "the failure counted", || {
+        let m = scrape_tls(&server, &der);
+        (m.value("mjpegd_tls_handshakes_total", &[("result", "failed")]) == 1.0).then_some(m)
+    });
+    assert!(m.value("mjpegd_tls_handshakes_total", &[("result", "ok")]) >= 2.0);
+}
