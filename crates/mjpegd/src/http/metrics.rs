@@ -15,6 +15,7 @@
 use crate::bench::procstat;
 use crate::http::app::App;
 use crate::hub::{SentTotals, SourceState};
+use crate::record::RecordingState;
 use mjpegd_core::hub::HubStats;
 use mjpegd_core::{EvictCause, Policy};
 use prometheus_client::collector::Collector;
@@ -31,9 +32,6 @@ use std::time::SystemTime;
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The Content-Type of the classic Prometheus text format.
 pub const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-
-/// The states a recorder reports (`RecordingStatus::state`), one gauge each.
-const RECORDING_STATES: [&str; 3] = ["recording", "failing", "stopped"];
 
 /// The exposition of `app` now, in the format `accept` prefers: (Content-Type, body).
 pub fn render(app: &App, accept: Option<&str>) -> (&'static str, String) {
@@ -69,7 +67,7 @@ struct CameraSample {
 
 #[derive(Debug)]
 struct RecordingSample {
-    state: &'static str,
+    state: RecordingState,
     frames: u64,
     lost: u64,
     bytes: u64,
@@ -367,9 +365,9 @@ impl Scrape {
             "1 for the state the camera's recorder is in, 0 for the others.",
             None,
             recording().flat_map(|(c, r)| {
-                RECORDING_STATES.map(|s| {
+                RecordingState::ALL.map(|s| {
                     (
-                        [("camera", c.name.as_str()), ("state", s)],
+                        [("camera", c.name.as_str()), ("state", s.as_str())],
                         u64::from(r.state == s),
                     )
                 })
