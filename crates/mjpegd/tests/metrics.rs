@@ -95,18 +95,22 @@ fn counters_grow_by_what_a_client_received_and_stay_when_it_leaves() {
     // The only stream slot is taken: a second client is refused, and counted.
     assert_eq!(server.stream("/stream").head.status, 503);
 
-    let during = scrape(&server);
+    // The server counts a frame once its write returns, which may be a moment after the client read it.
+    let grown = |m: &Metrics| {
+        m.value("mjpegd_frames_sent_total", &ALL) - before.value("mjpegd_frames_sent_total", &ALL)
+            >= frames as f64
+            && m.value("mjpegd_sent_bytes_total", &ALL)
+                - before.value("mjpegd_sent_bytes_total", &ALL)
+                >= jpeg_bytes as f64
+    };
+    let during = eventually(
+        Duration::from_secs(5),
+        &format!("frames and bytes sent to grow by at least the {frames} frames and {jpeg_bytes} JPEG bytes received"),
+        || Some(scrape(&server)).filter(grown),
+    );
     assert_eq!(during.value("mjpegd_clients", &ALL), 1.0);
     let sent = during.value("mjpegd_frames_sent_total", &ALL);
     let bytes = during.value("mjpegd_sent_bytes_total", &ALL);
-    assert!(
-        sent - before.value("mjpegd_frames_sent_total", &ALL) >= frames as f64,
-        "frames sent grew by at least the {frames} received: {sent}"
-    );
-    assert!(
-        bytes - before.value("mjpegd_sent_bytes_total", &ALL) >= jpeg_bytes as f64,
-        "bytes sent grew by at least the {jpeg_bytes} received: {bytes}"
-    );
     let cam = [("camera", "default")];
     let captured = during.value("mjpegd_frames_captured_total", &cam);
     let published = during.value("mjpegd_frames_published_total", &cam);
@@ -270,10 +274,11 @@ fn each_camera_of_a_config_file_has_its_own_series() {
     for _ in 0..10 {
         client.next_part().unwrap();
     }
-    let m = scrape(&server);
     let back = [("camera", "back"), ("policy", "latest")];
     let front = [("camera", "front"), ("policy", "latest")];
-    assert!(m.value("mjpegd_frames_sent_total", &back) >= 10.0);
+    let m = eventually(Duration::from_secs(5), "back's 10 frames counted", || {
+        Some(scrape(&server)).filter(|m| m.value("mjpegd_frames_sent_total", &back) >= 10.0)
+    });
     assert_eq!(m.value("mjpegd_frames_sent_total", &front), 0.0);
     assert_eq!(m.value("mjpegd_clients", &back), 1.0);
     assert_eq!(m.value("mjpegd_clients", &front), 0.0);
