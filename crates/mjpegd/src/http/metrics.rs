@@ -57,6 +57,7 @@ struct CameraSample {
     captured: u64,
     dropped_not_jpeg: u64,
     dropped_too_large: u64,
+    thumbnails_dropped: u64,
     reconnects: u64,
     state: SourceState,
     stats: HubStats,
@@ -113,6 +114,7 @@ impl Scrape {
                     captured: hub.frames_captured(),
                     dropped_not_jpeg: source.dropped_not_jpeg,
                     dropped_too_large: source.dropped_too_large,
+                    thumbnails_dropped: source.thumbnails_dropped,
                     reconnects: source.reconnects,
                     state: source.state,
                     stats: hub.stats(),
@@ -238,6 +240,13 @@ impl Collector for Scrape {
                 ]
                 .map(|(cause, v)| ([("camera", c.name.as_str()), ("cause", cause)], v))
             }),
+        )?;
+        counter(
+            &mut enc,
+            "mjpegd_thumbnails_dropped",
+            "Frames published without the embedded thumbnail they came with (--drop-thumbnails).",
+            None,
+            per_camera(|c| c.thumbnails_dropped),
         )?;
         counter(
             &mut enc,
