@@ -178,7 +178,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 #[test]
-fn evictions_are_counted_by_cause_and_each_client_end_is_logged_with_its_fields() {
+fn evictions_are_counted_by_cause_and_each_client_end_is_logged_with_its_fields_and_why() {
     let (server, log) = Server::start_logged(&[
         "--fps",
         "30",
@@ -233,6 +233,17 @@ fn evictions_are_counted_by_cause_and_each_client_end_is_logged_with_its_fields(
     assert_eq!(field(&line, "ended"), Some("evicted"), "{line}");
     assert_eq!(field(&line, "cause"), Some("lockstep_timeout"), "{line}");
     assert!(field(&line, "frames").is_some() && field(&line, "bytes").is_some());
+
+    // A client still watching when the server stops.
+    let mut watching = server.stream("/stream?delivery=all");
+    watching.next_part().unwrap();
+    let local = watching.reader.get_ref().local_addr().unwrap();
+    let mut server = server;
+    assert!(server.stop().success());
+    let line = log.wait_for(&["stream ended", &format!("addr={local} ")]);
+    assert_eq!(field(&line, "policy"), Some("all"), "{line}");
+    assert_eq!(field(&line, "ended"), Some("shutdown"), "{line}");
+    assert_eq!(field(&line, "cause"), None, "{line}");
 }
 
 #[test]
