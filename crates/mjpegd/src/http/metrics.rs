@@ -251,7 +251,7 @@ impl Collector for Scrape {
         counter(
             &mut enc,
             "mjpegd_frames_published",
-            "Frames published to the camera's clients (the source's, and \"no signal\" frames while it is down).",
+            "Frames published to the camera's clients (the source's, and the no-signal ones while it is down).",
             None,
             per_camera(|c| c.stats.published),
         )?;
@@ -486,4 +486,32 @@ fn counter_f64(
 ) -> fmt::Result {
     let m = enc.encode_descriptor(name, help, Some(&unit), MetricType::Counter)?;
     ConstCounter::new(v).encode(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::app::ServerConfig;
+
+    #[test]
+    fn the_format_follows_accept_and_help_texts_need_no_escaping() {
+        let app = App::new(Vec::new(), ServerConfig::default());
+        let (ct, om) = render(
+            &app,
+            Some("application/openmetrics-text;version=1.0.0;q=0.6,*/*;q=0.1"),
+        );
+        assert_eq!(ct, OPENMETRICS);
+        assert!(om.ends_with("# EOF\n"));
+        assert!(om.contains("# TYPE mjpegd_rejections counter\n"));
+        assert!(om.contains("mjpegd_rejections_total{cause=\"max_clients\"} 0\n"));
+        let (ct, text) = render(&app, Some("*/*"));
+        assert_eq!(ct, PROMETHEUS_TEXT);
+        assert!(!text.contains("# EOF"));
+        assert!(text.contains("# TYPE mjpegd_rejections_total counter\n"));
+        assert_eq!(render(&app, None).0, PROMETHEUS_TEXT);
+        // OpenMetrics allows `"` and `\` in a HELP text only escaped, and the encoder writes it as given.
+        for line in om.lines().filter(|l| l.starts_with("# HELP")) {
+            assert!(!line.contains(['"', '\\']), "{line}");
+        }
+    }
 }
