@@ -70,7 +70,12 @@ fn nginx(upstream: SocketAddr, dir: &Path) -> (Proc, SocketAddr) {
         "listen 80;",
         &format!("listen 127.0.0.1:{port};"),
     );
-    let site = replaced(&site, "127.0.0.1:8080", &upstream.to_string());
+    nginx_with(&site, upstream, port, dir)
+}
+
+/// nginx with the server block `site` (which names `upstream` as 127.0.0.1:8080) listening on `port`.
+fn nginx_with(site: &str, upstream: SocketAddr, port: u16, dir: &Path) -> (Proc, SocketAddr) {
+    let site = replaced(site, "127.0.0.1:8080", &upstream.to_string());
     std::fs::write(dir.join("site.conf"), site).unwrap();
     let d = dir.display();
     let main = format!(
@@ -91,6 +96,50 @@ fn nginx(upstream: SocketAddr, dir: &Path) -> (Proc, SocketAddr) {
             )),
         port,
     )
+}
+
+#[test]
+fn crowsnest_recipe_serves_every_webcam_path_from_one_mjpegd() {
+    let dir = TempDir::new("recipe-crowsnest");
+    let config = dir.0.join("cams.toml");
+    std::fs::write(
+        &config,
+        "[cameras.nozzle]\nresolution = \"320x240\"\n[cameras.bed]\nresolution = \"160x120\"\n\
+         [cameras.door]\nresolution = \"128x96\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let port = free_port();
+    // Mainsail's server block, reduced to what matters here, with the recipe's location in it.
+    let site = format!(
+        "server {{\n  listen 127.0.0.1:{port};\n  location / {{ return 404; }}\n{}\n}}\n",
+        recipe("nginx-crowsnest.conf")
+    );
+    let (_nginx, addr) = nginx_with(&site, server.addr, port, &dir.0);
+    for (path, size) in [
+        ("/webcam/?action=snapshot", (320, 240)),
+        (
+            "/webcam2/?action=snapshot&bypassCache=1700000000000",
+            (160, 120),
+        ),
+        ("/webcam3/?action=snapshot", (128, 96)),
+    ] {
+        let r = request(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: pi\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(size_of(&r.body), size, "{path}");
+    }
+    let mut s = Stream::open(
+        addr,
+        "/webcam2/?action=stream&timestamp=1700000000000",
+        None,
+    );
+    assert!(!s.head.headers.contains_key("transfer-encoding"));
+    for _ in 0..3 {
+        assert_eq!(size_of(&s.next_part().unwrap().body), (160, 120));
+    }
 }
 
 /// Caddy with docs/recipes/Caddyfile in front of `upstream` (plain HTTP on a loopback port, and no admin
