@@ -246,7 +246,8 @@ impl SharedHub {
         let published = lock(&self.core).hub.publish(jpeg, ts);
         // Made outside the lock (a copy of the frame and a few system calls), before the clients are woken.
         match SharedPart::new(&published.frame) {
-            Ok(part) => {
+            Ok(None) => {} // as many parts are open as may be: this frame goes from its bytes
+            Ok(Some(part)) => {
                 let mut core = lock(&self.core);
                 core.parts.push_back(Arc::new(part));
                 while core.parts.len() > SHARED_PARTS {

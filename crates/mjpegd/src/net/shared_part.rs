@@ -15,12 +15,44 @@
 //! acknowledged it: memory a send may still hold must never be rewritten. The file is sealed against
 //! writing, shrinking and growing before anyone sends from it (F_SEAL_WRITE and friends, enforced by the
 //! kernel), and closed when the last client drops it; its pages live on as long as a socket holds them.
+//!
+//! Each part open is a descriptor. The hubs keep only their newest few, but a client blocked mid-send
+//! keeps its part open until the write ends (at most the write timeout), so at most [`MAX_OPEN`] parts are
+//! open in the whole process, taken from the descriptors [`crate::security::FD_RESERVE`] keeps back from
+//! connections; past that a frame simply has no part and is written from its bytes.
 
 use mjpegd_core::frame::{ADVANCE_HEAD, PART_TAIL};
 use mjpegd_core::Frame;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The most parts open at once in the process.
+pub const MAX_OPEN: usize = 32;
+
+/// Parts open now.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// A claim on one of `max` places counted by `open`, given back when dropped.
+#[derive(Debug)]
+struct Slot(&'static AtomicUsize);
+
+impl Slot {
+    fn take(open: &'static AtomicUsize, max: usize) -> Option<Slot> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Slot(open))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// One frame's part, in a sealed memfd.
 #[derive(Debug)]
@@ -30,11 +62,16 @@ pub struct SharedPart {
     file: OwnedFd,
     head: usize,
     body: usize,
+    _slot: Slot,
 }
 
 impl SharedPart {
     /// Writes `frame`'s part into a new sealed memfd (one copy of the frame, whatever the number of clients).
-    pub fn new(frame: &Frame) -> io::Result<SharedPart> {
+    /// None when [`MAX_OPEN`] parts are open already.
+    pub fn new(frame: &Frame) -> io::Result<Option<SharedPart>> {
+        let Some(slot) = Slot::take(&OPEN, MAX_OPEN) else {
+            return Ok(None);
+        };
         // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new descriptor we own, or -1.
         let raw = unsafe {
             libc::memfd_create(
@@ -57,12 +94,13 @@ impl SharedPart {
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(SharedPart {
+        Ok(Some(SharedPart {
             seq: frame.seq,
             file: file.into(),
             head: frame.part_head.len(),
             body: frame.jpeg.len() + PART_TAIL.len(),
-        })
+            _slot: slot,
+        }))
     }
 
     /// Where in the file the part of this header mode lies: (offset, length).
@@ -128,7 +166,7 @@ mod tests {
             1_700_000_000_123_456,
             Bytes::from_static(b"\xff\xd8abc\xff\xd9"),
         );
-        let part = SharedPart::new(&frame).unwrap();
+        let part = SharedPart::new(&frame).unwrap().unwrap();
         let all = read_all(&part);
         let (off, len) = part.range(false);
         let normal = [&frame.part_head[..], &frame.jpeg[..], PART_TAIL].concat();
@@ -142,7 +180,7 @@ mod tests {
     #[test]
     fn the_file_cannot_be_rewritten_or_resized() {
         let frame = Frame::new(1, 2, Bytes::from(vec![7u8; 100_000]));
-        let part = SharedPart::new(&frame).unwrap();
+        let part = SharedPart::new(&frame).unwrap().unwrap();
         let file = File::from(part.file.try_clone().unwrap());
         assert!(file.write_at(b"x", 0).is_err(), "sealed against writing");
         assert!(file.set_len(10).is_err(), "sealed against shrinking");
@@ -151,5 +189,20 @@ mod tests {
             read_all(&part).len(),
             frame.size() + PART_TAIL.len() + ADVANCE_HEAD.len()
         );
+    }
+
+    #[test]
+    fn places_are_limited_and_given_back() {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let mut held: Vec<Slot> = (0..3).map_while(|_| Slot::take(&COUNT, 3)).collect();
+        assert_eq!(held.len(), 3);
+        assert!(Slot::take(&COUNT, 3).is_none(), "no fourth place");
+        held.pop();
+        assert!(
+            Slot::take(&COUNT, 3).is_some(),
+            "a dropped place is given back"
+        );
+        drop(held);
+        assert_eq!(COUNT.load(Ordering::Relaxed), 0);
     }
 }

@@ -124,7 +124,7 @@ mod tests {
     async fn a_part_sent_from_its_file_over_tcp_arrives_byte_for_byte() {
         let jpeg: Vec<u8> = (0..700_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
         let frame = Frame::new(9, 1_700_000_000_000_001, Bytes::from(jpeg));
-        let part = SharedPart::new(&frame).unwrap();
+        let part = SharedPart::new(&frame).unwrap().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = tokio::spawn(async move {
