@@ -212,7 +212,10 @@ async fn run_client(
     }
     let mut scanner = PartScanner::default();
     let mut last_seq: Option<u64> = None;
+    // What followed the head in its reads; after that, each read is scanned where it landed (copying
+    // every byte received once more was a quarter of the tool's CPU at 2,000 clients).
     let mut pending: Vec<u8> = head.split_off(body_start);
+    let mut filled = 0usize;
     let mut bucket_start = Instant::now();
     let mut bucket_bytes = 0u64;
     loop {
@@ -254,8 +257,13 @@ async fn run_client(
                 r.max_age_us = r.max_age_us.max(age);
             }
         };
-        if !pending.is_empty() {
-            if let Err(e) = scanner.feed(&pending, &mut on_part) {
+        let data: &[u8] = if pending.is_empty() {
+            &buf[..filled]
+        } else {
+            &pending
+        };
+        if !data.is_empty() {
+            if let Err(e) = scanner.feed(data, &mut on_part) {
                 r.error = Some(match e {
                     ScanError::NoContentLength => {
                         "part without Content-Length (not supported by the fast scanner)".into()
@@ -265,6 +273,7 @@ async fn run_client(
                 return r;
             }
             pending.clear();
+            filled = 0;
         }
         if now >= deadline || win.is_some_and(|(_, e)| now >= e) {
             return r;
@@ -291,7 +300,7 @@ async fn run_client(
             }
             Ok(Ok(n)) => {
                 bucket_bytes += n as u64;
-                pending.extend_from_slice(&buf[..n]);
+                filled = n;
             }
             Ok(Err(e)) => {
                 r.error = Some(format!("read: {}", e.kind()));
