@@ -508,7 +508,9 @@ impl Subscription {
         self.decided = true;
         loop {
             // Mark the current version seen before deciding, so a publish after the decision wakes us.
-            self.changed.borrow_and_update();
+            // (mark_unchanged reads the version alone; borrow_and_update would also take the value's
+            // read lock, a shared cache line every client touches every frame.)
+            self.changed.mark_unchanged();
             let next = {
                 let mut core = lock(&self.hub.core);
                 match core.hub.next(self.entry.id) {

@@ -206,7 +206,17 @@ async fn drained<W: Transport>(w: &W, limit: usize) {
         return;
     }
     let mut tries = 0;
-    while w.unsent_bytes().is_some_and(|q| q > limit) {
+    // The quick look each time; the full one (which also tells a reset connection, whose queue never
+    // drains) every fourth.
+    loop {
+        let queued = if tries % 4 == 3 {
+            w.unsent_bytes()
+        } else {
+            w.unsent_bytes_quick()
+        };
+        if queued.is_none_or(|q| q <= limit) {
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(
             PAUSES_MS[tries.min(PAUSES_MS.len() - 1)],
         ))
