@@ -121,6 +121,11 @@ pub async fn stream_frames<W: Transport>(
     let mut next_slot = Instant::now();
     let mut last_part = 0usize;
     loop {
+        // The selects below look at the stop token only when the work is not ready at once, so a client
+        // that never has to wait (an `all` client catching up on its backlog) learns of it here.
+        if stop.is_cancelled() {
+            return ended();
+        }
         // A latest client waits for its queue to drain before it picks the newest frame.
         // A client that takes no bytes for the write timeout (vanished without a reset) is dropped.
         // (A queue that is short already costs one ioctl, and no timer or waiter.)
