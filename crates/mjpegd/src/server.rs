@@ -1,6 +1,7 @@
-//! The server: listening, accepting, and stopping cleanly.
+//! The server: accepting on every listener, and stopping cleanly.
 //!
-//! One task per connection; stream clients beyond `--max-clients` are turned away with a 503 rather than
+//! One accept loop per listener (TCP, TLS, unix socket, or a socket systemd passed), one task per
+//! connection; stream clients beyond `--max-clients` are turned away with a 503 rather than
 //! left hanging. Running out of file descriptors is survived too: a spare descriptor is given up to accept
 //! the waiting connection and answer it 503 (else it would hang in the accept queue), and accept errors are
 //! logged at most once per 5 s with their count (an attacker cannot flood the log). On
@@ -10,29 +11,75 @@
 use crate::http::app::App;
 use crate::http::limits::{refuse, Refused};
 use crate::http::routes::handle_connection;
-use std::net::SocketAddr;
+use crate::net::{Conn, Listener};
+use crate::service::watchdog::AcceptProbe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Accepts and serves connections until `shutdown` is cancelled, then waits (up to a few seconds) for the
-/// connections to end.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+/// Accepts and serves connections on every listener until `shutdown` is cancelled, then waits (up to a
+/// few seconds) for the connections to end. Each listener has its own accept loop (with its own spare
+/// descriptor), answering its watchdog probe between connections.
+pub async fn serve(
+    listeners: Vec<(Listener, AcceptProbe)>,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, probe)| {
+            tokio::spawn(accept_loop(
+                listener,
+                probe,
+                app.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+            ))
+        })
+        .collect();
+    for l in loops {
+        let _ = l.await;
+    }
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+}
+
+/// One listener's accept loop; its connections' tasks go to `tracker`.
+async fn accept_loop(
+    listener: Listener,
+    mut probe: AcceptProbe,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let mut spare = SpareFd::open();
     let mut failures = AcceptFailures::default();
+    let tls = if listener.tls {
+        app.config.tls.clone()
+    } else {
+        None
+    };
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
+            Some(reply) = probe.recv() => {
+                let _ = reply.send(());
+                continue;
+            }
             _ = shutdown.cancelled() => break,
         };
         match accepted {
-            Ok((socket, addr)) => {
+            Ok((conn, peer)) => {
                 failures.settled();
-                let permit = match app.connections.admit(addr.ip()) {
+                let permit = match app.connections.admit(peer.ip()) {
                     Ok(p) => p,
                     Err(why) => {
                         let counter = match why {
@@ -40,22 +87,27 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                             Refused::PerAddress => &app.counters.max_connections_per_address,
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
-                        if app.config.tls.is_none() {
-                            refuse(socket, why);
+                        if tls.is_none() {
+                            refuse(conn, why);
                         }
                         continue;
                     }
                 };
-                let _ = socket.set_nodelay(true);
                 // One head timeout from accept covers a TLS handshake and the first request head.
                 let deadline = tokio::time::Instant::now() + app.config.limits.head_timeout;
                 let (app, shutdown) = (app.clone(), shutdown.clone());
-                match app.config.tls.as_ref().map(|t| t.acceptor()) {
-                    None => tracker.spawn(async move {
-                        handle_connection(app, socket, addr, shutdown, deadline).await;
+                match (conn, tls.as_ref().map(|t| t.acceptor())) {
+                    (Conn::Unix(socket), _) => tracker.spawn(async move {
+                        handle_connection(app, socket, peer, shutdown, deadline).await;
                         drop(permit);
                     }),
-                    Some(acceptor) => tracker.spawn(async move {
+                    (Conn::Tcp(socket), None) => tracker.spawn(async move {
+                        let _ = socket.set_nodelay(true);
+                        handle_connection(app, socket, peer, shutdown, deadline).await;
+                        drop(permit);
+                    }),
+                    (Conn::Tcp(socket), Some(acceptor)) => tracker.spawn(async move {
+                        let _ = socket.set_nodelay(true);
                         let handshake = tokio::time::timeout_at(deadline, acceptor.accept(socket));
                         let tls = tokio::select! {
                             r = handshake => r,
@@ -63,11 +115,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                         };
                         match tls {
                             Ok(Ok(tls)) => {
-                                handle_connection(app, tls, addr, shutdown, deadline).await
+                                handle_connection(app, tls, peer, shutdown, deadline).await
                             }
                             Ok(Err(e)) => {
                                 app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                                tracing::debug!(addr = %peer, error = %e, "TLS handshake failed");
                             }
                             Err(_) => {
                                 app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
@@ -79,9 +131,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                 };
             }
             Err(e) => {
-                failures.note(&e);
+                failures.note(&e, &listener);
                 if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-                    && spare.shed(&listener, app.config.tls.is_none())
+                    && spare.shed(&listener, tls.is_none())
                 {
                     app.counters.max_connections.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -90,14 +142,6 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-    }
-    drop(listener);
-    tracker.close();
-    if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not close in time");
     }
 }
 
@@ -113,7 +157,7 @@ impl SpareFd {
     /// Frees the spare, accepts one waiting connection, answers it 503 (`answer`: plain HTTP; a TLS
     /// connection is only closed), closes it and takes the spare back. False if there was no spare or
     /// nothing could be accepted.
-    fn shed(&mut self, listener: &TcpListener, answer: bool) -> bool {
+    fn shed(&mut self, listener: &Listener, answer: bool) -> bool {
         if self.0.take().is_none() {
             *self = SpareFd::open();
             return false;
@@ -144,14 +188,14 @@ struct AcceptFailures {
 impl AcceptFailures {
     const EVERY: Duration = Duration::from_secs(5);
 
-    fn note(&mut self, e: &std::io::Error) {
+    fn note(&mut self, e: &std::io::Error, listener: &Listener) {
         self.unlogged += 1;
         let now = std::time::Instant::now();
         if self
             .last_log
             .is_none_or(|t| now.duration_since(t) >= Self::EVERY)
         {
-            tracing::warn!("accept failed {} times: {e}", self.unlogged);
+            tracing::warn!(listener = %listener, "accept failed {} times: {e}", self.unlogged);
             self.unlogged = 0;
             self.last_log = Some(now);
         }
@@ -164,18 +208,5 @@ impl AcceptFailures {
             self.unlogged = 0;
             self.last_log = Some(std::time::Instant::now());
         }
-    }
-}
-
-/// The address a listener is bound to, for printing URLs.
-pub fn url_of(addr: SocketAddr) -> String {
-    url_with_scheme("http", addr)
-}
-
-/// The same with another scheme (https).
-pub fn url_with_scheme(scheme: &str, addr: SocketAddr) -> String {
-    match addr {
-        SocketAddr::V6(a) => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
-        SocketAddr::V4(a) => format!("{scheme}://{}:{}", a.ip(), a.port()),
     }
 }
