@@ -138,7 +138,9 @@ pub fn bind_all(specs: &[ListenSpec], have_certificate: bool) -> anyhow::Result<
     let mut order: Vec<&ListenSpec> = specs.iter().collect();
     order.sort_by_key(|s| !matches!(&s.target, Target::Systemd { name: Some(_) }));
     for spec in order {
-        if seen.contains(&spec.target) {
+        // (port 0 asks for any free port: twice is two listeners)
+        let any_port = matches!(spec.target, Target::Tcp(a) if a.port() == 0);
+        if seen.contains(&spec.target) && !any_port {
             anyhow::bail!("--listen {spec} is given twice");
         }
         seen.push(spec.target.clone());
