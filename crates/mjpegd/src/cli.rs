@@ -198,14 +198,14 @@ fn default_encoders() -> usize {
 
 impl ServeArgs {
     /// The listeners to bind: those given, else the sockets systemd passed, else 127.0.0.1:8080.
-    pub fn listeners(&self) -> Vec<ListenSpec> {
-        if !self.listen.is_empty() {
+    pub fn listeners(&self) -> anyhow::Result<Vec<ListenSpec>> {
+        Ok(if !self.listen.is_empty() {
             self.listen.clone()
-        } else if crate::net::activation::offered() {
+        } else if crate::net::activation::offered()? {
             vec![ListenSpec::systemd()]
         } else {
             vec![ListenSpec::default_tcp()]
-        }
+        })
     }
 
     /// The HTTP side's settings.
@@ -367,7 +367,7 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
     let flags = args.clone();
     let base = flags.camera()?;
     let (cameras, started_with) = args.cameras()?;
-    let specs = args.listeners();
+    let specs = args.listeners()?;
     let have_certificate = args.security.tls_cert.is_some();
     if let Some(spec) = specs.iter().find(|s| s.is_tls(false)) {
         if !have_certificate {

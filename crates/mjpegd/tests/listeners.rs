@@ -155,12 +155,16 @@ fn plain_tls_and_unix_listeners_serve_side_by_side() {
     let wrong = {
         let mut s = TcpStream::connect(addr_of(&listen[1])).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /snapshot HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        s.write_all(b"GET /snapshot HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
         buf
     };
-    assert!(!wrong.starts_with(b"HTTP/1.1 200"), "plain HTTP on the TLS port");
+    assert!(
+        !wrong.starts_with(b"HTTP/1.1 200"),
+        "plain HTTP on the TLS port"
+    );
 
     // The socket file: a socket with the mode asked for.
     let meta = std::fs::symlink_metadata(&sock).unwrap();

@@ -29,9 +29,9 @@ pub struct PassedSocket {
 /// Set once the passed descriptors have been taken: they must have one owner.
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// Whether systemd passed sockets to this process (the environment only; nothing is taken).
-pub fn offered() -> bool {
-    matches!(read_env(), Ok(Some(_)))
+/// Whether systemd passed sockets to this process (the environment only, checked; nothing is taken).
+pub fn offered() -> anyhow::Result<bool> {
+    Ok(read_env()?.is_some())
 }
 
 /// Takes the sockets systemd passed to this process (none when it passed none, or passed them to

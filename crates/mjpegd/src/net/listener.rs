@@ -128,7 +128,7 @@ pub fn bind_all(specs: &[ListenSpec], have_certificate: bool) -> anyhow::Result<
                 "--listen systemd: no sockets were passed (LISTEN_FDS and LISTEN_PID are not set for this process; start it from a .socket unit or systemd-socket-activate)"
             );
         }
-    } else if activation::offered() {
+    } else if activation::offered()? {
         tracing::warn!("systemd passed sockets, but no --listen names them (--listen systemd); they are not served");
     }
     let all_names: Vec<String> = passed.iter().flatten().map(|p| p.name.clone()).collect();
