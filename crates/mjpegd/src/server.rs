@@ -115,6 +115,9 @@ async fn accept_loop(
                         };
                         match tls {
                             Ok(Ok(tls)) => {
+                                app.counters
+                                    .tls_handshakes_completed
+                                    .fetch_add(1, Ordering::Relaxed);
                                 handle_connection(app, tls, peer, shutdown, deadline).await
                             }
                             Ok(Err(e)) => {

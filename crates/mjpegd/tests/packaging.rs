@@ -131,7 +131,10 @@ fn the_man_page_and_completions_come_from_the_cli() {
     assert!(ok);
     assert!(page.contains(".TH mjpegd 1"), "{page}");
     for flag in ["listen", "log\\-format", "tls\\-cert", "config"] {
-        assert!(page.contains(&format!("\\-\\-{flag}")), "man page lacks --{flag}");
+        assert!(
+            page.contains(&format!("\\-\\-{flag}")),
+            "man page lacks --{flag}"
+        );
     }
     // The roff renders with man(1) without a warning.
     let (ok, text, err) = output(
@@ -187,19 +190,22 @@ fn json_logs_are_one_object_per_line() {
         let mut lines = BufReader::new(stderr).lines();
         let mut seen = Vec::new();
         while let Some(Ok(line)) = lines.next() {
-            let v: serde_json::Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             assert_eq!(v["level"], "INFO", "{line}");
-            assert!(v["timestamp"].is_string() && v["target"].is_string(), "{line}");
+            assert!(
+                v["timestamp"].is_string() && v["target"].is_string(),
+                "{line}"
+            );
             seen.push(v);
-            if seen
-                .iter()
-                .any(|v| v["message"] == "source online")
-            {
+            if seen.iter().any(|v| v["message"] == "source online") {
                 break;
             }
         }
-        let online = seen.iter().find(|v| v["message"] == "source online").unwrap();
+        let online = seen
+            .iter()
+            .find(|v| v["message"] == "source online")
+            .unwrap();
         // Fields sit beside the message, ready to index.
         assert_eq!(online["width"], 160, "{online}");
         drop(server);
