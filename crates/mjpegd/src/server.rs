@@ -28,12 +28,19 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
-    let loops: Vec<_> = listeners
+    // Every spare is opened before any loop accepts: a loop started late would find the descriptors
+    // already taken by another loop's connections.
+    let with_spares: Vec<_> = listeners
         .into_iter()
-        .map(|(listener, probe)| {
+        .map(|(listener, probe)| (listener, probe, SpareFd::open()))
+        .collect();
+    let loops: Vec<_> = with_spares
+        .into_iter()
+        .map(|(listener, probe, spare)| {
             tokio::spawn(accept_loop(
                 listener,
                 probe,
+                spare,
                 app.clone(),
                 shutdown.clone(),
                 tracker.clone(),
@@ -56,11 +63,11 @@ pub async fn serve(
 async fn accept_loop(
     listener: Listener,
     mut probe: AcceptProbe,
+    mut spare: SpareFd,
     app: Arc<App>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let mut spare = SpareFd::open();
     let mut failures = AcceptFailures::default();
     let tls = if listener.tls {
         app.config.tls.clone()
@@ -69,7 +76,10 @@ async fn accept_loop(
     };
     loop {
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            r = std::future::poll_fn(|cx| {
+                let _turn = accept_turn();
+                listener.poll_accept(cx)
+            }) => r,
             Some(reply) = probe.recv() => {
                 let _ = reply.send(());
                 continue;
@@ -148,6 +158,16 @@ async fn accept_loop(
     }
 }
 
+/// Taken for every accept system call and for the whole of a [`SpareFd::shed`]. With several listeners,
+/// the descriptor one loop's spare frees for its 503 must not be taken by another loop's ordinary accept
+/// (that loop would keep a connection, and this one would lose its spare and leave its queue hanging).
+/// Held only across non-blocking system calls, never an await.
+static ACCEPT_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn accept_turn() -> std::sync::MutexGuard<'static, ()> {
+    ACCEPT_TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A descriptor held in reserve so that a connection can still be accepted, answered and closed when the
 /// process is out of descriptors.
 struct SpareFd(Option<std::fs::File>);
@@ -161,6 +181,7 @@ impl SpareFd {
     /// connection is only closed), closes it and takes the spare back. False if there was no spare or
     /// nothing could be accepted.
     fn shed(&mut self, listener: &Listener, answer: bool) -> bool {
+        let _turn = accept_turn();
         if self.0.take().is_none() {
             *self = SpareFd::open();
             return false;

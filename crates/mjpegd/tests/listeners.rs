@@ -15,9 +15,15 @@ use std::time::Duration;
 
 /// Starts mjpegd with exactly `args` and returns it with the listeners its banner names.
 fn start(args: &[&str]) -> (Server, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(["--resolution", "160x120", "--fps", "10"])
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mjpegd"));
+    cmd.args(["--resolution", "160x120", "--fps", "10"])
+        .args(args);
+    start_cmd(cmd)
+}
+
+/// Starts `cmd` (an mjpegd, or a shell that execs one) and returns it with its listeners.
+fn start_cmd(mut cmd: Command) -> (Server, Vec<String>) {
+    let mut child = cmd
         .env("MJPEGD_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -313,4 +319,71 @@ fn the_config_files_listen_list_is_served_and_a_change_needs_a_restart() {
     assert_eq!(config["last_reload_ok"], true, "{config}");
     assert_eq!(config["needs_restart"], serde_json::json!(["listen"]));
     assert_eq!(unix_get(&sock, "/cams/a/snapshot").status, 200);
+}
+
+#[test]
+fn out_of_descriptors_every_listener_still_answers_newcomers_503() {
+    let dir = TempDir::new("unix-fds");
+    let sock = dir.0.join("m.sock");
+    let unix = format!("unix:{}", sock.display());
+    // 64 descriptors, and --max-connections above them: accept runs out, and each listener's spare
+    // descriptor answers the waiting connections.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit -Sn 64 && ulimit -Hn 64 && exec {} \"$@\"",
+            env!("CARGO_BIN_EXE_mjpegd")
+        ))
+        .arg("sh")
+        .args([
+            "--resolution",
+            "160x120",
+            "--fps",
+            "5",
+            "--head-timeout",
+            "10s",
+        ])
+        .args([
+            "--max-connections",
+            "1000",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            &unix,
+        ]);
+    let (server, _) = start_cmd(cmd);
+    let held: Vec<UnixStream> = (0..100)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    let refused = |mut s: &UnixStream| {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        buf[..n].starts_with(b"HTTP/1.1 503")
+    };
+    // Far more than 64 descriptors' worth: the last ones were answered, not left in the queue.
+    let answered = held.iter().skip(70).filter(|s| refused(s)).count();
+    assert_eq!(
+        answered, 30,
+        "every unix connection past the descriptors got its 503"
+    );
+    // The TCP listener's loop has its own spare (opened before any loop accepted, and never taken by
+    // the other loop's accepts while it is freed for a 503): newcomers there are answered too.
+    let tcp: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    let answered = tcp
+        .iter()
+        .filter(|s| {
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut buf = [0u8; 64];
+            let n = (&mut &**s).read(&mut buf).unwrap_or(0);
+            buf[..n].starts_with(b"HTTP/1.1 503")
+        })
+        .count();
+    assert!(
+        answered >= 18,
+        "{answered} of 20 TCP newcomers got their 503"
+    );
+    drop(held);
 }

@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
+use std::task::{Context, Poll};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 /// Where a bound listener listens.
@@ -76,18 +77,17 @@ impl AsFd for Listener {
 }
 
 impl Listener {
-    /// Waits for the next connection.
-    pub async fn accept(&self) -> std::io::Result<(Conn, Peer)> {
+    /// Accepts a waiting connection, or registers `cx` to be woken when one arrives. (One system call,
+    /// no await: the accept loop makes it under a lock shared by every listener, see `server.rs`.)
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<(Conn, Peer)>> {
         match &self.socket {
-            Socket::Tcp(l) => {
-                let (s, addr) = l.accept().await?;
-                Ok((Conn::Tcp(s), Peer::Ip(addr)))
-            }
-            Socket::Unix { listener, .. } => {
-                let (s, _) = listener.accept().await?;
+            Socket::Tcp(l) => l
+                .poll_accept(cx)
+                .map_ok(|(s, addr)| (Conn::Tcp(s), Peer::Ip(addr))),
+            Socket::Unix { listener, .. } => listener.poll_accept(cx).map_ok(|(s, _)| {
                 let peer = Peer::of_unix(&s);
-                Ok((Conn::Unix(s), peer))
-            }
+                (Conn::Unix(s), peer)
+            }),
         }
     }
 
