@@ -66,7 +66,7 @@ impl SecurityArgs {
 }
 
 /// File descriptors kept back from connections: standard streams, the runtime's epoll and wakers, the
-/// listener and its spare descriptor, the source (a socket, a child's pipes, a camera, a file), a TLS
+/// listeners and their spare descriptors (one each), the source (a socket, a child's pipes, a camera, a file), a TLS
 /// reload reading its files.
 pub const FD_RESERVE: u64 = 64;
 /// --max-clients when neither it nor the open-file limit says less.
