@@ -134,10 +134,12 @@ pub fn bind_all(specs: &[ListenSpec], have_certificate: bool) -> anyhow::Result<
     let all_names: Vec<String> = passed.iter().flatten().map(|p| p.name.clone()).collect();
     let mut listeners = Vec::new();
     let mut seen = Vec::new();
-    // Named systemd specs first, so that a bare `systemd` takes the rest.
-    let mut order: Vec<&ListenSpec> = specs.iter().collect();
-    order.sort_by_key(|s| !matches!(&s.target, Target::Systemd { name: Some(_) }));
-    for spec in order {
+    // Named systemd specs first, so that a bare `systemd` takes the rest; the listeners are then put
+    // back in the order given.
+    let mut order: Vec<(usize, &ListenSpec)> = specs.iter().enumerate().collect();
+    order.sort_by_key(|(_, s)| !matches!(&s.target, Target::Systemd { name: Some(_) }));
+    let mut given: Vec<usize> = Vec::new();
+    for (index, spec) in order {
         // (port 0 asks for any free port: twice is two listeners)
         let any_port = matches!(spec.target, Target::Tcp(a) if a.port() == 0);
         if seen.contains(&spec.target) && !any_port {
@@ -192,11 +194,14 @@ pub fn bind_all(specs: &[ListenSpec], have_certificate: bool) -> anyhow::Result<
                 }
             }
         }
+        given.resize(listeners.len(), index);
     }
     for p in passed.into_iter().flatten() {
         tracing::warn!(fd = p.fd, name = %p.name, "a socket systemd passed is not served (no --listen systemd:NAME names it)");
     }
-    Ok(listeners)
+    let mut ordered: Vec<(usize, Listener)> = given.into_iter().zip(listeners).collect();
+    ordered.sort_by_key(|(i, _)| *i);
+    Ok(ordered.into_iter().map(|(_, l)| l).collect())
 }
 
 /// `scheme://address:port`, with IPv6 addresses in brackets.
