@@ -6,19 +6,10 @@
 mod common;
 use common::*;
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A loopback port free now (for a socket that systemd-socket-activate, not mjpegd, binds).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn snapshot_over_tcp(addr: SocketAddr) -> Response {
     request(
