@@ -15,11 +15,10 @@ use super::stream::{
 use crate::camera::Camera;
 use crate::http::app::App;
 use crate::hub::ClientMeta;
-use crate::net::Transport;
+use crate::net::{Peer, Transport};
 use bytes::BytesMut;
 use mjpegd_core::frame::format_timestamp;
 use mjpegd_core::Policy;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -37,7 +36,7 @@ const WALL_HTML: &str = include_str!("wall.html");
 pub async fn handle_connection<T: Transport>(
     app: Arc<App>,
     mut io: T,
-    addr: SocketAddr,
+    addr: Peer,
     shutdown: CancellationToken,
     first_deadline: Instant,
 ) {
@@ -309,7 +308,7 @@ async fn stream<T: Transport>(
     app: &Arc<App>,
     camera: &Camera,
     mut io: T,
-    addr: SocketAddr,
+    addr: Peer,
     request: &Request,
     head_only: bool,
 ) {

@@ -1,12 +1,12 @@
-//! The connections mjpegd serves: plain TCP, or TLS over it, behind one trait, so the HTTP side does not
-//! care which.
+//! The connections mjpegd serves: plain TCP, TLS over it, or a unix socket, behind one trait, so the HTTP
+//! side does not care which.
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, Interest};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// A connection mjpegd can serve: plain TCP (and, later, TLS over it).
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -28,8 +28,8 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         self.unsent_bytes()
     }
 
-    /// Whether [`Transport::poll_send_file`] works on this connection (plain TCP: yes; TLS: no, its bytes
-    /// are encrypted in user space).
+    /// Whether [`Transport::poll_send_file`] works on this connection (TCP and unix sockets: yes; TLS: no,
+    /// its bytes are encrypted in user space).
     fn sends_files(&self) -> bool {
         false
     }
@@ -47,6 +47,23 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     }
 }
 
+/// sendfile into a tokio socket: waits for writability, sends what fits, and on WouldBlock lets `try_io`
+/// clear the readiness, so the next wait is for the socket's next writable edge.
+macro_rules! poll_send_file {
+    ($socket:expr, $cx:expr, $file:expr, $offset:expr, $len:expr) => {{
+        let socket = $socket;
+        loop {
+            ready!(socket.poll_write_ready($cx))?;
+            match socket.try_io(Interest::WRITABLE, || {
+                super::shared_part::send_file(socket.as_raw_fd(), $file, $offset, $len)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }};
+}
+
 impl Transport for TcpStream {
     fn tune_for_stream(&self, send_buffer: Option<usize>) {
         let _ = self.set_nodelay(true);
@@ -60,28 +77,18 @@ impl Transport for TcpStream {
     }
 
     fn unsent_bytes(&self) -> Option<usize> {
-        use std::os::fd::AsRawFd;
-        let mut queued: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
-        let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-        if rc != 0 {
-            return None;
-        }
+        let queued = outq(self.as_raw_fd())?;
         // A reset connection keeps its unacknowledged count forever: report nothing, so the caller's next
         // write fails and ends the stream. (Asked only when something is queued: the common case costs one
         // system call.)
         if queued > 0 && !matches!(self.take_error(), Ok(None)) {
             return None;
         }
-        Some(queued.max(0) as usize)
+        Some(queued)
     }
 
     fn unsent_bytes_quick(&self) -> Option<usize> {
-        use std::os::fd::AsRawFd;
-        let mut queued: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
-        let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-        (rc == 0).then_some(queued.max(0) as usize)
+        outq(self.as_raw_fd())
     }
 
     fn sends_files(&self) -> bool {
@@ -95,19 +102,55 @@ impl Transport for TcpStream {
         offset: u64,
         len: usize,
     ) -> Poll<io::Result<usize>> {
-        use std::os::fd::AsRawFd;
-        loop {
-            ready!(self.poll_write_ready(cx))?;
-            // try_io clears the readiness on WouldBlock, so the next poll waits for the socket's next
-            // writable edge.
-            match self.try_io(Interest::WRITABLE, || {
-                super::shared_part::send_file(self.as_raw_fd(), file, offset, len)
-            }) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return Poll::Ready(r),
-            }
+        poll_send_file!(self, cx, file, offset, len)
+    }
+}
+
+/// A unix socket (a reverse proxy on this host): no Nagle to turn off; the send queue is what the peer
+/// has not read yet.
+impl Transport for UnixStream {
+    fn tune_for_stream(&self, send_buffer: Option<usize>) {
+        if let Some(size) = send_buffer {
+            let _ = socket2::SockRef::from(self).set_send_buffer_size(size);
         }
     }
+
+    fn discard_unsent_on_close(&self) {}
+
+    fn unsent_bytes(&self) -> Option<usize> {
+        let queued = outq(self.as_raw_fd())?;
+        if queued > 0 && !matches!(self.take_error(), Ok(None)) {
+            return None;
+        }
+        Some(queued)
+    }
+
+    fn unsent_bytes_quick(&self) -> Option<usize> {
+        outq(self.as_raw_fd())
+    }
+
+    fn sends_files(&self) -> bool {
+        true
+    }
+
+    fn poll_send_file(
+        &self,
+        cx: &mut Context<'_>,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        poll_send_file!(self, cx, file, offset, len)
+    }
+}
+
+/// Bytes in a socket's send queue (SIOCOUTQ): for TCP, sent but not acknowledged; for a unix socket, not
+/// yet read by the peer.
+fn outq(fd: std::os::fd::RawFd) -> Option<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    (rc == 0).then_some(queued.max(0) as usize)
 }
 
 #[cfg(test)]
@@ -117,6 +160,35 @@ mod tests {
     use bytes::Bytes;
     use mjpegd_core::Frame;
     use tokio::io::AsyncReadExt;
+
+    /// Sends both header modes' ranges of `part` through `server` with sendfile; returns the calls it took
+    /// and the vectored writer's bytes for the same parts.
+    async fn send_both_modes<T: Transport>(
+        server: &T,
+        frame: &Frame,
+        part: &SharedPart,
+    ) -> (usize, Vec<u8>) {
+        let mut expected = Vec::new();
+        let mut calls = 0;
+        for advance in [false, true] {
+            let (offset, len) = part.range(advance);
+            let mut done = 0;
+            while done < len {
+                done += std::future::poll_fn(|cx| {
+                    server.poll_send_file(cx, part.file(), offset + done as u64, len - done)
+                })
+                .await
+                .unwrap();
+                calls += 1;
+            }
+            let mut reference = Vec::new();
+            crate::http::stream::write_part(&mut reference, frame, advance)
+                .await
+                .unwrap();
+            expected.extend_from_slice(&reference);
+        }
+        (calls, expected)
+    }
 
     /// A part larger than the socket takes at once leaves in several sendfile calls, each waiting for the
     /// socket to be writable again, and arrives whole and in order, in both header modes.
@@ -138,27 +210,34 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         server.tune_for_stream(Some(16384));
         assert!(server.sends_files());
-        let mut expected = Vec::new();
-        let mut calls = 0;
-        for advance in [false, true] {
-            let (offset, len) = part.range(advance);
-            let mut done = 0;
-            while done < len {
-                done += std::future::poll_fn(|cx| {
-                    server.poll_send_file(cx, part.file(), offset + done as u64, len - done)
-                })
-                .await
-                .unwrap();
-                calls += 1;
-            }
-            let mut reference = Vec::new();
-            crate::http::stream::write_part(&mut reference, &frame, advance)
-                .await
-                .unwrap();
-            expected.extend_from_slice(&reference);
-        }
+        let (calls, expected) = send_both_modes(&server, &frame, &part).await;
         drop(server);
         let got = client.await.unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes differ from the vectored writer's");
+        assert!(
+            calls > 2,
+            "a part this size should take several sends ({calls})"
+        );
+    }
+
+    /// The same over a unix socket (a proxy on this host reading mjpegd through one).
+    #[tokio::test]
+    async fn a_part_sent_from_its_file_over_a_unix_socket_arrives_byte_for_byte() {
+        let jpeg: Vec<u8> = (0..700_000u32).map(|i| (i * 13 + i / 97) as u8).collect();
+        let frame = Frame::new(10, 1_700_000_000_000_002, Bytes::from(jpeg));
+        let part = SharedPart::new(&frame).unwrap().unwrap();
+        let (server, mut client) = UnixStream::pair().unwrap();
+        server.tune_for_stream(Some(16384));
+        assert!(server.sends_files());
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        let (calls, expected) = send_both_modes(&server, &frame, &part).await;
+        drop(server);
+        let got = reader.await.unwrap();
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "bytes differ from the vectored writer's");
         assert!(
