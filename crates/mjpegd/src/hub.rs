@@ -247,11 +247,16 @@ impl SharedHub {
         match SharedPart::new(&published.frame) {
             Ok(None) => {} // as many parts are open as may be: this frame goes from its bytes
             Ok(Some(part)) => {
-                let mut core = lock(&self.core);
-                core.parts.push_back(Arc::new(part));
-                while core.parts.len() > SHARED_PARTS {
-                    core.parts.pop_front();
-                }
+                let old = {
+                    let mut core = lock(&self.core);
+                    core.parts.push_back(Arc::new(part));
+                    (core.parts.len() > SHARED_PARTS)
+                        .then(|| core.parts.pop_front())
+                        .flatten()
+                };
+                // Closing the oldest part's file (if no client still sends from it) is a system call:
+                // after the lock.
+                drop(old);
             }
             Err(e) => {
                 if !self.part_failed.swap(true, Ordering::Relaxed) {
