@@ -281,3 +281,64 @@ fn plain_tcp_clients_are_sent_parts_from_shared_memory() {
         "the server read {read} bytes while each client received {received}: parts were copied, not sent from files"
     );
 }
+
+/// A client that stops reading with a part half sent (frames of hundreds of KB against a 4 KiB receive
+/// buffer) is waiting on sendfile's writability, not in a write call: the write timeout (lockstep: the
+/// lockstep timeout) must still end it, under every policy, and the readers beside it carry on.
+#[test]
+fn clients_that_stop_reading_mid_part_are_evicted_at_their_timeouts() {
+    let jpegs = frames();
+    let dir = TempDir::new("stream-bytes-stalled");
+    for (i, j) in jpegs.iter().enumerate() {
+        std::fs::write(dir.0.join(format!("f{i}.jpg")), j).unwrap();
+    }
+    let server = Server::start(&[
+        "--source",
+        &format!("files:{}", dir.0.display()),
+        "--fps",
+        "30",
+        "--capture",
+        "always",
+        "--resolution",
+        "640x480",
+        "--write-timeout",
+        "1s",
+        "--lockstep-timeout",
+        "1s",
+    ]);
+    let stalled: Vec<Stream> = ["latest", "all", "lockstep"]
+        .iter()
+        .map(|p| Stream::open(server.addr, &format!("/stream?delivery={p}"), Some(4096)))
+        .collect();
+    let mut readers: Vec<Stream> = ["latest", "all", "lockstep"]
+        .iter()
+        .map(|p| server.stream(&format!("/stream?delivery={p}")))
+        .collect();
+    let state = eventually(
+        Duration::from_secs(8),
+        "the stalled clients evicted",
+        || {
+            for r in &mut readers {
+                r.next_part().expect("readers keep getting frames");
+            }
+            let s = server.state();
+            (s["stream"]["clients"] == 3).then_some(s)
+        },
+    );
+    assert_eq!(
+        state["evictions"]["write_timeout"], 2,
+        "{}",
+        state["evictions"]
+    );
+    assert_eq!(
+        state["evictions"]["lockstep_timeout"], 1,
+        "{}",
+        state["evictions"]
+    );
+    for r in &mut readers {
+        for _ in 0..10 {
+            assert_whole_jpeg(&r.next_part().unwrap().body);
+        }
+    }
+    drop(stalled);
+}
