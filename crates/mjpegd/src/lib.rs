@@ -18,3 +18,5 @@ pub mod render;
 pub mod security;
 pub mod server;
 pub mod source;
+pub mod still;
+pub mod variant;

@@ -11,6 +11,7 @@
 pub mod app;
 pub mod auth;
 pub mod limits;
+pub mod query;
 pub mod recordings;
 pub mod request;
 pub mod response;
