@@ -38,21 +38,25 @@ fn even_round(n: u64, d: u64) -> u32 {
 }
 
 /// The size of `source` fitted inside `bounds` keeping its aspect ratio: never larger than `source`
-/// (pictures are not enlarged), even each way, at least 2x2. The side that limits is the box's own (rounded
-/// down to even); the other is rounded to the nearest even size.
+/// (pictures are not enlarged), even each way, at least 2x2. Of the two candidates (the box's width with
+/// the height that follows, or the box's height with the width that follows, each rounded to the nearest
+/// even size) the larger one that fits is taken, which makes fitting idempotent: a fitted size fitted
+/// again, into itself, stays what it is (each frame of a variant is fitted into its key's box).
 pub fn fit(source: (u32, u32), bounds: (u32, u32)) -> (u32, u32) {
     let (sw, sh) = (source.0.max(1) as u64, source.1.max(1) as u64);
-    let bw = (bounds.0 as u64).min(sw);
-    let bh = (bounds.1 as u64).min(sh);
-    if bw * sh <= bh * sw {
-        // Width limits: the height follows.
-        let w = even_floor(bw);
-        let h = even_round(sh * w as u64, sw).min(even_floor(bh.max(2)));
-        (w, h)
-    } else {
-        let h = even_floor(bh);
-        let w = even_round(sw * h as u64, sh).min(even_floor(bw.max(2)));
-        (w, h)
+    let bw = even_floor((bounds.0 as u64).min(sw));
+    let bh = even_floor((bounds.1 as u64).min(sh));
+    let by_width = (bw, even_round(sh * bw as u64, sw));
+    let by_height = (even_round(sw * bh as u64, sh), bh);
+    let fits = |(w, h): (u32, u32)| w <= bw && h <= bh;
+    let area = |(w, h): (u32, u32)| w as u64 * h as u64;
+    match (fits(by_width), fits(by_height)) {
+        (true, true) if area(by_height) > area(by_width) => by_height,
+        (true, _) => by_width,
+        (false, true) => by_height,
+        // Not reachable (the exact sizes multiply to the box's area, so rounding cannot push both out);
+        // the box itself is the safe answer.
+        (false, false) => (bw, bh),
     }
 }
 
@@ -244,6 +248,7 @@ mod tests {
             let exact_w = sw as f64 * h as f64 / sh as f64;
             prop_assert!((h as f64 - exact_h).abs() <= 2.0 || (w as f64 - exact_w).abs() <= 2.0,
                 "{sw}x{sh} in {bw}x{bh} gave {w}x{h}");
+            prop_assert_eq!(fit((sw, sh), (w, h)), (w, h), "fitting is idempotent");
             let d = dct_denominator((sw, sh), (w, h));
             prop_assert!(dct_scaled(sw, d) >= w && dct_scaled(sh, d) >= h);
             if d < 8 {
