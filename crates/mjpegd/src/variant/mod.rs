@@ -214,7 +214,6 @@ async fn run(source: Arc<SharedHub>, variant: Arc<Variant>, camera: String) {
     let mut changes = source.changes();
     let mut failing = false;
     loop {
-        changes.borrow_and_update();
         let Some(Ok(mut frame)) = sub.try_next() else {
             // The camera's run ended: the variant's last frame is history too.
             if source.newest().is_none() {
@@ -268,5 +267,103 @@ async fn run(source: Arc<SharedHub>, variant: Arc<Variant>, camera: String) {
             }
         }
         sub.sent(frame.jpeg.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn key(width: u32, height: u32) -> VariantKey {
+        VariantKey {
+            width,
+            height,
+            quality: 70,
+        }
+    }
+
+    fn jpeg(width: usize, height: usize) -> Bytes {
+        let pixels = vec![90u8; width * height * 3];
+        let image = turbojpeg::Image {
+            pixels: &pixels[..],
+            width,
+            pitch: width * 3,
+            height,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        Bytes::from(
+            turbojpeg::compress(image, 80, turbojpeg::Subsamp::Sub2x2)
+                .unwrap()
+                .to_vec(),
+        )
+    }
+
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leases_share_a_variant_bound_the_count_and_the_last_one_stops_it() {
+        let source = SharedHub::new(HubConfig::default(), SourceStatus::default());
+        let variants = Variants::new("cam", source.clone(), 1 << 20);
+        let camera = CancellationToken::new();
+        let a1 = variants.lease(key(160, 120), 2, &camera).unwrap();
+        let a2 = variants.lease(key(160, 120), 2, &camera).unwrap();
+        assert!(
+            Arc::ptr_eq(a1.variant(), a2.variant()),
+            "one variant per key"
+        );
+        let b = variants.lease(key(80, 60), 2, &camera).unwrap();
+        let refused = variants.lease(key(40, 30), 2, &camera).err().unwrap();
+        assert!(
+            refused.contains("--max-variants") && refused.contains("80x60 q70"),
+            "{refused}"
+        );
+        // Each variant reads the camera once.
+        until("two transcoders", || source.client_count() == 2).await;
+        // A frame of the camera comes out of each variant, fitted, under its number and capture time.
+        let original = source.publish_numbered(jpeg(320, 240), 41, 1_700_000_000_000_000);
+        until("the transcoded frame", || {
+            a1.variant().hub.newest().is_some()
+        })
+        .await;
+        let f = a1.variant().hub.newest().unwrap();
+        assert_eq!(
+            (f.seq, f.timestamp_us),
+            (original.seq, original.timestamp_us)
+        );
+        let h = turbojpeg::read_header(&f.jpeg).unwrap();
+        assert_eq!((h.width, h.height), (160, 120));
+        // The camera's run ends: the variant's frame is history too.
+        source.end_run();
+        until("the variant to end its run", || {
+            a1.variant().hub.newest().is_none()
+        })
+        .await;
+        drop((a1, b));
+        assert_eq!(variants.list().len(), 1, "a2 still holds its variant");
+        let stopped = a2.variant().clone();
+        drop(a2);
+        assert!(variants.list().is_empty());
+        assert!(stopped.stop.is_cancelled());
+        until("the transcoders to leave the camera", || {
+            source.client_count() == 0
+        })
+        .await;
+        assert!(variants.running(key(160, 120)).is_none());
+        // A camera that goes away stops its variants' transcoders.
+        let c = variants.lease(key(100, 74), 2, &camera).unwrap();
+        until("a transcoder", || source.client_count() == 1).await;
+        camera.cancel();
+        until("the transcoder to end", || source.client_count() == 0).await;
+        drop(c);
     }
 }
