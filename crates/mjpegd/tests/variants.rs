@@ -257,6 +257,7 @@ fn past_max_variants_a_new_one_gets_503_and_a_variant_stops_with_its_last_client
         "{body}"
     );
     assert_eq!(body.trim_end().lines().count(), 1, "{body}");
+    assert_eq!(server.state()["rejected"]["max_variants"], 1);
     // Clients of a running variant still get in, and so do the original and one-off snapshots.
     let mut a2 = server.stream("/?action=stream&width=160&height=120");
     assert_eq!(size_of(&a2.next_part().unwrap().body), (160, 120));

@@ -75,6 +75,8 @@ impl ServerConfig {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub rejected_max_clients: AtomicU64,
+    /// Streams refused because their camera already ran --max-variants variants.
+    pub rejected_max_variants: AtomicU64,
     pub bad_requests: AtomicU64,
     pub timeouts: AtomicU64,
     /// Requests without valid credentials (401).

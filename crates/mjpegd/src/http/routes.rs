@@ -354,6 +354,9 @@ async fn stream<T: Transport>(
     let lease = match variant.map(|key| camera.lease_variant(key)).transpose() {
         Ok(lease) => lease,
         Err(why) => {
+            app.counters
+                .rejected_max_variants
+                .fetch_add(1, Ordering::Relaxed);
             let _ = Response::text(503, &format!("{why}\n"))
                 .header("Retry-After", "5")
                 .write(&mut io, false, &app.cors)

@@ -227,6 +227,7 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
             "evictions": evictions,
             "rejected": {
                 "max_clients": app.counters.rejected_max_clients.load(Ordering::Relaxed),
+                "max_variants": app.counters.rejected_max_variants.load(Ordering::Relaxed),
                 "bad_requests": app.counters.bad_requests.load(Ordering::Relaxed),
                 "timeouts": app.counters.timeouts.load(Ordering::Relaxed),
                 "unauthorized": app.counters.unauthorized.load(Ordering::Relaxed),
