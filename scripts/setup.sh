@@ -6,8 +6,10 @@
 #   ffmpeg            tests of the pipe source and player compatibility
 #   ustreamer         the peer the benchmarks compare against
 #   chromium          the test of what a browser really shows
+#   nginx-light, caddy, haproxy   the tests of the recipes in docs/recipes (proxies in front, scale-out);
+#                     started by the tests themselves on loopback, never as system services
 set -euo pipefail
-packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg ustreamer curl chromium)
+packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg ustreamer curl chromium nginx-light caddy haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -16,6 +18,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   echo "setup: installing ${missing[*]}" >&2
   $SUDO apt-get update -q
+  # Packages with a service (nginx, caddy, haproxy) must not start it: where no policy says otherwise,
+  # one is put in place for the install and removed after.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy" && own_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+  if [ -n "$own_policy" ]; then $SUDO rm -f "$policy"; fi
 fi
 command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }

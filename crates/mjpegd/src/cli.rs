@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// can send any header) are dropped and counted in /state.
     #[arg(long, default_value = "8192x8192", value_parser = parse_max_picture)]
     pub max_picture_size: (u32, u32),
+    /// Leave out EXIF thumbnails (header segments holding a picture of their own) from the source's frames,
+    /// for clients that cut a still from a stream at the first FF D9 (Home Assistant without a still-image
+    /// URL). The EXIF fields travelling with the thumbnail go too.
+    #[arg(long)]
+    pub drop_thumbnails: bool,
     /// Record the camera into Matroska segments in this folder (frames as they are, capture-time stamps).
     #[arg(long)]
     pub record: Option<std::path::PathBuf>,
@@ -234,6 +239,7 @@ impl ServeArgs {
                 placeholder_size: self.resolution,
                 no_signal_after: self.no_signal_after,
                 max_picture: self.max_picture_size,
+                drop_thumbnails: self.drop_thumbnails,
                 ..SupervisorConfig::default()
             },
             buffer_memory: usize::try_from(self.buffer_memory).unwrap_or(usize::MAX),

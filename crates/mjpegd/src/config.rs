@@ -142,6 +142,7 @@ struct CameraKeys {
     read_timeout: Option<Spanned<String>>,
     no_signal_after: Option<Spanned<String>>,
     max_picture_size: Option<Spanned<String>>,
+    drop_thumbnails: Option<Spanned<bool>>,
     record: Option<Spanned<PathBuf>>,
     record_segment: Option<Spanned<String>>,
     record_keep: Option<Spanned<String>>,
@@ -330,6 +331,9 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
         }
         if let Some(m) = value(&k.max_picture_size, parse_max_picture, &at)? {
             c.supervisor.max_picture = m;
+        }
+        if let Some(d) = &k.drop_thumbnails {
+            c.supervisor.drop_thumbnails = *d.get_ref();
         }
         if let Some(dir) = &k.record {
             let (segment, keep, max_size) = c

@@ -86,6 +86,8 @@ pub struct SourceStatus {
     pub dropped_not_jpeg: u64,
     /// Frames dropped because their picture is larger than the configured maximum.
     pub dropped_too_large: u64,
+    /// Frames published without the embedded thumbnail they came with (`drop_thumbnails`).
+    pub thumbnails_dropped: u64,
     /// Times the source was (re)opened after a failure.
     pub reconnects: u64,
     /// Why the source is down now (None while it delivers frames or is idle).

@@ -77,3 +77,60 @@ fn without_advance_headers_chromium_shows_the_frame_before() {
     let (shown, sent) = shown_and_sent(&server, "fps=1&advance_headers=0");
     assert!(shown < sent, "shown {shown}, sent {sent}");
 }
+
+/// Mainsail's "MJPEG-Streamer" mode reads the stream with fetch() (from Chromium, with Chromium's
+/// User-Agent) and cuts frames by each part's Content-Length: the headers ahead that `<img>` needs must
+/// not be sent to it, or it never shows a frame. The page below reads the stream as Mainsail's worker
+/// does (the header bytes up to the JPEG's FF D8 give the length; that many bytes are the frame).
+#[test]
+fn a_stream_read_with_fetch_gets_a_content_length_in_every_part() {
+    let server = Server::start(&["--capture", "always", "--fps", "10", "--allow-origin", "*"]);
+    let addr = server.addr;
+    let dir = TempDir::new("browser-fetch");
+    let page = dir.0.join("page.html");
+    std::fs::write(
+        &page,
+        format!(
+            r#"<!doctype html><html><body><pre id="out">pending</pre>
+<script>
+(async () => {{
+  const out = document.getElementById("out");
+  let frames = 0, without = 0, bad = 0;
+  try {{
+    const r = await fetch("http://{addr}/stream?timestamp=" + Date.now(), {{ mode: "cors" }});
+    const reader = r.body.getReader();
+    let buf = new Uint8Array(0);
+    const started = Date.now();
+    while (frames < 5 && Date.now() - started < 8000) {{
+      const {{ value, done }} = await reader.read();
+      if (done) break;
+      const joined = new Uint8Array(buf.length + value.length);
+      joined.set(buf); joined.set(value, buf.length); buf = joined;
+      for (;;) {{
+        let soi = -1;
+        for (let i = 0; i + 1 < buf.length; i++) if (buf[i] === 0xff && buf[i + 1] === 0xd8) {{ soi = i; break; }}
+        if (soi < 0) break;
+        const head = new TextDecoder().decode(buf.subarray(0, soi));
+        const m = /content-length:\s*(\d+)/i.exec(head);
+        if (!m) {{ without++; buf = buf.subarray(soi + 2); continue; }}
+        const len = parseInt(m[1]);
+        if (buf.length < soi + len) break;
+        const jpeg = buf.subarray(soi, soi + len);
+        if (jpeg[len - 2] === 0xff && jpeg[len - 1] === 0xd9) frames++; else bad++;
+        buf = buf.subarray(soi + len);
+      }}
+    }}
+    reader.cancel();
+  }} catch (e) {{ out.textContent = "RES" + "ULT:" + JSON.stringify({{ error: String(e) }}); return; }}
+  out.textContent = "RES" + "ULT:" + JSON.stringify({{ frames, without, bad }});
+}})();
+</script></body></html>"#
+        ),
+    )
+    .unwrap();
+    let json = page_result(&format!("file://{}", page.display()), &dir.0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["frames"], 5, "{v}");
+    assert_eq!(v["without"], 0, "{v}");
+    assert_eq!(v["bad"], 0, "{v}");
+}

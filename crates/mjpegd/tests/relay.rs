@@ -300,3 +300,63 @@ fn origin_clients(origin: &Server) -> usize {
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     v["result"]["clients"].as_array().unwrap().len()
 }
+
+/// `main` with an EXIF APP1 segment carrying `thumb`, a whole JPEG, as some IP cameras send every frame.
+fn with_exif_thumbnail(main: &[u8], thumb: &[u8]) -> Vec<u8> {
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(thumb);
+    let mut j = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    j.extend(((app1.len() + 2) as u16).to_be_bytes());
+    j.extend(app1);
+    j.extend_from_slice(&main[2..]);
+    j
+}
+
+/// A still cut from stream bytes the way Home Assistant's MJPEG camera does without a still-image URL:
+/// from the first FF D8 to the first FF D9.
+fn first_soi_to_first_eoi(bytes: &[u8]) -> &[u8] {
+    let end = find(bytes, &[0xFF, 0xD9]).expect("an EOI") + 2;
+    let start = find(&bytes[..end], &[0xFF, 0xD8]).expect("an SOI");
+    &bytes[start..end]
+}
+
+#[test]
+fn drop_thumbnails_gives_clients_that_cut_at_the_first_eoi_the_whole_picture() {
+    let mains = make_jpegs(3, 320, 240);
+    let thumb = &make_jpegs(1, 32, 24)[0];
+    let framed: Vec<Vec<u8>> = mains
+        .iter()
+        .map(|m| with_exif_thumbnail(m, thumb))
+        .collect();
+    let up = Upstream::start(Style::esp32(), framed.clone(), 20);
+
+    // As they come, the naive cut is the thumbnail's end: a broken still.
+    let plain = relays(&up.url("/mjpeg/1"), &framed, 3);
+    let part = plain.stream("/stream").next_part().unwrap();
+    assert!(first_soi_to_first_eoi(&part.body).len() < part.body.len());
+    drop(plain);
+
+    let server = Server::start(&[
+        "--source",
+        &up.url("/mjpeg/1"),
+        "--capture",
+        "always",
+        "--drop-thumbnails",
+    ]);
+    let mut s = server.stream("/stream");
+    for _ in 0..5 {
+        let part = s.next_part().unwrap();
+        assert!(
+            mains.contains(&part.body),
+            "the picture is kept byte for byte"
+        );
+        assert_eq!(first_soi_to_first_eoi(&part.body), &part.body[..]);
+        assert_eq!(size_of(&part.body), (320, 240));
+    }
+    let snapshot = server.get("/snapshot");
+    assert!(mains.contains(&snapshot.body));
+    let dropped = server.state()["source"]["thumbnails_dropped"]
+        .as_u64()
+        .unwrap();
+    assert!(dropped >= 5, "counted in /state: {dropped}");
+}

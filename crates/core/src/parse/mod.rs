@@ -7,3 +7,4 @@
 
 pub mod jpeg;
 pub mod multipart;
+pub mod thumbnail;

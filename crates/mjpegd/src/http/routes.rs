@@ -14,7 +14,9 @@ use super::request::{read_request, Request, RequestError};
 use super::response::{Response, NO_CACHE};
 use super::route::{route, Resource, Route};
 use super::state::{camera_state, state_json};
-use super::stream::{is_chromium, response_head, stream_frames, StreamEnd, StreamOptions};
+use super::stream::{
+    response_head, stream_frames, wants_advance_headers, StreamEnd, StreamOptions,
+};
 use crate::camera::Camera;
 use crate::http::app::App;
 use crate::hub::{ClientMeta, SharedHub};
@@ -299,7 +301,10 @@ fn stream_options(
         Some("1" | "true") => true,
         Some("0" | "false") => false,
         Some(v) => return Err(format!("advance_headers must be 0 or 1, not {v:?}")),
-        None => request.header("user-agent").is_some_and(is_chromium),
+        None => wants_advance_headers(
+            request.header("user-agent"),
+            request.header("sec-fetch-dest"),
+        ),
     };
     Ok((
         policy,

@@ -203,6 +203,7 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
                 "captured_fps": captured_fps,
                 "dropped_frames": source.dropped_frames(),
                 "dropped": {"not_jpeg": source.dropped_not_jpeg, "picture_too_large": source.dropped_too_large},
+                "thumbnails_dropped": source.thumbnails_dropped,
                 "reconnects": source.reconnects,
                 "error": source.error,
                 "last_error": source.last_error,

@@ -48,10 +48,11 @@ pub enum StreamEnd {
 }
 
 /// The response head of a stream, including the first boundary (and, in advance mode, the first part's
-/// headers).
+/// headers). `X-Accel-Buffering: no` tells nginx in front not to buffer it (frames would reach clients
+/// late, a buffer at a time), whatever its `proxy_buffering` says.
 pub fn response_head(policy: Policy, advance_headers: bool, cors: &str) -> String {
     format!(
-        "HTTP/1.1 200 OK\r\nServer: mjpegd/{}\r\nContent-Type: multipart/x-mixed-replace;boundary={BOUNDARY}\r\n{}Connection: close\r\n{cors}X-Delivery: {policy}\r\n\r\n--{BOUNDARY}\r\n{}",
+        "HTTP/1.1 200 OK\r\nServer: mjpegd/{}\r\nContent-Type: multipart/x-mixed-replace;boundary={BOUNDARY}\r\n{}Connection: close\r\n{cors}X-Delivery: {policy}\r\nX-Accel-Buffering: no\r\n\r\n--{BOUNDARY}\r\n{}",
         env!("CARGO_PKG_VERSION"),
         super::response::NO_CACHE,
         if advance_headers { std::str::from_utf8(ADVANCE_HEAD).unwrap_or_default() } else { "" },
@@ -189,9 +190,36 @@ pub fn is_chromium(user_agent: &str) -> bool {
         || user_agent.contains("HeadlessChrome/")
 }
 
+/// Whether a request gets each part's headers ahead by default: Chromium's image decoder needs them, but
+/// a page that reads the stream itself with fetch() (Mainsail's MJPEG-Streamer mode, from Chromium and
+/// with its User-Agent) cuts frames by Content-Length, which headers sent ahead cannot carry. Chromium
+/// tells the two apart in `Sec-Fetch-Dest`: `image` (or `document`) for what it decodes, `empty` for
+/// fetch() and XMLHttpRequest.
+pub fn wants_advance_headers(user_agent: Option<&str>, fetch_dest: Option<&str>) -> bool {
+    user_agent.is_some_and(is_chromium)
+        && !fetch_dest.is_some_and(|d| d.eq_ignore_ascii_case("empty"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_chromium_decodes_gets_headers_ahead() {
+        let chrome = Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36");
+        assert!(wants_advance_headers(chrome, Some("image")));
+        assert!(wants_advance_headers(chrome, Some("document")));
+        assert!(
+            wants_advance_headers(chrome, None),
+            "Chromium before Sec-Fetch-Dest"
+        );
+        assert!(!wants_advance_headers(chrome, Some("empty")), "fetch()");
+        assert!(!wants_advance_headers(
+            Some("Lavf/59.27.100"),
+            Some("image")
+        ));
+        assert!(!wants_advance_headers(None, None));
+    }
 
     #[test]
     fn chromium_is_recognised_and_others_are_not() {

@@ -22,6 +22,7 @@ use crate::hub::{SharedHub, SourceState};
 use crate::render::NoSignal;
 use bytes::Bytes;
 use mjpegd_core::parse::jpeg::{check, JpegError};
+use mjpegd_core::parse::thumbnail::drop_thumbnails;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -54,6 +55,9 @@ pub struct SupervisorConfig {
     pub placeholder_interval: Duration,
     /// Frames whose picture is wider or taller than this are dropped and counted.
     pub max_picture: (u32, u32),
+    /// Leave out header segments that carry a picture of their own (EXIF thumbnails), for clients that
+    /// cut stills at the first FF D9 ([`mjpegd_core::parse::thumbnail`]).
+    pub drop_thumbnails: bool,
 }
 
 impl Default for SupervisorConfig {
@@ -66,6 +70,7 @@ impl Default for SupervisorConfig {
             placeholder_size: (1280, 720),
             placeholder_interval: Duration::from_secs(1),
             max_picture: (8192, 8192),
+            drop_thumbnails: false,
         }
     }
 }
@@ -229,16 +234,41 @@ enum Rejected {
 }
 
 /// Checks a frame from the source: a whole JPEG, of a picture no larger than allowed. Returns the JPEG
-/// alone (cameras may pad a buffer with zeros after EOI) and its size.
-fn accept(jpeg: Bytes, max: (u32, u32)) -> Result<(Bytes, u32, u32), Rejected> {
+/// alone (cameras may pad a buffer with zeros after EOI), without embedded thumbnails if asked, and its
+/// size.
+fn accept(jpeg: Bytes, config: &SupervisorConfig) -> Result<Accepted, Rejected> {
     let info = check(&jpeg).map_err(Rejected::NotJpeg)?;
     let (width, height) = (info.width as u32, info.height as u32);
+    let max = config.max_picture;
     if width == 0 || height == 0 || width > max.0 || height > max.1 {
         return Err(Rejected::TooLarge { width, height });
     }
+    if config.drop_thumbnails {
+        if let Some(slim) = drop_thumbnails(&jpeg).map_err(Rejected::NotJpeg)? {
+            return Ok(Accepted {
+                jpeg: Bytes::from(slim),
+                width,
+                height,
+                thumbnail_dropped: true,
+            });
+        }
+    }
     let mut jpeg = jpeg;
     jpeg.truncate(info.len);
-    Ok((jpeg, width, height))
+    Ok(Accepted {
+        jpeg,
+        width,
+        height,
+        thumbnail_dropped: false,
+    })
+}
+
+/// A frame fit to publish.
+struct Accepted {
+    jpeg: Bytes,
+    width: u32,
+    height: u32,
+    thumbnail_dropped: bool,
 }
 
 async fn capture<S: Source>(
@@ -310,8 +340,13 @@ async fn capture<S: Source>(
                     }
                 }
             };
-            match accept(captured.jpeg, config.max_picture) {
-                Ok((jpeg, width, height)) => break (jpeg, captured.at, width, height),
+            match accept(captured.jpeg, config) {
+                Ok(a) => {
+                    if a.thumbnail_dropped {
+                        hub.update_source(|s| s.thumbnails_dropped += 1);
+                    }
+                    break (a.jpeg, captured.at, a.width, a.height);
+                }
                 Err(rejected) => warned.count(hub, rejected, config.max_picture),
             }
         };
@@ -528,7 +563,9 @@ mod tests {
 
     #[test]
     fn frames_larger_than_the_maximum_are_rejected() {
-        let max = (8192, 8192);
+        let max = SupervisorConfig::default();
+        assert_eq!(max.max_picture, (8192, 8192));
+        let max = &max;
         assert!(accept(Bytes::from(claiming(640, 480)), max).is_ok());
         assert!(accept(Bytes::from(claiming(8192, 8192)), max).is_ok());
         for (w, h) in [(65535, 65535), (8193, 10), (10, 8193), (0, 480)] {

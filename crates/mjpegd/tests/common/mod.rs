@@ -163,6 +163,13 @@ pub struct Stream {
 impl Stream {
     /// Connects and reads the response head. `rcvbuf` shrinks the client's receive buffer (for stalls).
     pub fn open(addr: SocketAddr, path: &str, rcvbuf: Option<usize>) -> Stream {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nUser-Agent: mjpegd-tests\r\n\r\n");
+        Stream::open_raw(addr, &request, rcvbuf)
+    }
+
+    /// Connects, sends `request` as it is, and reads the response head.
+    pub fn open_raw(addr: SocketAddr, request: &str, rcvbuf: Option<usize>) -> Stream {
         let sock =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         if let Some(size) = rcvbuf {
@@ -172,11 +179,7 @@ impl Stream {
         let s: TcpStream = sock.into();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut w = s.try_clone().unwrap();
-        write!(
-            w,
-            "GET {path} HTTP/1.1\r\nHost: test\r\nUser-Agent: mjpegd-tests\r\n\r\n"
-        )
-        .unwrap();
+        w.write_all(request.as_bytes()).unwrap();
         let mut reader = BufReader::new(s);
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {

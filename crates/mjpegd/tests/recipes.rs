@@ -1,0 +1,452 @@
+//! The recipes in docs/recipes, run as written with the real programs: nginx and Caddy in front of mjpegd,
+//! and edge mjpegd instances relaying one origin behind HAProxy. Each config file is read from docs/, with
+//! only its addresses changed to this test's free loopback ports.
+
+mod common;
+use common::*;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A proxy process of the test's, ended (SIGTERM, then waited for) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A recipe from docs/recipes.
+fn recipe(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/recipes")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `text` with `from` replaced by `to`, which must be there.
+fn replaced(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the recipe has {from:?}");
+    text.replace(from, to)
+}
+
+/// Starts `cmd` and waits until `port` accepts.
+fn start(cmd: &mut Command, port: u16) -> (Proc, SocketAddr) {
+    let proc = Proc(
+        cmd.stdout(Stdio::null())
+            .spawn()
+            .expect("the program starts"),
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    eventually(Duration::from_secs(10), "the proxy listening", || {
+        TcpStream::connect(addr).ok()
+    });
+    (proc, addr)
+}
+
+/// nginx with docs/recipes/nginx.conf in front of `upstream`.
+fn nginx(upstream: SocketAddr, dir: &Path) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let site = replaced(
+        &recipe("nginx.conf"),
+        "listen 80;",
+        &format!("listen 127.0.0.1:{port};"),
+    );
+    nginx_with(&site, upstream, port, dir)
+}
+
+/// nginx with the server block `site` (which names `upstream` as 127.0.0.1:8080) listening on `port`.
+fn nginx_with(site: &str, upstream: SocketAddr, port: u16, dir: &Path) -> (Proc, SocketAddr) {
+    let site = replaced(site, "127.0.0.1:8080", &upstream.to_string());
+    std::fs::write(dir.join("site.conf"), site).unwrap();
+    let d = dir.display();
+    let main = format!(
+        "worker_processes 1;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
+         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
+         scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), main).unwrap();
+    start(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-g")
+            .arg(format!(
+                "daemon off; pid {d}/nginx.pid; error_log stderr warn;"
+            )),
+        port,
+    )
+}
+
+#[test]
+fn crowsnest_recipe_serves_every_webcam_path_from_one_mjpegd() {
+    let dir = TempDir::new("recipe-crowsnest");
+    let config = dir.0.join("cams.toml");
+    std::fs::write(
+        &config,
+        "[cameras.nozzle]\nresolution = \"320x240\"\n[cameras.bed]\nresolution = \"160x120\"\n\
+         [cameras.door]\nresolution = \"128x96\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let port = free_port();
+    // Mainsail's server block, reduced to what matters here, with the recipe's location in it.
+    let site = format!(
+        "server {{\n  listen 127.0.0.1:{port};\n  location / {{ return 404; }}\n{}\n}}\n",
+        recipe("nginx-crowsnest.conf")
+    );
+    let (_nginx, addr) = nginx_with(&site, server.addr, port, &dir.0);
+    for (path, size) in [
+        ("/webcam/?action=snapshot", (320, 240)),
+        (
+            "/webcam2/?action=snapshot&bypassCache=1700000000000",
+            (160, 120),
+        ),
+        ("/webcam3/?action=snapshot", (128, 96)),
+    ] {
+        let r = request(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: pi\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(size_of(&r.body), size, "{path}");
+    }
+    let mut s = Stream::open(
+        addr,
+        "/webcam2/?action=stream&timestamp=1700000000000",
+        None,
+    );
+    assert!(!s.head.headers.contains_key("transfer-encoding"));
+    for _ in 0..3 {
+        assert_eq!(size_of(&s.next_part().unwrap().body), (160, 120));
+    }
+}
+
+/// Caddy with docs/recipes/Caddyfile in front of `upstream` (plain HTTP on a loopback port, and no admin
+/// endpoint, so that tests can run side by side).
+fn caddy(upstream: SocketAddr, dir: &Path) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let site = replaced(
+        &recipe("Caddyfile"),
+        "cams.example.org",
+        &format!("http://127.0.0.1:{port}"),
+    );
+    let site = replaced(&site, "127.0.0.1:8080", &upstream.to_string());
+    std::fs::write(
+        dir.join("Caddyfile"),
+        format!("{{\n\tadmin off\n}}\n{site}"),
+    )
+    .unwrap();
+    start(
+        Command::new("caddy")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(dir.join("Caddyfile"))
+            .env("HOME", dir)
+            .env("XDG_DATA_HOME", dir)
+            .env("XDG_CONFIG_HOME", dir)
+            // It logs every client that goes away mid-stream as an error: keep that out of the test's output.
+            .stderr(Stdio::null()),
+        port,
+    )
+}
+
+/// The response head only (for a stream that would never end).
+fn head_of(addr: SocketAddr, raw: &str) -> Response {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("a response head");
+        head.push(byte[0]);
+    }
+    parse_response(&head)
+}
+
+/// A part's capture time, from its X-Timestamp.
+fn captured(part: &Part) -> SystemTime {
+    let secs: f64 = part.headers["x-timestamp"].parse().unwrap();
+    UNIX_EPOCH + Duration::from_secs_f64(secs)
+}
+
+/// Reads `n` parts and checks that each arrived whole before the next frame was even captured: a proxy
+/// that buffers would hold a frame's tail until more bytes come.
+fn frames_arrive_as_they_are_made(stream: &mut Stream, n: usize) {
+    let mut previous: Option<SystemTime> = None;
+    for _ in 0..n {
+        let part = stream.next_part().expect("a part through the proxy");
+        let received = SystemTime::now();
+        assert_whole_jpeg(&part.body);
+        if let Some(before) = previous {
+            assert!(
+                before < captured(&part),
+                "frame {} was captured before the previous one reached the client",
+                part.seq()
+            );
+        }
+        previous = Some(received);
+    }
+}
+
+/// A slow camera: frames half a second apart, so that "before the next one" has a wide margin.
+fn slow_camera() -> Server {
+    Server::start(&["--resolution", "160x120", "--fps", "2"])
+}
+
+#[test]
+fn nginx_recipe_passes_frames_as_they_come_unchunked_and_every_url() {
+    let server = slow_camera();
+    let dir = TempDir::new("recipe-nginx");
+    let (_nginx, addr) = nginx(server.addr, &dir.0);
+
+    let mut s = Stream::open(addr, "/stream", None);
+    assert_eq!(s.head.status, 200);
+    assert!(s.head.headers["content-type"].starts_with("multipart/x-mixed-replace"));
+    assert!(
+        !s.head.headers.contains_key("transfer-encoding"),
+        "not chunked: {:?}",
+        s.head.headers
+    );
+    frames_arrive_as_they_are_made(&mut s, 4);
+
+    for path in [
+        "/snapshot",
+        "/?action=snapshot",
+        "/webcam/?action=snapshot&1700000000",
+    ] {
+        let r = request(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: cams\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(size_of(&r.body), (160, 120), "{path}");
+    }
+    let page = request(
+        addr,
+        "GET / HTTP/1.1\r\nHost: cams\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(page.status, 200);
+    assert!(page.headers["content-type"].starts_with("text/html"));
+}
+
+#[test]
+fn caddy_recipe_passes_frames_as_they_come_and_players_read_its_chunked_streams() {
+    let server = slow_camera();
+    let dir = TempDir::new("recipe-caddy");
+    let (_caddy, addr) = caddy(server.addr, &dir.0);
+
+    // Caddy serves the site by its address, so requests name it as Host. HTTP/1.0 clients get the stream as it is.
+    let mut s = Stream::open_raw(
+        addr,
+        &format!("GET /stream HTTP/1.0\r\nHost: {addr}\r\n\r\n"),
+        None,
+    );
+    assert_eq!(s.head.status, 200);
+    frames_arrive_as_they_are_made(&mut s, 4);
+
+    // HTTP/1.1 clients get it chunked, as the recipe says; ffmpeg (and so Frigate, OpenCV) reads it.
+    let head = head_of(
+        addr,
+        &format!("GET /stream HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    );
+    assert_eq!(
+        head.headers.get("transfer-encoding").map(String::as_str),
+        Some("chunked")
+    );
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(format!("http://{addr}/stream"))
+        .args(["-frames:v", "3", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let r = request(
+        addr,
+        &format!("GET /snapshot HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(size_of(&r.body), (160, 120));
+}
+
+/// Stream clients an mjpegd's `/state` lists.
+fn clients_of(server: &Server) -> usize {
+    server.state()["clients"]
+        .as_array()
+        .expect("a client list")
+        .len()
+}
+
+#[test]
+fn haproxy_recipe_spreads_clients_over_edges_that_each_hold_one_upstream_connection() {
+    let origin = Server::start(&["--resolution", "160x120", "--fps", "10"]);
+    let upstream = format!("http://{}/stream", origin.addr);
+    let edges = [
+        Server::start(&["--source", &upstream]),
+        Server::start(&["--source", &upstream]),
+    ];
+    let port = free_port();
+    let dir = TempDir::new("recipe-haproxy");
+    let cfg = replaced(
+        &recipe("haproxy.cfg"),
+        "bind :8080",
+        &format!("bind 127.0.0.1:{port}"),
+    );
+    let cfg = replaced(&cfg, "127.0.0.1:8081", &edges[0].addr.to_string());
+    let cfg = replaced(&cfg, "127.0.0.1:8082", &edges[1].addr.to_string());
+    std::fs::write(dir.0.join("haproxy.cfg"), cfg).unwrap();
+    let (_haproxy, addr) = start(
+        Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(dir.0.join("haproxy.cfg"))
+            .stderr(Stdio::null()),
+        port,
+    );
+
+    let mut streams: Vec<Stream> = (0..6)
+        .map(|_| Stream::open(addr, "/stream", None))
+        .collect();
+    for s in &mut streams {
+        assert_eq!(s.head.status, 200);
+        for _ in 0..3 {
+            assert_eq!(size_of(&s.next_part().unwrap().body), (160, 120));
+        }
+    }
+    // leastconn: three clients on each edge, and the origin serves one connection per edge.
+    assert_eq!(clients_of(&edges[0]), 3);
+    assert_eq!(clients_of(&edges[1]), 3);
+    assert_eq!(clients_of(&origin), 2);
+
+    let r = request(
+        addr,
+        "GET /snapshot HTTP/1.1\r\nHost: cams\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(size_of(&r.body), (160, 120));
+}
+
+/// Frigate runs ffmpeg on an MJPEG camera with its `preset-http-mjpeg-generic` input arguments, one output
+/// per role: raw frames for detection, H.264 segments for recording (`preset-record-mjpeg`: MJPEG cannot be
+/// copied into MP4). This runs that ffmpeg command line against mjpegd, as docs/recipes/README.md gives it.
+#[test]
+fn frigates_ffmpeg_command_detects_and_records_with_wallclock_timestamps() {
+    let server = Server::start(&["--resolution", "320x240", "--fps", "5"]);
+    let dir = TempDir::new("recipe-frigate");
+    let input = [
+        "-avoid_negative_ts",
+        "make_zero",
+        "-fflags",
+        "nobuffer",
+        "-flags",
+        "low_delay",
+        "-strict",
+        "experimental",
+        "-fflags",
+        "+genpts+discardcorrupt",
+        "-use_wallclock_as_timestamps",
+        "1",
+    ];
+    let record = [
+        "-f",
+        "segment",
+        "-segment_time",
+        "10",
+        "-segment_format",
+        "mp4",
+        "-reset_timestamps",
+        "1",
+        "-strftime",
+        "1",
+        "-c:v",
+        "libx264",
+        "-an",
+    ];
+    let detect = [
+        "-r", "5", "-vf", "fps=5", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+    ];
+    let started = std::time::Instant::now();
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error"])
+        .args(input)
+        .arg("-i")
+        .arg(format!("http://{}/stream", server.addr))
+        .args(["-t", "3"])
+        .args(record)
+        .arg(dir.0.join("%Y%m%d%H%M%S.mp4"))
+        .args(["-t", "3"])
+        .args(detect)
+        .arg(dir.0.join("detect.yuv"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ffmpeg gives MJPEG over HTTP no timestamps of its own: without -use_wallclock_as_timestamps it would
+    // play the camera's 5 fps at its default 25, and 3 s of output would take 15 s of the camera's frames.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(9),
+        "3 s of recording took {took:?}"
+    );
+
+    // Detection got whole 320x240 frames at 5 fps.
+    let raw = std::fs::metadata(dir.0.join("detect.yuv")).unwrap().len();
+    let frame = 320 * 240 * 3 / 2;
+    assert_eq!(raw % frame, 0);
+    assert!(
+        (10..=20).contains(&(raw / frame)),
+        "{} detect frames",
+        raw / frame
+    );
+
+    let mp4 = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "mp4"))
+        .expect("a recorded segment");
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_name,nb_frames",
+            "-of",
+            "json",
+        ])
+        .arg(&mp4)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+    assert_eq!(v["streams"][0]["codec_name"], "h264", "{v}");
+    let duration: f64 = v["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!((2.5..3.5).contains(&duration), "{v}");
+}
