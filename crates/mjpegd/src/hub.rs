@@ -230,25 +230,11 @@ impl SharedHub {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// The frame a snapshot should show: the newest of the source's current run (a real frame, or "no
-    /// signal" while it is down), else the next one to arrive (waking an on-demand source), within
-    /// `timeout`. A frame from an earlier run is never shown as if it were live. With `after`, only a frame
-    /// numbered above it will do (a long poll: the page's tiles ask for the frame after the one they show).
-    pub async fn fresh_frame(
-        self: &Arc<Self>,
-        after: Option<u64>,
-        timeout: Duration,
-    ) -> Option<Arc<Frame>> {
-        // A number this hub never issued (the page outlived a restart of the server or the camera) counts
-        // as none seen, else the poller would wait for a frame that is far in the future.
-        let after = after.filter(|&a| a < lock(&self.core).published());
-        self.frame_where(|f| after.is_none_or(|a| f.seq > a), timeout)
-            .await
-    }
-
-    /// The newest frame of the source's current run that `wanted` accepts, else the first such frame to
-    /// arrive (counting the caller as a watcher meanwhile, which wakes an on-demand source), within
-    /// `timeout`. `wanted` is asked again at each publish.
+    /// The frame a snapshot should show: the newest of the source's current run that `wanted` accepts (a
+    /// real frame, or "no signal" while it is down), else the first such frame to arrive (counting the
+    /// caller as a watcher meanwhile, which wakes an on-demand source), within `timeout`. A frame from an
+    /// earlier run is never shown as if it were live. `wanted` is asked again at each publish (see
+    /// [`crate::still`] for what snapshots ask).
     pub async fn frame_where(
         self: &Arc<Self>,
         wanted: impl Fn(&Frame) -> bool,

@@ -25,9 +25,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use turbojpeg::{Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
 
-/// Decoded pixels a transcode may need at most (a 8192x8192 picture, the default --max-picture-size):
-/// a frame that would take more is refused rather than decoded.
-pub const MAX_DECODED_PIXELS: usize = 8192 * 8192;
+/// Decoded pixels a transcode may hold at most (4096x4096, 48 MiB of RGB; a 4K UHD picture is 8.3 Mpx): a
+/// frame that would need more at its DCT scale (a quality-only variant of a huge picture, or a source that
+/// claims one) is refused and counted rather than decoded, so a slot's memory stays bounded whatever
+/// --max-picture-size lets through.
+pub const MAX_DECODED_PIXELS: usize = 4096 * 4096;
 /// A slot's buffer larger than this after a transcode is freed, so one huge frame does not pin its memory.
 pub const KEEP_BUFFER: usize = 32 << 20;
 /// Most progressive scans decoded in one frame (libjpeg-turbo's guard against the progressive-JPEG
@@ -303,6 +305,21 @@ mod tests {
             size(&t.transcode(&grey, key(640, 480, 50)).unwrap()),
             (320, 240)
         );
+    }
+
+    #[test]
+    fn a_picture_too_large_to_decode_within_the_bound_is_refused_unless_scaled_down() {
+        let mut t = Transcoder::new().unwrap();
+        // A small JPEG whose header claims 8000x8000: 64 Mpx at full size, 1 Mpx at 1/8.
+        let mut big = jpeg(16, 16, Subsamp::Sub2x2);
+        let sof = big.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+        big[sof + 5..sof + 9].copy_from_slice(&[0x1f, 0x40, 0x1f, 0x40]);
+        let e = t.transcode(&big, key(8000, 8000, 50)).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        // At 1/8 it is within the bound: decoding the truncated data may fail, but not for its size.
+        if let Err(e) = t.transcode(&big, key(1000, 1000, 50)) {
+            assert!(!e.contains("too large"), "{e}");
+        }
     }
 
     #[test]
