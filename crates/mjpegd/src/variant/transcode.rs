@@ -5,15 +5,17 @@
 //! its reduced inverse DCTs, so the largest of those reductions that still covers the target is chosen
 //! ([`mjpegd_core::variant::dct_denominator`]), and only the rest (less than a factor of 2 each way) is
 //! resized, with a Hamming filter from `fast_image_resize` (SIMD); when the DCT scale lands on the target
-//! (1280x720 to 320x180 at 1/4, 1280x720 to 640x360 at 1/2) nothing is resized. The picture goes through
-//! RGB, which works for every JPEG a camera sends (4:2:0, 4:2:2, 4:4:4, greyscale); at the reduced size that
-//! costs little beside the entropy decoding of the original, which no scale avoids. The result is encoded
-//! 4:2:0 at the variant's quality.
+//! (1280x720 to 320x180 at 1/4, 1280x720 to 640x360 at 1/2), or within 2 pixels of it (libjpeg rounds
+//! scaled sides up: 1284x724 at 1/4 is 321x181 for 320x180), nothing is resized: the extra edge is
+//! cropped. The picture goes through RGB, which works for every JPEG a camera sends (4:2:0, 4:2:2, 4:4:4,
+//! greyscale); at the reduced size that costs little beside the entropy decoding of the original, which no
+//! scale avoids. The result is encoded 4:2:0 at the variant's quality.
 //!
-//! The pool admits as many transcodes at once as the machine has cores ([`TranscodePool::global`]),
-//! whatever the number of cameras and variants: a variant waits its turn for a slot (and, being a `latest`
-//! reader of the camera, skips the frames that went by meanwhile) instead of taking cores from the
-//! original stream. Each slot keeps its decoder, encoder and buffers, so memory is bounded by the number
+//! The pool admits one transcode fewer at once than the machine has cores, at least one
+//! ([`TranscodePool::global`]), whatever the number of cameras and variants, so a core stays free for the
+//! sources and the stream writers: a variant waits its turn for a slot (and, being a `latest` reader of
+//! the camera, skips the frames that went by meanwhile) instead of taking that core from the original
+//! stream. Each slot keeps its decoder, encoder and buffers, so memory is bounded by the number
 //! of slots, not of variants; a buffer that grew past [`KEEP_BUFFER`] is let go after use.
 
 use bytes::Bytes;
@@ -32,6 +34,8 @@ use turbojpeg::{Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Sub
 pub const MAX_DECODED_PIXELS: usize = 4096 * 4096;
 /// A slot's buffer larger than this after a transcode is freed, so one huge frame does not pin its memory.
 pub const KEEP_BUFFER: usize = 32 << 20;
+/// Pixels a DCT-scaled side may exceed its target by and be cropped instead of resized.
+const SETTLE: u32 = 2;
 /// Most progressive scans decoded in one frame (libjpeg-turbo's guard against the progressive-JPEG
 /// exploit: a few kilobytes of scans can cost seconds of CPU).
 const SCAN_LIMIT: u32 = 500;
@@ -106,8 +110,11 @@ impl Transcoder {
             )
             .map_err(|e| format!("cannot decode: {e}"))?;
         let (width, height) = target;
-        let rgb: &[u8] = if (dw, dh) == target {
-            &self.decoded[..need]
+        // Within rounding of the target (libjpeg rounds scaled sides up: 1284x724 at 1/4 is 321x181 for
+        // 320x180), the scaled picture is cropped by its pitch, at no cost, rather than resized.
+        let settle = dw.saturating_sub(width) <= SETTLE && dh.saturating_sub(height) <= SETTLE;
+        let (rgb, pitch): (&[u8], usize) = if settle {
+            (&self.decoded[..need], dw as usize * 3)
         } else {
             let out = width as usize * height as usize * 3;
             if self.resized.len() < out {
@@ -129,7 +136,7 @@ impl Transcoder {
                     &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Hamming)),
                 )
                 .map_err(|e| format!("cannot resize: {e}"))?;
-            &self.resized[..out]
+            (&self.resized[..out], width as usize * 3)
         };
         self.compressor
             .set_quality(key.quality.clamp(1, 100) as i32)
@@ -139,7 +146,7 @@ impl Transcoder {
             .compress_to_vec(Image {
                 pixels: rgb,
                 width: width as usize,
-                pitch: width as usize * 3,
+                pitch,
                 height: height as usize,
                 format: PixelFormat::RGB,
             })
@@ -178,11 +185,12 @@ impl TranscodePool {
         }
     }
 
-    /// The process's pool: one slot per core.
+    /// The process's pool: a slot per core but one (at least one).
     pub fn global() -> &'static TranscodePool {
         static POOL: OnceLock<TranscodePool> = OnceLock::new();
         POOL.get_or_init(|| {
-            TranscodePool::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            TranscodePool::new(cores.saturating_sub(1))
         })
     }
 
@@ -298,6 +306,12 @@ mod tests {
         assert_eq!(
             size(&t.transcode(&hd422, key(500, 500, 70)).unwrap()),
             (500, 282)
+        );
+        // Within rounding of the target the scaled picture is cropped: 1284x724 at 1/4 is 321x181.
+        let odd = jpeg(1284, 724, Subsamp::Sub2x2);
+        assert_eq!(
+            size(&t.transcode(&odd, key(320, 180, 80)).unwrap()),
+            (320, 180)
         );
         // A box larger than the picture does not enlarge it; greyscale comes out in colour 4:2:0.
         let grey = jpeg(320, 240, Subsamp::Gray);
