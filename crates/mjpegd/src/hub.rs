@@ -36,6 +36,15 @@ pub enum SourceState {
 }
 
 impl SourceState {
+    /// Every state, for reporting one gauge per state.
+    pub const ALL: [SourceState; 5] = [
+        SourceState::Idle,
+        SourceState::Opening,
+        SourceState::Online,
+        SourceState::Stalled,
+        SourceState::Offline,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SourceState::Idle => "idle",
@@ -137,6 +146,28 @@ pub struct ClientMeta {
     pub stop: CancellationToken,
 }
 
+/// What the stream clients of one policy have been sent, all told: the clients connected now and those
+/// that left (see [`SharedHub::sent_totals`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SentTotals {
+    /// Stream clients connected now.
+    pub clients: usize,
+    /// Frames written in full.
+    pub frames: u64,
+    /// Bytes of those frames on the wire (part headers and boundaries included).
+    pub bytes: u64,
+    /// Frames skipped (`latest` clients that were not ready for them).
+    pub skipped: u64,
+}
+
+/// The counters of the clients of one policy that have left, folded in once per client as it leaves.
+#[derive(Debug, Default)]
+struct Departed {
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    skipped: AtomicU64,
+}
+
 /// One source's hub, shared by the source task, the client tasks and the status page.
 pub struct SharedHub {
     core: Mutex<Hub>,
@@ -145,6 +176,11 @@ pub struct SharedHub {
     /// Number of clients that want frames now (stream clients and waiting snapshots).
     watchers: watch::Sender<usize>,
     clients: Mutex<HashMap<ClientId, Arc<ClientEntry>>>,
+    /// Per policy ([`Policy::index`]), what departed clients were sent; changed only with `clients`
+    /// locked, so a client moves from the live counters to these in one step (`_total`s never go down).
+    departed: [Departed; 3],
+    /// Frames the source delivered, before the supervisor's checks (see [`SharedHub::count_captured`]).
+    captured: AtomicU64,
     source: Mutex<SourceStatus>,
     /// Publish times of recent frames, for the measured frame rate.
     recent: Mutex<VecDeque<Instant>>,
@@ -164,6 +200,8 @@ impl SharedHub {
             changed: watch::channel(0).0,
             watchers: watch::channel(0).0,
             clients: Mutex::new(HashMap::new()),
+            departed: Default::default(),
+            captured: AtomicU64::new(0),
             source: Mutex::new(source),
             recent: Mutex::new(VecDeque::new()),
         })
@@ -331,6 +369,39 @@ impl SharedHub {
         }
     }
 
+    /// The source delivered a frame (counted before it is checked: whole JPEG, size), once per frame
+    /// whatever the number of clients.
+    pub fn count_captured(&self) {
+        self.captured.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frames the source delivered so far: those published plus those dropped (the "no signal" frames
+    /// are published but never captured).
+    pub fn frames_captured(&self) -> u64 {
+        self.captured.load(Ordering::Relaxed)
+    }
+
+    /// Per policy (in [`Policy::ALL`] order): the clients connected now, and what every client, connected
+    /// or gone, was sent. Monotonic: a leaving client's counters are folded into the departed totals under
+    /// the same lock that removes it.
+    pub fn sent_totals(&self) -> [SentTotals; 3] {
+        let clients = lock(&self.clients);
+        let mut out = [SentTotals::default(); 3];
+        for (t, d) in out.iter_mut().zip(&self.departed) {
+            t.frames = d.frames.load(Ordering::Relaxed);
+            t.bytes = d.bytes.load(Ordering::Relaxed);
+            t.skipped = d.skipped.load(Ordering::Relaxed);
+        }
+        for e in clients.values() {
+            let t = &mut out[e.policy.index()];
+            t.clients += 1;
+            t.frames += e.frames_sent.load(Ordering::Relaxed);
+            t.bytes += e.bytes_sent.load(Ordering::Relaxed);
+            t.skipped += e.frames_skipped.load(Ordering::Relaxed);
+        }
+        out
+    }
+
     /// Hub counters.
     pub fn stats(&self) -> HubStats {
         lock(&self.core).stats()
@@ -437,7 +508,17 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         lock(&self.hub.core).leave(self.entry.id);
-        lock(&self.hub.clients).remove(&self.entry.id);
+        {
+            let mut clients = lock(&self.hub.clients);
+            clients.remove(&self.entry.id);
+            let (e, d) = (&self.entry, &self.hub.departed[self.entry.policy.index()]);
+            d.frames
+                .fetch_add(e.frames_sent.load(Ordering::Relaxed), Ordering::Relaxed);
+            d.bytes
+                .fetch_add(e.bytes_sent.load(Ordering::Relaxed), Ordering::Relaxed);
+            d.skipped
+                .fetch_add(e.frames_skipped.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         // Leaving may complete a lockstep round.
         if self.entry.policy == Policy::Lockstep {
             self.hub.changed.send_modify(|v| *v = v.wrapping_add(1));
@@ -476,5 +557,37 @@ mod tests {
         drop(sub);
         assert_eq!(hub.client_count(), 0);
         assert_eq!(*hub.watchers().borrow(), 0);
+    }
+
+    #[test]
+    fn sent_totals_keep_what_departed_clients_were_sent() {
+        let hub = SharedHub::new(HubConfig::default(), SourceStatus::default());
+        let a = hub.subscribe(meta(Policy::All));
+        let b = hub.subscribe(meta(Policy::All));
+        let c = hub.subscribe(meta(Policy::Latest));
+        a.sent(100);
+        a.sent(50);
+        b.sent(10);
+        c.sent(7);
+        let before = hub.sent_totals();
+        assert_eq!(before[Policy::All.index()].clients, 2);
+        assert_eq!(before[Policy::All.index()].frames, 3);
+        assert_eq!(before[Policy::All.index()].bytes, 160);
+        assert_eq!(before[Policy::Latest.index()].bytes, 7);
+        drop(a);
+        let after = hub.sent_totals();
+        assert_eq!(after[Policy::All.index()].clients, 1);
+        assert_eq!(
+            after[Policy::All.index()].frames,
+            3,
+            "a's frames stay counted"
+        );
+        assert_eq!(after[Policy::All.index()].bytes, 160);
+        drop((b, c));
+        let gone = hub.sent_totals();
+        assert_eq!(gone[Policy::All.index()].clients, 0);
+        assert_eq!(gone[Policy::All.index()].bytes, 160);
+        assert_eq!(gone[Policy::Latest.index()].frames, 1);
+        assert_eq!(gone[Policy::Lockstep.index()], SentTotals::default());
     }
 }

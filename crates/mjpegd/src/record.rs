@@ -42,12 +42,39 @@ pub struct RecordSettings {
     pub max_size: Option<u64>,
 }
 
+/// Whether a recorder writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordingState {
+    #[default]
+    Recording,
+    /// Writes fail; retried with each frame.
+    Failing,
+    Stopped,
+}
+
+impl RecordingState {
+    /// Every state, for reporting one gauge per state.
+    pub const ALL: [RecordingState; 3] = [
+        RecordingState::Recording,
+        RecordingState::Failing,
+        RecordingState::Stopped,
+    ];
+
+    /// The name `/state` and `/metrics` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingState::Recording => "recording",
+            RecordingState::Failing => "failing",
+            RecordingState::Stopped => "stopped",
+        }
+    }
+}
+
 /// What a camera's recorder is doing, for `/state`.
 #[derive(Clone, Debug, Default)]
 pub struct RecordingStatus {
     pub dir: PathBuf,
-    /// "recording", "failing" (writes fail; retried with each frame) or "stopped".
-    pub state: &'static str,
+    pub state: RecordingState,
     pub segment: Option<String>,
     pub segment_started: Option<SystemTime>,
     pub frames_written: u64,
@@ -152,7 +179,7 @@ pub async fn record(
     };
     update(&mut |s| {
         s.dir = settings.dir.clone();
-        s.state = "recording";
+        s.state = RecordingState::Recording;
     });
     let segment_us = settings.segment.as_micros().max(1) as u64;
     let mut segment: Option<Segment> = None;
@@ -256,7 +283,7 @@ pub async fn record(
                     }
                     segment = Some(seg);
                     update(&mut |s| {
-                        s.state = "recording";
+                        s.state = RecordingState::Recording;
                         s.frames_written += 1;
                         s.bytes += n as u64;
                     });
@@ -270,7 +297,7 @@ pub async fn record(
                         }
                     }
                     update(&mut |s| {
-                        s.state = "failing";
+                        s.state = RecordingState::Failing;
                         s.frames_lost += 1;
                         s.segment = None;
                         s.last_error = Some(e.to_string());
@@ -289,7 +316,7 @@ pub async fn record(
         close(old, &name, &status).await;
     }
     update(&mut |s| {
-        s.state = "stopped";
+        s.state = RecordingState::Stopped;
         s.segment = None;
     });
 }

@@ -63,6 +63,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                         };
                         match tls {
                             Ok(Ok(tls)) => {
+                                app.counters
+                                    .tls_handshakes_completed
+                                    .fetch_add(1, Ordering::Relaxed);
                                 handle_connection(app, tls, addr, shutdown, deadline).await
                             }
                             Ok(Err(e)) => {

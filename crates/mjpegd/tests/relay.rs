@@ -359,4 +359,12 @@ fn drop_thumbnails_gives_clients_that_cut_at_the_first_eoi_the_whole_picture() {
         .as_u64()
         .unwrap();
     assert!(dropped >= 5, "counted in /state: {dropped}");
+    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    let in_metrics: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mjpegd_thumbnails_dropped_total{camera=\"default\"} "))
+        .expect("counted in /metrics")
+        .parse()
+        .unwrap();
+    assert!(in_metrics >= dropped, "and in /metrics: {in_metrics}");
 }

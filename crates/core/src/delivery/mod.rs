@@ -28,6 +28,18 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// All policies, in the order of [`crate::hub::HubStats::clients`] and [`Policy::index`].
+    pub const ALL: [Policy; 3] = [Policy::Latest, Policy::All, Policy::Lockstep];
+
+    /// This policy's place in [`Policy::ALL`], for per-policy counter arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Policy::Latest => 0,
+            Policy::All => 1,
+            Policy::Lockstep => 2,
+        }
+    }
+
     /// The name used in URLs, flags and `/state`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -290,11 +290,7 @@ impl Hub {
 }
 
 fn policy_index(p: Policy) -> usize {
-    match p {
-        Policy::Latest => 0,
-        Policy::All => 1,
-        Policy::Lockstep => 2,
-    }
+    p.index()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! clients read slowly (a byte-rate cap, a small receive buffer) to show whether the server isolates them.
 //! Given the server's pid it samples its CPU and memory, and its own, since both share the machine.
 
-mod procstat;
+pub mod procstat;
 mod scan;
 
 use hdrhistogram::Histogram;

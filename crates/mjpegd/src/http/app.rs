@@ -1,5 +1,5 @@
 //! The application state every connection shares: the cameras (in configuration order, swapped whole by
-//! a reload), the access rules, the HTTP settings, and the counters `/state` shows.
+//! a reload), the access rules, the HTTP settings, and the counters `/state` and `/metrics` show.
 
 use crate::camera::Camera;
 use crate::http::auth::Auth;
@@ -90,6 +90,8 @@ pub struct Counters {
     pub max_connections_per_address: AtomicU64,
     /// TLS handshakes that failed or did not finish within the head timeout.
     pub tls_handshakes: AtomicU64,
+    /// TLS handshakes that succeeded.
+    pub tls_handshakes_completed: AtomicU64,
 }
 
 /// What the last configuration reload did.
@@ -121,6 +123,8 @@ pub struct App {
     pub config: ServerConfig,
     pub counters: Counters,
     pub instance_id: String,
+    /// When the server started (`/metrics` `process_start_time_seconds`).
+    pub started: SystemTime,
     /// The CORS header line (empty when not configured).
     pub cors: String,
     /// Open connections and their limits.
@@ -157,6 +161,7 @@ impl App {
             config,
             counters: Counters::default(),
             instance_id: format!("{:x}", nanos ^ (std::process::id() as u128) << 64),
+            started: SystemTime::now(),
             cors,
             connections,
             streams: AtomicUsize::new(0),

@@ -6,11 +6,12 @@
 //! shared buffers, with no per-client copy, allocation or task beyond the connection's own. What mjpegd
 //! serves is small (GET and HEAD, a few routes), so owning it costs little: [`request`] reads a head with
 //! httparse within size and time limits, [`route`] names the camera and resource, [`routes`] acts, [`response`] writes small complete
-//! responses, and [`stream`] writes MJPEG.
+//! responses, [`stream`] writes MJPEG, and [`metrics`] the Prometheus exposition.
 
 pub mod app;
 pub mod auth;
 pub mod limits;
+pub mod metrics;
 pub mod query;
 pub mod recordings;
 pub mod request;

@@ -36,6 +36,8 @@ pub enum Route {
     },
     /// `/state`: every camera (with the first one's document at the top level, as before).
     State,
+    /// `/metrics`: the Prometheus exposition.
+    Metrics,
     /// `/`: the page.
     Page,
     /// `/recordings`: every recording camera's segments.
@@ -62,6 +64,7 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
         "/stream" | "/mjpeg/1" => return camera(0, Resource::Stream),
         "/snapshot" | "/jpg" => return camera(0, Resource::Snapshot),
         "/state" => return Route::State,
+        "/metrics" => return Route::Metrics,
         "/index.html" => return Route::Page,
         "/recordings" | "/recordings/" => return Route::Recordings,
         "/" => {
@@ -188,6 +191,7 @@ mod tests {
         assert_eq!(r("/jpg", None), cam(0, Snapshot));
         assert_eq!(r("/", Some("snapshot")), cam(0, Snapshot));
         assert_eq!(r("/state", None), Route::State);
+        assert_eq!(r("/metrics", None), Route::Metrics);
         assert_eq!(r("/", None), Route::Page);
         assert_eq!(r("/index.html", None), Route::Page);
     }

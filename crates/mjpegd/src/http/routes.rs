@@ -1,7 +1,7 @@
 //! What each URL does, and the life of one connection.
 //!
 //! Routes: `/stream` (aliases `/mjpeg/1`, `/?action=stream`), `/snapshot` (aliases `/jpg`,
-//! `/?action=snapshot`), `/state` and the page at `/`. A connection may carry several small requests
+//! `/?action=snapshot`), `/state`, `/metrics` and the page at `/`. A connection may carry several small requests
 //! (keep-alive); a stream request turns it into a stream until the client leaves.
 //!
 //! Streams and snapshots take `?width=`, `?height=`, `?quality=` on every alias: the request names a size
@@ -195,6 +195,14 @@ pub async fn handle_connection<T: Transport>(
                     .to_string();
                     Response::json(&body)
                 }
+                Route::Metrics => {
+                    let content_type;
+                    (content_type, body) = super::metrics::render(&app, request.header("accept"));
+                    Response {
+                        content_type,
+                        ..Response::json(&body)
+                    }
+                }
                 Route::Page | Route::Camera { resource: Resource::Page, .. } => {
                     let base = match route {
                         Route::Camera { index, .. } => format!("/cams/{}/", cameras[index].name()),
@@ -386,26 +394,43 @@ async fn stream<T: Transport>(
             .collect(),
         stop: camera.client_token(),
     });
-    let id = sub.entry().id;
-    tracing::info!(camera = camera.name(), client = %id, %addr, %policy, fps_cap = ?options.fps_cap, variant = %variant.map_or_else(|| "original".to_string(), |k| k.to_string()), "stream started");
-    if io.write_all(head.as_bytes()).await.is_err() {
+    // One line as the stream starts and one as it ends, with the same fields, so a log (or its JSON form)
+    // tells who watched what, how long, and how it ended. The counters are the client's own atomics.
+    let variant_name = variant.map_or_else(|| "original".to_string(), |k| k.to_string());
+    let entry = sub.entry().clone();
+    let id = entry.id;
+    let started = Instant::now();
+    tracing::info!(camera = camera.name(), client = %id, %addr, %policy, fps_cap = ?options.fps_cap, variant = %variant_name, "stream started");
+    let end = match io.write_all(head.as_bytes()).await {
+        Err(e) => StreamEnd::Disconnected(e),
+        // The camera's token ends the stream as a shutdown does: at server shutdown, or when a reload
+        // removes the camera.
+        Ok(()) => stream_frames(&mut io, sub, &options, camera.clients_token()).await,
+    };
+    let error = match &end {
+        StreamEnd::Disconnected(e) => Some(tracing::field::display(e)),
+        _ => None,
+    };
+    tracing::info!(
+        camera = camera.name(),
+        client = %id,
+        %addr,
+        %policy,
+        variant = %variant_name,
+        duration_ms = started.elapsed().as_millis() as u64,
+        frames = entry.frames_sent.load(Ordering::Relaxed),
+        bytes = entry.bytes_sent.load(Ordering::Relaxed),
+        skipped = entry.frames_skipped.load(Ordering::Relaxed),
+        ended = end.as_str(),
+        cause = end.cause(),
+        error,
+        "stream ended"
+    );
+    if let StreamEnd::Evicted(_) = end {
+        // What is still queued is stale, and may be seconds of video: drop it and reset, so the client
+        // sees the end now.
+        io.discard_unsent_on_close();
         return;
-    }
-    // The camera's token ends the stream as a shutdown does: at server shutdown, or when a reload
-    // removes the camera.
-    let end = stream_frames(&mut io, sub, &options, camera.clients_token()).await;
-    match end {
-        StreamEnd::Evicted(cause) => {
-            // What is still queued is stale, and may be seconds of video: drop it and reset, so the
-            // client sees the end now.
-            tracing::warn!(client = %id, %addr, %policy, %cause, "stream client evicted");
-            io.discard_unsent_on_close();
-            return;
-        }
-        StreamEnd::Disconnected(e) => {
-            tracing::info!(client = %id, %addr, error = %e, "stream ended")
-        }
-        StreamEnd::Shutdown => {}
     }
     let _ = io.shutdown().await;
 }

@@ -183,7 +183,7 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
                 let r = r.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 json!({
                     "dir": r.dir.display().to_string(),
-                    "state": r.state,
+                    "state": r.state.as_str(),
                     "segment": r.segment,
                     "segment_started": r.segment_started.map(|t| humantime::format_rfc3339_millis(t).to_string()),
                     "frames_written": r.frames_written,

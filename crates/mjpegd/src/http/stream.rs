@@ -43,8 +43,27 @@ pub enum StreamEnd {
     Disconnected(io::Error),
     /// The hub or a timeout evicted the client.
     Evicted(EvictCause),
-    /// The server is shutting down.
+    /// The server is shutting down (or a reload removed the camera).
     Shutdown,
+}
+
+impl StreamEnd {
+    /// Why the stream ended, in one word (the `ended` field of the log line).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StreamEnd::Disconnected(_) => "disconnected",
+            StreamEnd::Evicted(_) => "evicted",
+            StreamEnd::Shutdown => "shutdown",
+        }
+    }
+
+    /// The eviction's cause, if the server evicted the client.
+    pub fn cause(&self) -> Option<&'static str> {
+        match self {
+            StreamEnd::Evicted(cause) => Some(cause.as_str()),
+            _ => None,
+        }
+    }
 }
 
 /// The response head of a stream, including the first boundary (and, in advance mode, the first part's

@@ -323,7 +323,10 @@ async fn capture<S: Source>(
                 r = tokio::time::timeout_at(last_frame + config.frame_timeout, source.next_frame()) => r,
             };
             let captured: Captured = match frame {
-                Ok(Ok(captured)) => captured,
+                Ok(Ok(captured)) => {
+                    hub.count_captured();
+                    captured
+                }
                 Ok(Err(error)) => {
                     return Stopped::Failed {
                         error,

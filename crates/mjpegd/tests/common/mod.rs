@@ -44,6 +44,44 @@ impl Server {
         Server { child, addr }
     }
 
+    /// Starts mjpegd like [`Server::start`], logging at info, with its stderr collected in a [`Log`] (and
+    /// still shown when a test fails).
+    pub fn start_logged(args: &[&str]) -> (Server, Log) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mjpegd"));
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        if !args.contains(&"--resolution") {
+            cmd.args(["--resolution", "320x240"]);
+        }
+        cmd.args(args);
+        Server::spawn_logged(&mut cmd)
+    }
+
+    /// [`Server::spawn`] with the log at info collected in a [`Log`].
+    pub fn spawn_logged(cmd: &mut Command) -> (Server, Log) {
+        cmd.env("MJPEGD_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("mjpegd starts");
+        let log = Log::default();
+        let stderr = child.stderr.take().unwrap();
+        let lines = log.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            listening_address(&mut child)
+        }));
+        let addr = found.unwrap_or_else(|e| {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::panic::resume_unwind(e)
+        });
+        (Server { child, addr }, log)
+    }
+
     /// Sends SIGTERM and returns the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -93,6 +131,29 @@ impl Drop for Server {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// The lines a server logged so far (see [`Server::start_logged`]).
+#[derive(Clone, Default)]
+pub struct Log(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Log {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) for a line that contains every one of `parts`, and returns it.
+    pub fn wait_for(&self, parts: &[&str]) -> String {
+        eventually(
+            Duration::from_secs(10),
+            &format!("a log line with {parts:?}"),
+            || {
+                self.lines()
+                    .into_iter()
+                    .find(|l| parts.iter().all(|p| l.contains(p)))
+            },
+        )
     }
 }
 
