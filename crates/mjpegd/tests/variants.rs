@@ -258,6 +258,11 @@ fn past_max_variants_a_new_one_gets_503_and_a_variant_stops_with_its_last_client
     );
     assert_eq!(body.trim_end().lines().count(), 1, "{body}");
     assert_eq!(server.state()["rejected"]["max_variants"], 1);
+    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    assert!(
+        metrics.contains("mjpegd_rejections_total{cause=\"max_variants\"} 1\n"),
+        "{metrics}"
+    );
     // Clients of a running variant still get in, and so do the original and one-off snapshots.
     let mut a2 = server.stream("/?action=stream&width=160&height=120");
     assert_eq!(size_of(&a2.next_part().unwrap().body), (160, 120));
@@ -348,6 +353,20 @@ fn variant_frames_keep_the_original_numbers_and_capture_times_and_state_shows_th
     assert!(v["frames"].as_u64().unwrap() >= 20, "{v}");
     assert!(v["transcode_ms"]["average"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(state["max_variants"], 4);
+    // /metrics has the variant's series while it runs.
+    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    let sample = |name: &str| -> f64 {
+        let prefix = format!("{name}{{camera=\"default\",variant=\"160x120q80\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(sample("mjpegd_variant_clients"), 1.0);
+    assert!(sample("mjpegd_variant_frames_total") >= 20.0);
+    assert!(sample("mjpegd_variant_transcode_seconds") > 0.0);
 }
 
 #[test]
