@@ -6,10 +6,13 @@
 #   ffmpeg            tests of the pipe source and player compatibility
 #   ustreamer         the peer the benchmarks compare against
 #   chromium          the test of what a browser really shows
+#   systemd           systemd-socket-activate, systemd-analyze verify and systemd-sysusers for the tests
+#                     of socket activation, the units and the service user (nothing is started)
+#   man-db            man(1), which checks the generated man page (and systemd-analyze its Documentation=)
 #   nginx-light, caddy, haproxy   the tests of the recipes in docs/recipes (proxies in front, scale-out);
 #                     started by the tests themselves on loopback, never as system services
 set -euo pipefail
-packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg ustreamer curl chromium nginx-light caddy haproxy)
+packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg ustreamer curl chromium systemd man-db nginx-light caddy haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

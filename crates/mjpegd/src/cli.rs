@@ -7,15 +7,19 @@ use crate::config::{
 };
 use crate::http::app::{App, ServerConfig};
 use crate::http::request::Limits;
-use crate::net::{listen, raise_fd_limit};
+use crate::logging::LogFormat;
+use crate::net::listener::{bind_all, Listener};
+use crate::net::{raise_fd_limit, ListenSpec};
 use crate::reload::{reload_on_sighup, Reloader};
-use crate::server::{serve, url_of, url_with_scheme};
+use crate::server::serve;
+use crate::service::notify::Notifier;
+use crate::service::watchdog;
 use crate::source::spec::{SourceOptions, SourceSpec};
 use crate::source::supervisor::{Capture, SupervisorConfig};
 use crate::source::v4l2::FormatChoice;
 use clap::{Parser, Subcommand, ValueEnum};
 use mjpegd_core::Policy;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +31,10 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// How log lines are written (on stderr): text, or one JSON object per line for journald and log
+    /// stores. MJPEGD_LOG filters them (e.g. `debug`, `mjpegd=debug`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "MJPEGD_LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -45,6 +53,14 @@ pub enum Command {
         /// The TOML file (as given to --config).
         file: std::path::PathBuf,
     },
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these flags.
+    #[command(hide = true)]
+    Man,
 }
 
 /// Flags of the server.
@@ -102,9 +118,13 @@ pub struct ServeArgs {
     /// JPEG encoder threads for cameras that deliver raw YUYV or NV12 (default: cores, at most 4).
     #[arg(long, default_value_t = default_encoders())]
     pub encoders: usize,
-    /// Address and port to listen on. 127.0.0.1 keeps it on this machine; 0.0.0.0 exposes it.
-    #[arg(long, default_value = "127.0.0.1:8080", env = "MJPEGD_LISTEN")]
-    pub listen: SocketAddr,
+    /// Where to listen; repeat it for several listeners. ADDRESS:PORT (127.0.0.1 keeps it on this machine,
+    /// 0.0.0.0 exposes it; HTTPS when --tls-cert is set), http://ADDRESS:PORT (always plain),
+    /// https://ADDRESS:PORT (always TLS), unix:/PATH[?mode=0660] (a unix socket for a proxy on this host),
+    /// systemd or systemd:NAME (sockets passed by systemd socket activation). Default: the sockets systemd
+    /// passed, if any, else 127.0.0.1:8080.
+    #[arg(long, env = "MJPEGD_LISTEN", value_name = "LISTENER")]
+    pub listen: Vec<ListenSpec>,
     /// Picture size of the source, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720", value_parser = parse_resolution)]
     pub resolution: (u32, u32),
@@ -192,6 +212,17 @@ fn default_encoders() -> usize {
 }
 
 impl ServeArgs {
+    /// The listeners to bind: those given, else the sockets systemd passed, else 127.0.0.1:8080.
+    pub fn listeners(&self) -> anyhow::Result<Vec<ListenSpec>> {
+        Ok(if !self.listen.is_empty() {
+            self.listen.clone()
+        } else if crate::net::activation::offered()? {
+            vec![ListenSpec::systemd()]
+        } else {
+            vec![ListenSpec::default_tcp()]
+        })
+    }
+
     /// The HTTP side's settings.
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
@@ -262,8 +293,8 @@ impl ServeArgs {
     /// Folds a file's server-wide keys into the flags (the file's win).
     fn apply_file(&mut self, file: &FileConfig) {
         let k = &file.server;
-        if let Some(v) = k.listen {
-            self.listen = v;
+        if let Some(v) = &k.listen {
+            self.listen = v.clone();
         }
         if k.max_clients.is_some() {
             self.max_clients = k.max_clients;
@@ -341,7 +372,8 @@ pub fn check_config(args: &ServeArgs, path: &std::path::Path) -> anyhow::Result<
         }
     }
     if let Some(listen) = file.server.listen {
-        out.push_str(&format!("listening on {listen}\n"));
+        let list: Vec<String> = listen.iter().map(|l| l.to_string()).collect();
+        out.push_str(&format!("listening on {}\n", list.join(" ")));
     }
     print!("{out}");
     Ok(())
@@ -349,20 +381,28 @@ pub fn check_config(args: &ServeArgs, path: &std::path::Path) -> anyhow::Result<
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
+    // What systemd says is checked before anything starts: a bad value is an error now, not a service
+    // that never reports ready.
+    let notifier = Arc::new(Notifier::from_env()?);
+    let watchdog_interval = watchdog::interval_from_env()?;
     let fd_limit = raise_fd_limit();
     let flags = args.clone();
     let base = flags.camera()?;
     let (cameras, started_with) = args.cameras()?;
-    let listener = listen(args.listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    let addr = listener.local_addr()?;
+    let specs = args.listeners()?;
+    let have_certificate = args.security.tls_cert.is_some();
+    if let Some(spec) = specs.iter().find(|s| s.is_tls(false)) {
+        if !have_certificate {
+            anyhow::bail!("--listen {spec} serves HTTPS: it needs --tls-cert and --tls-key");
+        }
+    }
+    if have_certificate && !specs.iter().any(|s| s.is_tls(true)) {
+        tracing::warn!("--tls-cert is set but every listener is plain http:// or a unix socket");
+    }
+    let listeners = bind_all(&specs, have_certificate)?;
     let mut config = args.server_config();
     args.security
         .apply(&mut config, args.max_clients, fd_limit)?;
-    if let Some(tls) = &config.tls {
-        crate::net::tls::reload_on_sighup(tls.clone(), CancellationToken::new())?;
-    }
-    let tls = config.tls.is_some();
     let shutdown = CancellationToken::new();
     let cameras = cameras
         .into_iter()
@@ -372,6 +412,7 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
         [one] => one.settings().source.to_string(),
         many => format!("{} cameras", many.len()),
     };
+    let tls = config.tls.clone();
     let app = App::new(cameras.clone(), config);
     reload_on_sighup(
         Reloader {
@@ -379,14 +420,77 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
             base,
             security: flags.security.clone(),
             started_with,
+            tls,
         },
         app.clone(),
+        notifier.clone(),
         shutdown.clone(),
     )?;
-    let url = if tls {
-        url_with_scheme("https", addr)
-    } else {
-        url_of(addr)
+    // One write, errors ignored: a server must not die because whoever started it closed its stdout.
+    let banner = banner(&spec, &listeners, &cameras, &app);
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
+    let status = format!(
+        "serving {spec} on {}",
+        listeners
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut probers = Vec::new();
+    let listeners: Vec<_> = listeners
+        .into_iter()
+        .map(|l| {
+            let (prober, probe) = watchdog::accept_probe(l.to_string());
+            probers.push(prober);
+            (l, probe)
+        })
+        .collect();
+    let app_cameras = app.clone();
+    let server = tokio::spawn(serve(listeners, app.clone(), shutdown.clone()));
+    // Every listener is bound (connections queue from now on) and every camera started.
+    notifier.ready(&status);
+    if let Some(interval) = watchdog_interval {
+        if notifier.is_enabled() {
+            tracing::info!(
+                ?interval,
+                "systemd watchdog: pinging every half interval while live"
+            );
+            let liveness = watchdog::Liveness {
+                accept_loops: probers,
+                app,
+            };
+            watchdog::spawn(notifier.clone(), interval, liveness, shutdown.clone());
+        } else {
+            tracing::warn!("WATCHDOG_USEC is set without NOTIFY_SOCKET: no watchdog pings");
+        }
+    }
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    notifier.stopping();
+    shutdown.cancel();
+    let _ = server.await;
+    for camera in app_cameras.cameras().iter() {
+        camera.stop().await;
+    }
+    crate::source::child::wait_for_endings().await;
+    Ok(())
+}
+
+/// The startup banner: the URLs of the first TCP listener (or the first listener), every listener, the
+/// cameras and who may connect.
+fn banner(spec: &str, listeners: &[Listener], cameras: &[Arc<Camera>], app: &App) -> String {
+    let main = listeners
+        .iter()
+        .find(|l| matches!(l.local, crate::net::listener::Local::Tcp(_)))
+        .unwrap_or(&listeners[0]);
+    let url = match &main.local {
+        crate::net::listener::Local::Tcp(_) => main.url(),
+        crate::net::listener::Local::Unix(_) => "http://localhost".to_string(),
     };
     let cams: String = cameras
         .iter()
@@ -398,36 +502,22 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
-    // One write, errors ignored: a server must not die because whoever started it closed its stdout.
-    let access = crate::security::announce(addr, &app.config);
-    let banner = format!(
-        "mjpegd {} serving {spec}\n  page:     {url}/\n  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N, ?width=W, ?height=H, ?quality=Q)\n  snapshot: {url}/snapshot (?width=W, ?height=H, ?quality=Q, ?max_delay=MS)\n  state:    {url}/state\n  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot\n{cams}{access}",
+    let all: Vec<String> = listeners.iter().map(|l| l.to_string()).collect();
+    let access = crate::security::announce(listeners, &app.config);
+    format!(
+        "mjpegd {} serving {spec}\n  page:     {url}/\n  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N, ?width=W, ?height=H, ?quality=Q)\n  snapshot: {url}/snapshot (?width=W, ?height=H, ?quality=Q, ?max_delay=MS)\n  state:    {url}/state\n  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot\n  listen:   {}\n{cams}{access}",
         env!("CARGO_PKG_VERSION"),
-    );
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
-    }
-    let app_cameras = app.clone();
-    let server = tokio::spawn(serve(listener, app, shutdown.clone()));
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    let _ = server.await;
-    for camera in app_cameras.cameras().iter() {
-        camera.stop().await;
-    }
-    crate::source::child::wait_for_endings().await;
-    Ok(())
+        all.join("  "),
+    )
 }
 
-async fn wait_for_signal() {
+async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+    Ok(())
 }

@@ -10,6 +10,7 @@
 //! A file is refused whole, with `file:line:column` and what was expected, for any unknown key, wrong type,
 //! bad value, duplicate camera, bad camera name, or two cameras on one device: nothing half-applies.
 
+use crate::net::ListenSpec;
 use crate::record::RecordSettings;
 use crate::source::spec::{SourceOptions, SourceSpec};
 use crate::source::supervisor::{Capture, SupervisorConfig};
@@ -18,7 +19,6 @@ use indexmap::IndexMap;
 use mjpegd_core::Policy;
 use serde::Deserialize;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -52,7 +52,8 @@ pub struct CameraSettings {
 /// Server-wide keys of a file, each `None` when the file does not set it.
 #[derive(Clone, Debug, Default)]
 pub struct ServerKeys {
-    pub listen: Option<SocketAddr>,
+    /// Every listener (`listen = "ADDRESS:PORT"` or a list of them; see [`ListenSpec`]).
+    pub listen: Option<Vec<ListenSpec>>,
     pub max_clients: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_connections_per_address: Option<usize>,
@@ -103,7 +104,7 @@ impl std::error::Error for ConfigError {}
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileKeys {
-    listen: Option<Spanned<String>>,
+    listen: Option<Spanned<OneOrMany>>,
     max_clients: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
@@ -120,6 +121,14 @@ struct FileKeys {
     tls_key: Option<PathBuf>,
     #[serde(default)]
     cameras: IndexMap<Spanned<String>, Spanned<CameraKeys>>,
+}
+
+/// A key that takes one string or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -202,15 +211,24 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
         }
     }
     let server = ServerKeys {
-        listen: value(
-            &keys.listen,
-            |s| {
-                s.parse::<SocketAddr>().map_err(|_| {
-                    format!("listen: expected ADDRESS:PORT like 0.0.0.0:8080, not {s:?}")
-                })
-            },
-            &at,
-        )?,
+        listen: match &keys.listen {
+            None => None,
+            Some(v) => {
+                let list = match v.get_ref() {
+                    OneOrMany::One(s) => std::slice::from_ref(s),
+                    OneOrMany::Many(list) => list.as_slice(),
+                };
+                if list.is_empty() {
+                    return Err(at(v.span(), "listen: the list is empty".into()));
+                }
+                let specs = list
+                    .iter()
+                    .map(|s| s.parse::<ListenSpec>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| at(v.span(), format!("listen: {e}")))?;
+                Some(specs)
+            }
+        },
         max_clients: keys.max_clients,
         max_connections: keys.max_connections,
         max_connections_per_address: keys.max_connections_per_address,
@@ -579,7 +597,7 @@ capture = "always"
 [cameras.mid]
 "#;
         let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
-        assert_eq!(c.server.listen, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(c.server.listen, Some(vec!["0.0.0.0:8080".parse().unwrap()]));
         assert_eq!(c.server.access_keys.len(), 1);
         let names: Vec<&str> = c.cameras.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["zeta", "alpha", "mid"]);
@@ -637,6 +655,12 @@ capture = "always"
             ),
             ("listen = \"0.0.0.0:1\"\n", "cams.toml:1:1:", "no cameras"),
             (
+                "listen = [\"127.0.0.1:1\", \"unix:rel.sock\"]\n[cameras.a]\n",
+                "cams.toml:1:10:",
+                "absolute path",
+            ),
+            ("listen = []\n[cameras.a]\n", "cams.toml:1:10:", "empty"),
+            (
                 "[cameras.a]\ncapture = \"sometimes\"\n",
                 "cams.toml:2:11:",
                 "always or on-demand",
@@ -691,6 +715,28 @@ capture = "always"
             let e = err(text);
             assert!(e.starts_with(at) && e.contains(what), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn listen_takes_one_address_or_a_list() {
+        let text = "listen = [\"http://127.0.0.1:8080\", \"https://0.0.0.0:8443\", \"unix:/run/mjpegd/mjpegd.sock?mode=0660\", \"systemd\"]\n[cameras.a]\n";
+        let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
+        let listen: Vec<String> = c
+            .server
+            .listen
+            .unwrap()
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(
+            listen,
+            [
+                "http://127.0.0.1:8080",
+                "https://0.0.0.0:8443",
+                "unix:/run/mjpegd/mjpegd.sock?mode=0660",
+                "systemd"
+            ]
+        );
     }
 
     #[test]

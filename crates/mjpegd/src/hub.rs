@@ -11,7 +11,6 @@ use bytes::Bytes;
 use mjpegd_core::hub::{ClientPosition, HubStats};
 use mjpegd_core::{ClientId, EvictCause, Frame, Hub, HubConfig, Next, Policy};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -121,7 +120,7 @@ impl SourceStatus {
 #[derive(Debug)]
 pub struct ClientEntry {
     pub id: ClientId,
-    pub addr: SocketAddr,
+    pub addr: crate::net::Peer,
     pub policy: Policy,
     pub fps_cap: Option<f64>,
     pub since: SystemTime,
@@ -136,7 +135,7 @@ pub struct ClientEntry {
 /// Who a new client is, for the status page.
 #[derive(Clone, Debug)]
 pub struct ClientMeta {
-    pub addr: SocketAddr,
+    pub addr: crate::net::Peer,
     pub policy: Policy,
     pub fps_cap: Option<f64>,
     pub user_agent: String,
@@ -253,6 +252,21 @@ impl SharedHub {
     /// The next sequence number this hub will give (frames published so far).
     pub fn next_seq(&self) -> u64 {
         lock(&self.core).published()
+    }
+
+    /// Whether the core hub's lock is free now: for the watchdog, which never waits on it (a lock taken
+    /// for longer than a decision means a stuck hub).
+    pub fn is_unlocked(&self) -> bool {
+        !matches!(
+            self.core.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
+    /// Holds the core hub's lock (tests of the watchdog).
+    #[cfg(test)]
+    pub(crate) fn hold_lock(&self) -> MutexGuard<'_, Hub> {
+        lock(&self.core)
     }
 
     /// The newest frame of the source's current run, if any.

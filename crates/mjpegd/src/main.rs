@@ -3,12 +3,8 @@ use mjpegd::cli::{run_server, Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter(std::env::var("MJPEGD_LOG").ok()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    mjpegd::logging::init(cli.log_format, std::env::var("MJPEGD_LOG").ok());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -25,6 +21,8 @@ fn main() -> ExitCode {
             print!("{}", mjpegd::source::v4l2::list_devices(&paths));
             Ok(())
         }
+        Some(Command::Completions { shell }) => mjpegd::manual::completions(shell),
+        Some(Command::Man) => mjpegd::manual::man_page(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,23 +30,6 @@ fn main() -> ExitCode {
             eprintln!("mjpegd: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The log filter: MJPEGD_LOG (default `info`), with rustls held at `error` unless MJPEGD_LOG names it.
-/// rustls warns at every client hello it finds odd (an IP address as server name, which some clients send):
-/// log lines any client could make, one per connection. Real TLS failures reach the log through mjpegd's
-/// own handshake errors (at debug) and counters (`/state` rejected.tls_handshakes).
-fn log_filter(env: Option<String>) -> tracing_subscriber::EnvFilter {
-    let spec = env.unwrap_or_else(|| "info".to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if spec.contains("rustls") {
-        return filter;
-    }
-    match "rustls=error".parse() {
-        Ok(directive) => filter.add_directive(directive),
-        Err(_) => filter,
     }
 }
 

@@ -10,14 +10,21 @@
 //!   between, as on any source failure), unless the change is to its hub's own budget (`buffer-memory`),
 //!   which replaces it.
 //!
-//! Server-wide settings that only take effect at start (the listen address, limits, TLS files, timeouts)
-//! are reported as needing a restart; the users file and access keys apply at once.
+//! Server-wide settings that only take effect at start (the listeners, limits, TLS file paths, timeouts)
+//! are reported as needing a restart; the users file and access keys apply at once, and the TLS
+//! certificate and key are read again from their paths (a renewed certificate serves new connections; a
+//! broken one is logged and the old one stays).
+//!
+//! Under systemd, each reload is framed by `RELOADING=1` (with `MONOTONIC_USEC=`) and `READY=1`, so
+//! `systemctl reload` (and `Type=notify-reload`) waits until the new configuration is in place.
 
 use crate::camera::Camera;
 use crate::config::{CameraSettings, ServerKeys};
 use crate::http::app::{App, ReloadStatus};
 use crate::http::auth::Auth;
+use crate::net::tls::Tls;
 use crate::security::SecurityArgs;
+use crate::service::notify::Notifier;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -34,6 +41,8 @@ pub struct Reloader {
     pub security: SecurityArgs,
     /// The file's server keys when the server started.
     pub started_with: ServerKeys,
+    /// The certificate to read again, if the server serves HTTPS.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Reloader {
@@ -167,10 +176,12 @@ fn needs_restart(before: &ServerKeys, after: &ServerKeys) -> Vec<String> {
     keys
 }
 
-/// Reloads on every SIGHUP until `shutdown`.
+/// Reloads (the certificate, then the files) on every SIGHUP until `shutdown`, telling systemd when a
+/// reload starts and when it is done.
 pub fn reload_on_sighup(
     reloader: Reloader,
     app: Arc<App>,
+    notifier: Arc<Notifier>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -181,7 +192,24 @@ pub fn reload_on_sighup(
                 r = hup.recv() => if r.is_none() { return },
                 _ = shutdown.cancelled() => return,
             }
-            reloader.reload(&app, &shutdown).await;
+            notifier.reloading();
+            if let Some(tls) = &reloader.tls {
+                match tls.reload() {
+                    Ok(()) => {
+                        tracing::info!(cert = %tls.cert().display(), "SIGHUP: certificate reloaded")
+                    }
+                    Err(e) => tracing::error!(
+                        error = format!("{e:#}"),
+                        "SIGHUP: reload failed, keeping the current certificate"
+                    ),
+                }
+            }
+            let status = reloader.reload(&app, &shutdown).await;
+            let line = match &status.error {
+                None => "reloaded".to_string(),
+                Some(e) => format!("reload refused, running configuration kept: {e}"),
+            };
+            notifier.ready(&line);
         }
     });
     Ok(())

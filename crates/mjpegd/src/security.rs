@@ -3,7 +3,7 @@
 use crate::http::app::ServerConfig;
 use crate::http::auth::Auth;
 use crate::net::tls::Tls;
-use std::net::SocketAddr;
+use crate::net::Listener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -66,7 +66,7 @@ impl SecurityArgs {
 }
 
 /// File descriptors kept back from connections: standard streams, the runtime's epoll and wakers, the
-/// listener and its spare descriptor, the source (a socket, a child's pipes, a camera, a file), a TLS
+/// listeners and their spare descriptors (one each), the source (a socket, a child's pipes, a camera, a file), a TLS
 /// reload reading its files.
 pub const FD_RESERVE: u64 = 64;
 /// --max-clients when neither it nor the open-file limit says less.
@@ -140,10 +140,10 @@ impl ConnectionBudget {
     }
 }
 
-/// Says plainly who can reach the server and whether they need credentials; warns when it is reachable
-/// from other machines without them. Returns the line for the startup banner.
-pub fn announce(addr: SocketAddr, config: &ServerConfig) -> String {
-    let exposed = !addr.ip().is_loopback();
+/// Says plainly who can reach the server and whether they need credentials; warns when a listener is
+/// reachable from other machines without them, or with passwords over plain HTTP. Returns the line for
+/// the startup banner.
+pub fn announce(listeners: &[Listener], config: &ServerConfig) -> String {
     let access = match &config.auth {
         Some(auth) => {
             let (users, keys) = auth.summary();
@@ -151,24 +151,31 @@ pub fn announce(addr: SocketAddr, config: &ServerConfig) -> String {
         }
         None => "open: no credentials asked".to_string(),
     };
-    let scope = if exposed {
+    let exposed: Vec<&Listener> = listeners.iter().filter(|l| !l.local.is_local()).collect();
+    let scope = if exposed.is_empty() {
+        "this machine only (loopback or unix socket)"
+    } else {
         "EXPOSED: reachable from other machines (--listen)"
-    } else {
-        "this machine only (loopback)"
     };
-    let scheme = if config.tls.is_some() {
-        "HTTPS"
-    } else {
-        "plain HTTP"
+    let scheme = match (
+        listeners.iter().any(|l| l.tls),
+        listeners.iter().any(|l| !l.tls),
+    ) {
+        (true, false) => "HTTPS",
+        (true, true) => "HTTPS and plain HTTP",
+        _ => "plain HTTP",
     };
     let line = format!("  access:   {access}; {scope}; {scheme}\n");
-    if exposed && config.auth.is_none() {
-        tracing::warn!(%addr, "exposed without auth: anyone who can reach {addr} can watch; set --auth or --auth-file");
-    } else if exposed {
-        tracing::info!(%addr, "listening beyond this machine");
-    }
-    if exposed && config.auth.is_some() && config.tls.is_none() {
-        tracing::warn!("Basic auth over plain HTTP: passwords cross the network in clear; set --tls-cert/--tls-key");
+    for l in &exposed {
+        let addr = l.url();
+        if config.auth.is_none() {
+            tracing::warn!(%addr, "exposed without auth: anyone who can reach {addr} can watch; set --auth or --auth-file");
+        } else {
+            tracing::info!(%addr, "listening beyond this machine");
+            if !l.tls {
+                tracing::warn!(%addr, "Basic auth over plain HTTP: passwords cross the network in clear; set --tls-cert/--tls-key");
+            }
+        }
     }
     line
 }

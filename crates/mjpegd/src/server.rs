@@ -1,6 +1,7 @@
-//! The server: listening, accepting, and stopping cleanly.
+//! The server: accepting on every listener, and stopping cleanly.
 //!
-//! One task per connection; stream clients beyond `--max-clients` are turned away with a 503 rather than
+//! One accept loop per listener (TCP, TLS, unix socket, or a socket systemd passed), one task per
+//! connection; stream clients beyond `--max-clients` are turned away with a 503 rather than
 //! left hanging. Running out of file descriptors is survived too: a spare descriptor is given up to accept
 //! the waiting connection and answer it 503 (else it would hang in the accept queue), and accept errors are
 //! logged at most once per 5 s with their count (an attacker cannot flood the log). On
@@ -10,29 +11,85 @@
 use crate::http::app::App;
 use crate::http::limits::{refuse, Refused};
 use crate::http::routes::handle_connection;
-use std::net::SocketAddr;
+use crate::net::{Conn, Listener};
+use crate::service::watchdog::AcceptProbe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Accepts and serves connections until `shutdown` is cancelled, then waits (up to a few seconds) for the
-/// connections to end.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+/// Accepts and serves connections on every listener until `shutdown` is cancelled, then waits (up to a
+/// few seconds) for the connections to end. Each listener has its own accept loop (with its own spare
+/// descriptor), answering its watchdog probe between connections.
+pub async fn serve(
+    listeners: Vec<(Listener, AcceptProbe)>,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
-    let mut spare = SpareFd::open();
+    // Every spare is opened before any loop accepts: a loop started late would find the descriptors
+    // already taken by another loop's connections.
+    let with_spares: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, probe)| (listener, probe, SpareFd::open()))
+        .collect();
+    let loops: Vec<_> = with_spares
+        .into_iter()
+        .map(|(listener, probe, spare)| {
+            tokio::spawn(accept_loop(
+                listener,
+                probe,
+                spare,
+                app.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+            ))
+        })
+        .collect();
+    for l in loops {
+        let _ = l.await;
+    }
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+}
+
+/// One listener's accept loop; its connections' tasks go to `tracker`.
+async fn accept_loop(
+    listener: Listener,
+    mut probe: AcceptProbe,
+    mut spare: SpareFd,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let mut failures = AcceptFailures::default();
+    let tls = if listener.tls {
+        app.config.tls.clone()
+    } else {
+        None
+    };
     loop {
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            r = std::future::poll_fn(|cx| {
+                let _turn = accept_turn();
+                listener.poll_accept(cx)
+            }) => r,
+            Some(reply) = probe.recv() => {
+                let _ = reply.send(());
+                continue;
+            }
             _ = shutdown.cancelled() => break,
         };
         match accepted {
-            Ok((socket, addr)) => {
+            Ok((conn, peer)) => {
                 failures.settled();
-                let permit = match app.connections.admit(addr.ip()) {
+                let permit = match app.connections.admit(peer.ip()) {
                     Ok(p) => p,
                     Err(why) => {
                         let counter = match why {
@@ -40,22 +97,27 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                             Refused::PerAddress => &app.counters.max_connections_per_address,
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
-                        if app.config.tls.is_none() {
-                            refuse(socket, why);
+                        if tls.is_none() {
+                            refuse(conn, why);
                         }
                         continue;
                     }
                 };
-                let _ = socket.set_nodelay(true);
                 // One head timeout from accept covers a TLS handshake and the first request head.
                 let deadline = tokio::time::Instant::now() + app.config.limits.head_timeout;
                 let (app, shutdown) = (app.clone(), shutdown.clone());
-                match app.config.tls.as_ref().map(|t| t.acceptor()) {
-                    None => tracker.spawn(async move {
-                        handle_connection(app, socket, addr, shutdown, deadline).await;
+                match (conn, tls.as_ref().map(|t| t.acceptor())) {
+                    (Conn::Unix(socket), _) => tracker.spawn(async move {
+                        handle_connection(app, socket, peer, shutdown, deadline).await;
                         drop(permit);
                     }),
-                    Some(acceptor) => tracker.spawn(async move {
+                    (Conn::Tcp(socket), None) => tracker.spawn(async move {
+                        let _ = socket.set_nodelay(true);
+                        handle_connection(app, socket, peer, shutdown, deadline).await;
+                        drop(permit);
+                    }),
+                    (Conn::Tcp(socket), Some(acceptor)) => tracker.spawn(async move {
+                        let _ = socket.set_nodelay(true);
                         let handshake = tokio::time::timeout_at(deadline, acceptor.accept(socket));
                         let tls = tokio::select! {
                             r = handshake => r,
@@ -66,11 +128,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                                 app.counters
                                     .tls_handshakes_completed
                                     .fetch_add(1, Ordering::Relaxed);
-                                handle_connection(app, tls, addr, shutdown, deadline).await
+                                handle_connection(app, tls, peer, shutdown, deadline).await
                             }
                             Ok(Err(e)) => {
                                 app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                                tracing::debug!(addr = %peer, error = %e, "TLS handshake failed");
                             }
                             Err(_) => {
                                 app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
@@ -82,9 +144,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                 };
             }
             Err(e) => {
-                failures.note(&e);
+                failures.note(&e, &listener);
                 if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-                    && spare.shed(&listener, app.config.tls.is_none())
+                    && spare.shed(&listener, tls.is_none())
                 {
                     app.counters.max_connections.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -94,14 +156,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
             }
         }
     }
-    drop(listener);
-    tracker.close();
-    if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not close in time");
-    }
+}
+
+/// Taken for every accept system call and for the whole of a [`SpareFd::shed`]. With several listeners,
+/// the descriptor one loop's spare frees for its 503 must not be taken by another loop's ordinary accept
+/// (that loop would keep a connection, and this one would lose its spare and leave its queue hanging).
+/// Held only across non-blocking system calls, never an await.
+static ACCEPT_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn accept_turn() -> std::sync::MutexGuard<'static, ()> {
+    ACCEPT_TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A descriptor held in reserve so that a connection can still be accepted, answered and closed when the
@@ -116,7 +180,8 @@ impl SpareFd {
     /// Frees the spare, accepts one waiting connection, answers it 503 (`answer`: plain HTTP; a TLS
     /// connection is only closed), closes it and takes the spare back. False if there was no spare or
     /// nothing could be accepted.
-    fn shed(&mut self, listener: &TcpListener, answer: bool) -> bool {
+    fn shed(&mut self, listener: &Listener, answer: bool) -> bool {
+        let _turn = accept_turn();
         if self.0.take().is_none() {
             *self = SpareFd::open();
             return false;
@@ -147,14 +212,14 @@ struct AcceptFailures {
 impl AcceptFailures {
     const EVERY: Duration = Duration::from_secs(5);
 
-    fn note(&mut self, e: &std::io::Error) {
+    fn note(&mut self, e: &std::io::Error, listener: &Listener) {
         self.unlogged += 1;
         let now = std::time::Instant::now();
         if self
             .last_log
             .is_none_or(|t| now.duration_since(t) >= Self::EVERY)
         {
-            tracing::warn!("accept failed {} times: {e}", self.unlogged);
+            tracing::warn!(listener = %listener, "accept failed {} times: {e}", self.unlogged);
             self.unlogged = 0;
             self.last_log = Some(now);
         }
@@ -167,18 +232,5 @@ impl AcceptFailures {
             self.unlogged = 0;
             self.last_log = Some(std::time::Instant::now());
         }
-    }
-}
-
-/// The address a listener is bound to, for printing URLs.
-pub fn url_of(addr: SocketAddr) -> String {
-    url_with_scheme("http", addr)
-}
-
-/// The same with another scheme (https).
-pub fn url_with_scheme(scheme: &str, addr: SocketAddr) -> String {
-    match addr {
-        SocketAddr::V6(a) => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
-        SocketAddr::V4(a) => format!("{scheme}://{}:{}", a.ip(), a.port()),
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,14 +24,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A recipe from docs/recipes.
@@ -76,6 +68,11 @@ fn nginx(upstream: SocketAddr, dir: &Path) -> (Proc, SocketAddr) {
 /// nginx with the server block `site` (which names `upstream` as 127.0.0.1:8080) listening on `port`.
 fn nginx_with(site: &str, upstream: SocketAddr, port: u16, dir: &Path) -> (Proc, SocketAddr) {
     let site = replaced(site, "127.0.0.1:8080", &upstream.to_string());
+    nginx_site(&site, port, dir)
+}
+
+/// nginx serving the server block `site` (listening on `port`).
+fn nginx_site(site: &str, port: u16, dir: &Path) -> (Proc, SocketAddr) {
     std::fs::write(dir.join("site.conf"), site).unwrap();
     let d = dir.display();
     let main = format!(
@@ -96,6 +93,41 @@ fn nginx_with(site: &str, upstream: SocketAddr, port: u16, dir: &Path) -> (Proc,
             )),
         port,
     )
+}
+
+#[test]
+fn nginx_recipe_reaches_mjpegd_over_a_unix_socket() {
+    let dir = TempDir::new("recipe-nginx-unix");
+    let sock = dir.0.join("mjpegd.sock");
+    let server = Server::start(&[
+        "--listen",
+        &format!("unix:{}?mode=0666", sock.display()),
+        "--resolution",
+        "160x120",
+    ]);
+    let port = free_port();
+    let site = replaced(
+        &recipe("nginx.conf"),
+        "listen 80;",
+        &format!("listen 127.0.0.1:{port};"),
+    );
+    let site = replaced(
+        &site,
+        "http://127.0.0.1:8080",
+        &format!("http://unix:{}:", sock.display()),
+    );
+    let (_nginx, addr) = nginx_site(&site, port, &dir.0);
+    let r = request(
+        addr,
+        "GET /snapshot HTTP/1.1\r\nHost: cams\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(size_of(&r.body), (160, 120));
+    let mut s = Stream::open(addr, "/stream", None);
+    assert_whole_jpeg(&s.next_part().unwrap().body);
+    // mjpegd saw the client on its unix socket.
+    let clients = server.state()["clients"].clone();
+    assert!(clients.to_string().contains("unix:"), "{clients}");
 }
 
 #[test]

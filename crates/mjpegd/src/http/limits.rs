@@ -11,7 +11,6 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Which limit refused a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,12 +117,14 @@ pub fn refusal(why: Refused) -> &'static [u8] {
     }
 }
 
-/// Answers a refused plain-HTTP connection with a 503 if its socket takes it at once, then closes it.
-pub fn refuse(socket: TcpStream, why: Refused) {
-    let _ = socket.try_write(refusal(why));
+/// Answers a refused plain-HTTP connection (TCP or unix socket, non-blocking) with a 503 if its socket
+/// takes it at once, then closes it.
+pub fn refuse<S: std::os::fd::AsFd>(socket: S, why: Refused) {
+    let sock = socket2::SockRef::from(&socket);
+    let _ = sock.send(refusal(why));
     // A request that has already arrived is read and dropped: closing over unread bytes would reset the
     // connection instead of ending it after the 503.
-    let _ = socket.try_read(&mut [0u8; 4096]);
+    let _ = std::io::Read::read(&mut &*sock, &mut [0u8; 4096]);
     drop(socket);
 }
 

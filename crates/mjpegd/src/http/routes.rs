@@ -20,13 +20,12 @@ use super::stream::{
 use crate::camera::Camera;
 use crate::http::app::App;
 use crate::hub::{ClientMeta, SharedHub};
-use crate::net::Transport;
+use crate::net::{Peer, Transport};
 use crate::still::{still, Ask, Waits};
 use bytes::BytesMut;
 use mjpegd_core::frame::format_timestamp;
 use mjpegd_core::variant::{SizeRequest, VariantKey};
 use mjpegd_core::Policy;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -45,7 +44,7 @@ const WALL_HTML: &str = include_str!("wall.html");
 pub async fn handle_connection<T: Transport>(
     app: Arc<App>,
     mut io: T,
-    addr: SocketAddr,
+    addr: Peer,
     shutdown: CancellationToken,
     first_deadline: Instant,
 ) {
@@ -330,7 +329,7 @@ async fn stream<T: Transport>(
     app: &Arc<App>,
     camera: &Camera,
     mut io: T,
-    addr: SocketAddr,
+    addr: Peer,
     request: &Request,
     head_only: bool,
 ) {

@@ -1,5 +1,8 @@
 //! Listening: the socket with a deep accept queue, and the open-file limit every connection counts against.
 
+/// The accept queue asked for (the kernel caps it at net.core.somaxconn).
+pub const BACKLOG: i32 = 8192;
+
 /// Binds the listening socket with a deep accept queue (the kernel caps it at net.core.somaxconn): when
 /// thousands of players connect at once, a short queue makes the kernel drop connections before mjpegd
 /// ever sees them.
@@ -11,7 +14,7 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpList
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(8192)
+    socket.listen(BACKLOG as u32)
 }
 
 /// Raises the open-file limit to the hard limit (each client is a file descriptor) and returns it.

@@ -1,9 +1,20 @@
-//! Connection plumbing below HTTP: binding the listener and the file-descriptor limit ([`listen`]), the
-//! [`Transport`] trait over plain TCP and TLS ([`transport`]), and HTTPS with certificate reload ([`tls`]).
+//! Connection plumbing below HTTP: what a `--listen` says ([`address`]), binding TCP listeners and the
+//! file-descriptor limit ([`listen`]), unix sockets ([`unix`]), sockets passed by systemd
+//! ([`activation`]), the bound listeners and their connections ([`listener`]), who a client is
+//! ([`peer`]), the [`Transport`] trait over TCP, unix sockets and TLS ([`transport`]), and HTTPS with
+//! certificate reload ([`tls`]).
 
+pub mod activation;
+pub mod address;
 pub mod listen;
+pub mod listener;
+pub mod peer;
 pub mod tls;
 pub mod transport;
+pub mod unix;
 
+pub use address::ListenSpec;
 pub use listen::{listen, raise_fd_limit};
+pub use listener::{Conn, Listener};
+pub use peer::Peer;
 pub use transport::Transport;

@@ -1,6 +1,6 @@
 //! HTTPS: rustls (ring provider, TLS 1.2 and 1.3) over the same connections and routes.
 //!
-//! The certificate chain and key are PEM files (`--tls-cert`, `--tls-key`); SIGHUP reloads them (a renewed
+//! The certificate chain and key are PEM files (`--tls-cert`, `--tls-key`); SIGHUP reloads them (`reload.rs`) (a renewed
 //! certificate takes effect for new connections, existing ones keep theirs; a reload that fails keeps the
 //! old pair and says why). The handshake and the first request head share one `--head-timeout` from
 //! accept, so a client that opens a connection and says nothing costs no more over TLS than over plain
@@ -20,7 +20,6 @@ use std::sync::{Arc, RwLock};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 
 /// The TLS side of the server: where the certificate lives and the acceptor built from it.
 pub struct Tls {
@@ -56,6 +55,11 @@ impl Tls {
         Ok(())
     }
 
+    /// The certificate chain's path.
+    pub fn cert(&self) -> &Path {
+        &self.cert
+    }
+
     /// The acceptor for a new connection.
     pub fn acceptor(&self) -> TlsAcceptor {
         self.acceptor.read().unwrap().clone()
@@ -80,32 +84,6 @@ fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         .context("the certificate and key do not make a usable pair")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Reloads the certificate on every SIGHUP until `shutdown`.
-pub fn reload_on_sighup(tls: Arc<Tls>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = hup.recv() => {}
-                _ = shutdown.cancelled() => return,
-            }
-            match tls.reload() {
-                Ok(()) => {
-                    tracing::info!(cert = %tls.cert.display(), "SIGHUP: certificate reloaded")
-                }
-                Err(e) => {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "SIGHUP: reload failed, keeping the current certificate"
-                    )
-                }
-            }
-        }
-    });
-    Ok(())
 }
 
 impl Transport for TlsStream<TcpStream> {

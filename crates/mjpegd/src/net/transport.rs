@@ -1,9 +1,10 @@
-//! The connections mjpegd serves: plain TCP, or TLS over it, behind one trait, so the HTTP side does not
-//! care which.
+//! The connections mjpegd serves: plain TCP, TLS over it, or a unix socket, behind one trait, so the HTTP
+//! side does not care which.
 
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// A connection mjpegd can serve: plain TCP (and, later, TLS over it).
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -33,19 +34,42 @@ impl Transport for TcpStream {
     }
 
     fn unsent_bytes(&self) -> Option<usize> {
-        use std::os::fd::AsRawFd;
-        let mut queued: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
-        let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-        if rc != 0 {
-            return None;
-        }
+        let queued = outq(self.as_raw_fd())?;
         // A reset connection keeps its unacknowledged count forever: report nothing, so the caller's next
         // write fails and ends the stream. (Asked only when something is queued: the common case costs one
         // system call.)
         if queued > 0 && !matches!(self.take_error(), Ok(None)) {
             return None;
         }
-        Some(queued.max(0) as usize)
+        Some(queued)
     }
+}
+
+/// A unix socket (a reverse proxy on this host): no Nagle to turn off; the send queue is what the peer
+/// has not read yet.
+impl Transport for UnixStream {
+    fn tune_for_stream(&self, send_buffer: Option<usize>) {
+        if let Some(size) = send_buffer {
+            let _ = socket2::SockRef::from(self).set_send_buffer_size(size);
+        }
+    }
+
+    fn discard_unsent_on_close(&self) {}
+
+    fn unsent_bytes(&self) -> Option<usize> {
+        let queued = outq(self.as_raw_fd())?;
+        if queued > 0 && !matches!(self.take_error(), Ok(None)) {
+            return None;
+        }
+        Some(queued)
+    }
+}
+
+/// Bytes in a socket's send queue (SIOCOUTQ): for TCP, sent but not acknowledged; for a unix socket, not
+/// yet read by the peer.
+fn outq(fd: std::os::fd::RawFd) -> Option<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    (rc == 0).then_some(queued.max(0) as usize)
 }

@@ -59,6 +59,13 @@ impl ChildGroup {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
+            // What systemd gave mjpegd is mjpegd's: a child must not notify, ping or take sockets.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
             // Ending is this module's job: tokio's kill_on_drop would kill the leader alone.
             .kill_on_drop(false)
             .spawn()?;

@@ -205,7 +205,7 @@ async fn run(source: Arc<SharedHub>, variant: Arc<Variant>, camera: String) {
     let stop = variant.stop.clone();
     let pool = TranscodePool::global();
     let mut sub = source.subscribe(ClientMeta {
-        addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        addr: crate::net::Peer::Ip(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
         policy: Policy::Latest,
         fps_cap: None,
         user_agent: format!("mjpegd transcoder {}", variant.key),

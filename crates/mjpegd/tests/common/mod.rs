@@ -349,6 +349,15 @@ pub fn listening_address(child: &mut Child) -> SocketAddr {
     addr
 }
 
+/// A loopback port free now, for a program of the test's (a proxy, systemd-socket-activate) to bind.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A folder under the system's temp dir, removed on drop.
 pub struct TempDir(pub std::path::PathBuf);
 
