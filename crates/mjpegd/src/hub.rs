@@ -104,6 +104,9 @@ pub struct SourceStatus {
     pub last_error: Option<String>,
     pub last_error_at: Option<SystemTime>,
     pub encoder: Encoder,
+    /// The sequence number of the first real frame of the source's latest run (a snapshot's warm-up
+    /// counts from it).
+    pub run_first_seq: Option<u64>,
 }
 
 impl SourceStatus {
@@ -211,6 +214,17 @@ impl SharedHub {
             .unwrap_or_default()
             .as_micros() as u64;
         let published = lock(&self.core).publish(jpeg, ts);
+        self.announce(published)
+    }
+
+    /// Publishes a frame under a number and capture time it already has: a variant's transcoder
+    /// republishes the camera's frames this way (see [`mjpegd_core::Hub::publish_numbered`]).
+    pub fn publish_numbered(&self, jpeg: Bytes, seq: u64, timestamp_us: u64) -> Arc<Frame> {
+        let published = lock(&self.core).publish_numbered(jpeg, seq, timestamp_us);
+        self.announce(published)
+    }
+
+    fn announce(&self, published: mjpegd_core::hub::Published) -> Arc<Frame> {
         {
             let now = Instant::now();
             let mut recent = lock(&self.recent);
@@ -233,6 +247,11 @@ impl SharedHub {
         }
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
         published.frame
+    }
+
+    /// The next sequence number this hub will give (frames published so far).
+    pub fn next_seq(&self) -> u64 {
+        lock(&self.core).published()
     }
 
     /// Whether the core hub's lock is free now: for the watchdog, which never waits on it (a lock taken
@@ -259,29 +278,28 @@ impl SharedHub {
     /// (see [`mjpegd_core::Hub::end_run`]).
     pub fn end_run(&self) {
         lock(&self.core).end_run();
+        // Whoever mirrors this hub (a variant's transcoder) learns of it.
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// The frame a snapshot should show: the newest of the source's current run (a real frame, or "no
-    /// signal" while it is down), else the next one to arrive (waking an on-demand source), within
-    /// `timeout`. A frame from an earlier run is never shown as if it were live. With `after`, only a frame
-    /// numbered above it will do (a long poll: the page's tiles ask for the frame after the one they show).
-    pub async fn fresh_frame(
+    /// The frame a snapshot should show: the newest of the source's current run that `wanted` accepts (a
+    /// real frame, or "no signal" while it is down), else the first such frame to arrive (counting the
+    /// caller as a watcher meanwhile, which wakes an on-demand source), within `timeout`. A frame from an
+    /// earlier run is never shown as if it were live. `wanted` is asked again at each publish (see
+    /// [`crate::still`] for what snapshots ask).
+    pub async fn frame_where(
         self: &Arc<Self>,
-        after: Option<u64>,
+        wanted: impl Fn(&Frame) -> bool,
         timeout: Duration,
     ) -> Option<Arc<Frame>> {
-        // A number this hub never issued (the page outlived a restart of the server or the camera) counts
-        // as none seen, else the poller would wait for a frame that is far in the future.
-        let after = after.filter(|&a| a < lock(&self.core).published());
-        let newer = |f: &Arc<Frame>| after.is_none_or(|a| f.seq > a);
-        if let Some(frame) = self.newest().filter(newer) {
+        if let Some(frame) = self.newest().filter(|f| wanted(f)) {
             return Some(frame);
         }
         let mut changes = self.changes();
         let _watching = self.watch();
         let wait = async {
             loop {
-                if let Some(f) = self.newest().filter(newer) {
+                if let Some(f) = self.newest().filter(|f| wanted(f)) {
                     return f;
                 }
                 if changes.changed().await.is_err() {
@@ -454,24 +472,31 @@ impl Subscription {
         loop {
             // Mark the current version seen before deciding, so a publish after the decision wakes us.
             self.changed.borrow_and_update();
-            let next = lock(&self.hub.core).next(self.entry.id);
-            match next {
-                Next::Frame { frame, skipped } => {
-                    if skipped > 0 {
-                        self.entry
-                            .frames_skipped
-                            .fetch_add(skipped, Ordering::Relaxed);
-                    }
-                    return Ok(frame);
-                }
-                Next::Evicted(cause) => return Err(cause),
-                Next::Wait => {
-                    if self.changed.changed().await.is_err() {
-                        // The hub is gone: nothing more will come. Wait forever; the caller's shutdown ends us.
-                        std::future::pending::<()>().await;
-                    }
-                }
+            if let Some(next) = self.try_next() {
+                return next;
             }
+            if self.changed.changed().await.is_err() {
+                // The hub is gone: nothing more will come. Wait forever; the caller's shutdown ends us.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The next frame this client's policy gives it now, without waiting: `None` if there is none yet.
+    /// Errs when the hub evicted the client.
+    pub fn try_next(&mut self) -> Option<Result<Arc<Frame>, EvictCause>> {
+        let next = lock(&self.hub.core).next(self.entry.id);
+        match next {
+            Next::Frame { frame, skipped } => {
+                if skipped > 0 {
+                    self.entry
+                        .frames_skipped
+                        .fetch_add(skipped, Ordering::Relaxed);
+                }
+                Some(Ok(frame))
+            }
+            Next::Evicted(cause) => Some(Err(cause)),
+            Next::Wait => None,
         }
     }
 
