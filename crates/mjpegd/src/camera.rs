@@ -8,10 +8,15 @@
 //! source settings change restarts its supervisor on the same hub while its clients stay connected (they
 //! see "no signal" in between, as on any source failure, and their sequence numbers carry on); a camera
 //! that is removed ends its clients' streams cleanly.
+//!
+//! A camera also owns its size/quality [`Variants`], each a hub fed from the camera's (see
+//! [`crate::variant`]); they live and end with the clients that ask for them.
 
 use crate::config::CameraSettings;
 use crate::hub::{SharedHub, SourceStatus};
 use crate::record::RecordingStatus;
+use crate::variant::{Lease, Variants};
+use mjpegd_core::variant::VariantKey;
 use mjpegd_core::HubConfig;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -22,6 +27,8 @@ pub struct Camera {
     name: String,
     settings: RwLock<CameraSettings>,
     pub hub: Arc<SharedHub>,
+    /// The size/quality variants running now.
+    pub variants: Variants,
     /// Cancelled when the camera is removed (or the server stops): ends every client's stream.
     clients: CancellationToken,
     source: Mutex<Option<RunningSource>>,
@@ -69,7 +76,9 @@ impl Camera {
             }
             None => (None, None),
         };
+        let variants = Variants::new(&settings.name, hub.clone(), settings.buffer_memory);
         Ok(Arc::new(Camera {
+            variants,
             recording,
             recorder: Mutex::new(recorder),
             name: settings.name.clone(),
@@ -90,6 +99,19 @@ impl Camera {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// A lease on variant `key` (started if it is not running), or why not (past `--max-variants`).
+    pub fn lease_variant(&self, key: VariantKey) -> Result<Lease, String> {
+        let max = self.settings().max_variants;
+        self.variants.lease(key, max, &self.clients)
+    }
+
+    /// The source's picture size as last known: the newest frame's (the supervisor reads every frame's
+    /// header), else the size the source was opened at or configured with.
+    pub fn source_size(&self) -> (u32, u32) {
+        let s = self.hub.source();
+        (s.width, s.height)
     }
 
     /// A token for one client's stream: cancelled when the camera goes away or the server stops.

@@ -165,6 +165,16 @@ pub struct ServeArgs {
     /// Send Access-Control-Allow-Origin with this value (e.g. '*').
     #[arg(long)]
     pub allow_origin: Option<String>,
+    /// Most size/quality variants (`?width=`, `?height=`, `?quality=`) transcoded at once per camera; a
+    /// stream asking for one more gets a 503.
+    #[arg(long, default_value_t = 4, value_parser = crate::config::parse_max_variants)]
+    pub max_variants: usize,
+    /// Longest a snapshot waits for its frame (the first frame, a `max_delay` frame, warm-up) before a 503.
+    #[arg(long, default_value = "2s", value_parser = crate::config::parse_snapshot_timeout)]
+    pub snapshot_timeout: Duration,
+    /// Frames a snapshot lets go by after starting an idle on-demand camera (auto-exposure settling).
+    #[arg(long, default_value_t = 0, value_parser = crate::config::parse_warmup_frames)]
+    pub warmup_frames: u32,
     /// Time a client has to send a whole request head once it started.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub head_timeout: Duration,
@@ -220,6 +230,7 @@ impl ServeArgs {
                 .max_clients
                 .unwrap_or(crate::security::DEFAULT_MAX_CLIENTS),
             write_timeout: self.write_timeout,
+            snapshot_timeout: self.snapshot_timeout,
             send_buffer: self.send_buffer.map(|b| b as usize),
             allow_origin: self.allow_origin.clone(),
             limits: Limits {
@@ -274,6 +285,8 @@ impl ServeArgs {
                     keep: self.record_keep,
                     max_size: self.record_max_size,
                 }),
+            max_variants: self.max_variants,
+            warmup_frames: self.warmup_frames,
         })
     }
 
@@ -291,6 +304,9 @@ impl ServeArgs {
         }
         if let Some(v) = k.write_timeout {
             self.write_timeout = v;
+        }
+        if let Some(v) = k.snapshot_timeout {
+            self.snapshot_timeout = v;
         }
         if k.send_buffer.is_some() {
             self.send_buffer = k.send_buffer;
@@ -489,7 +505,7 @@ fn banner(spec: &str, listeners: &[Listener], cameras: &[Arc<Camera>], app: &App
     let all: Vec<String> = listeners.iter().map(|l| l.to_string()).collect();
     let access = crate::security::announce(listeners, &app.config);
     format!(
-        "mjpegd {} serving {spec}\n  page:     {url}/\n  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N)\n  snapshot: {url}/snapshot\n  state:    {url}/state\n  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot\n  listen:   {}\n{cams}{access}",
+        "mjpegd {} serving {spec}\n  page:     {url}/\n  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N, ?width=W, ?height=H, ?quality=Q)\n  snapshot: {url}/snapshot (?width=W, ?height=H, ?quality=Q, ?max_delay=MS)\n  state:    {url}/state\n  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot\n  listen:   {}\n{cams}{access}",
         env!("CARGO_PKG_VERSION"),
         all.join("  "),
     )

@@ -43,6 +43,10 @@ pub struct CameraSettings {
     pub lockstep_timeout: Duration,
     /// Where to record this camera, if anywhere.
     pub record: Option<RecordSettings>,
+    /// Most size/quality variants transcoded at once.
+    pub max_variants: usize,
+    /// Frames a snapshot lets go by after it started an idle on-demand source (auto-exposure settling).
+    pub warmup_frames: u32,
 }
 
 /// Server-wide keys of a file, each `None` when the file does not set it.
@@ -55,6 +59,7 @@ pub struct ServerKeys {
     pub max_connections_per_address: Option<usize>,
     pub head_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
+    pub snapshot_timeout: Option<Duration>,
     pub send_buffer: Option<u64>,
     pub allow_origin: Option<String>,
     pub auth: Option<String>,
@@ -105,6 +110,7 @@ struct FileKeys {
     max_connections_per_address: Option<usize>,
     head_timeout: Option<Spanned<String>>,
     write_timeout: Option<Spanned<String>>,
+    snapshot_timeout: Option<Spanned<String>>,
     send_buffer: Option<Spanned<String>>,
     allow_origin: Option<String>,
     auth: Option<String>,
@@ -150,6 +156,8 @@ struct CameraKeys {
     record_segment: Option<Spanned<String>>,
     record_keep: Option<Spanned<String>>,
     record_max_size: Option<Spanned<String>>,
+    max_variants: Option<Spanned<i64>>,
+    warmup_frames: Option<Spanned<i64>>,
 }
 
 /// Line and column (from 1) of byte `at` in `text`.
@@ -226,6 +234,7 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
         max_connections_per_address: keys.max_connections_per_address,
         head_timeout: value(&keys.head_timeout, parse_duration, &at)?,
         write_timeout: value(&keys.write_timeout, parse_duration, &at)?,
+        snapshot_timeout: value(&keys.snapshot_timeout, parse_snapshot_timeout, &at)?,
         send_buffer: value(&keys.send_buffer, parse_size, &at)?,
         allow_origin: keys.allow_origin,
         auth: keys.auth,
@@ -294,6 +303,14 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
                 return Err(at(q.span(), "quality: expected 1 to 100".into()));
             }
             c.options.quality = *q.get_ref() as u8;
+        }
+        if let Some(n) = &k.max_variants {
+            c.max_variants =
+                parse_max_variants(&n.get_ref().to_string()).map_err(|e| at(n.span(), e))?;
+        }
+        if let Some(n) = &k.warmup_frames {
+            c.warmup_frames =
+                parse_warmup_frames(&n.get_ref().to_string()).map_err(|e| at(n.span(), e))?;
         }
         if let Some(p) = value(&k.delivery, |s| s.parse::<Policy>(), &at)? {
             c.delivery = p;
@@ -456,6 +473,31 @@ pub fn parse_fps(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Variants per camera: 0 (none) to 64.
+pub fn parse_max_variants(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n <= 64 => Ok(n),
+        _ => Err(format!("max-variants: expected 0 to 64, not {s:?}")),
+    }
+}
+
+/// Warm-up frames of a snapshot: 0 to 300.
+pub fn parse_warmup_frames(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n <= 300 => Ok(n),
+        _ => Err(format!("warmup-frames: expected 0 to 300, not {s:?}")),
+    }
+}
+
+/// How long a snapshot waits for its frame: 100 ms to 60 s.
+pub fn parse_snapshot_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(60) {
+        return Err(format!("{s}: a snapshot timeout is between 100ms and 60s"));
+    }
+    Ok(d)
+}
+
 /// A size in bytes, e.g. `256MiB`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     s.parse::<bytesize::ByteSize>()
@@ -523,6 +565,8 @@ mod tests {
             delivery: Policy::Latest,
             lockstep_timeout: Duration::from_secs(2),
             record: None,
+            max_variants: 4,
+            warmup_frames: 0,
         }
     }
 
@@ -623,6 +667,51 @@ capture = "always"
             ),
         ];
         for (text, at, what) in cases {
+            let e = err(text);
+            assert!(e.starts_with(at) && e.contains(what), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn variant_and_snapshot_keys() {
+        let text = "snapshot-timeout = \"500ms\"\n[cameras.a]\nmax-variants = 2\nwarmup-frames = 5\n[cameras.b]\n";
+        let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
+        assert_eq!(c.server.snapshot_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(
+            (c.cameras[0].max_variants, c.cameras[0].warmup_frames),
+            (2, 5)
+        );
+        assert_eq!(
+            (c.cameras[1].max_variants, c.cameras[1].warmup_frames),
+            (4, 0)
+        );
+        for (text, at, what) in [
+            (
+                "[cameras.a]\nmax-variants = 65\n",
+                "cams.toml:2:16:",
+                "0 to 64",
+            ),
+            (
+                "[cameras.a]\nmax-variants = -1\n",
+                "cams.toml:2:16:",
+                "0 to 64",
+            ),
+            (
+                "[cameras.a]\nwarmup-frames = 1000\n",
+                "cams.toml:2:17:",
+                "0 to 300",
+            ),
+            (
+                "[cameras.a]\nwarmup-frames = \"x\"\n",
+                "cams.toml:2:17:",
+                "invalid type",
+            ),
+            (
+                "snapshot-timeout = \"1h\"\n[cameras.a]\n",
+                "cams.toml:1:20:",
+                "between 100ms and 60s",
+            ),
+        ] {
             let e = err(text);
             assert!(e.starts_with(at) && e.contains(what), "{text:?}: {e}");
         }

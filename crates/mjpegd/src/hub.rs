@@ -112,6 +112,9 @@ pub struct SourceStatus {
     pub last_error: Option<String>,
     pub last_error_at: Option<SystemTime>,
     pub encoder: Encoder,
+    /// The sequence number of the first real frame of the source's latest run (a snapshot's warm-up
+    /// counts from it).
+    pub run_first_seq: Option<u64>,
 }
 
 impl SourceStatus {
@@ -243,6 +246,19 @@ impl SharedHub {
             .unwrap_or_default()
             .as_micros() as u64;
         let published = lock(&self.core).hub.publish(jpeg, ts);
+        self.announce(published)
+    }
+
+    /// Publishes a frame under a number and capture time it already has: a variant's transcoder
+    /// republishes the camera's frames this way (see [`mjpegd_core::Hub::publish_numbered`]).
+    pub fn publish_numbered(&self, jpeg: Bytes, seq: u64, timestamp_us: u64) -> Arc<Frame> {
+        let published = lock(&self.core)
+            .hub
+            .publish_numbered(jpeg, seq, timestamp_us);
+        self.announce(published)
+    }
+
+    fn announce(&self, published: mjpegd_core::hub::Published) -> Arc<Frame> {
         // Made outside the lock (a copy of the frame and a few system calls), before the clients are woken.
         match SharedPart::new(&published.frame) {
             Ok(None) => {} // as many parts are open as may be: this frame goes from its bytes
@@ -288,6 +304,11 @@ impl SharedHub {
         published.frame
     }
 
+    /// The next sequence number this hub will give (frames published so far).
+    pub fn next_seq(&self) -> u64 {
+        lock(&self.core).hub.published()
+    }
+
     /// Whether the core hub's lock is free now: for the watchdog, which never waits on it (a lock taken
     /// for longer than a decision means a stuck hub).
     pub fn is_unlocked(&self) -> bool {
@@ -312,29 +333,28 @@ impl SharedHub {
     /// (see [`mjpegd_core::Hub::end_run`]).
     pub fn end_run(&self) {
         lock(&self.core).hub.end_run();
+        // Whoever mirrors this hub (a variant's transcoder) learns of it.
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// The frame a snapshot should show: the newest of the source's current run (a real frame, or "no
-    /// signal" while it is down), else the next one to arrive (waking an on-demand source), within
-    /// `timeout`. A frame from an earlier run is never shown as if it were live. With `after`, only a frame
-    /// numbered above it will do (a long poll: the page's tiles ask for the frame after the one they show).
-    pub async fn fresh_frame(
+    /// The frame a snapshot should show: the newest of the source's current run that `wanted` accepts (a
+    /// real frame, or "no signal" while it is down), else the first such frame to arrive (counting the
+    /// caller as a watcher meanwhile, which wakes an on-demand source), within `timeout`. A frame from an
+    /// earlier run is never shown as if it were live. `wanted` is asked again at each publish (see
+    /// [`crate::still`] for what snapshots ask).
+    pub async fn frame_where(
         self: &Arc<Self>,
-        after: Option<u64>,
+        wanted: impl Fn(&Frame) -> bool,
         timeout: Duration,
     ) -> Option<Arc<Frame>> {
-        // A number this hub never issued (the page outlived a restart of the server or the camera) counts
-        // as none seen, else the poller would wait for a frame that is far in the future.
-        let after = after.filter(|&a| a < lock(&self.core).hub.published());
-        let newer = |f: &Arc<Frame>| after.is_none_or(|a| f.seq > a);
-        if let Some(frame) = self.newest().filter(newer) {
+        if let Some(frame) = self.newest().filter(|f| wanted(f)) {
             return Some(frame);
         }
         let mut changes = self.changes();
         let _watching = self.watch();
         let wait = async {
             loop {
-                if let Some(f) = self.newest().filter(newer) {
+                if let Some(f) = self.newest().filter(|f| wanted(f)) {
                     return f;
                 }
                 if changes.changed().await.is_err() {
@@ -563,6 +583,24 @@ impl Subscription {
                     }
                 }
             }
+        }
+    }
+
+    /// The next frame this client's policy gives it now, without waiting: `None` if there is none yet.
+    /// Errs when the hub evicted the client.
+    pub fn try_next(&mut self) -> Option<Result<Arc<Frame>, EvictCause>> {
+        let next = lock(&self.hub.core).hub.next(self.entry.id);
+        match next {
+            Next::Frame { frame, skipped } => {
+                if skipped > 0 {
+                    self.entry
+                        .frames_skipped
+                        .fetch_add(skipped, Ordering::Relaxed);
+                }
+                Some(Ok(frame))
+            }
+            Next::Evicted(cause) => Some(Err(cause)),
+            Next::Wait => None,
         }
     }
 

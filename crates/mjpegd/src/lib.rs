@@ -21,3 +21,5 @@ pub mod security;
 pub mod server;
 pub mod service;
 pub mod source;
+pub mod still;
+pub mod variant;

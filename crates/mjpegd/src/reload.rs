@@ -165,6 +165,10 @@ fn needs_restart(before: &ServerKeys, after: &ServerKeys) -> Vec<String> {
     );
     check("head-timeout", before.head_timeout != after.head_timeout);
     check("write-timeout", before.write_timeout != after.write_timeout);
+    check(
+        "snapshot-timeout",
+        before.snapshot_timeout != after.snapshot_timeout,
+    );
     check("send-buffer", before.send_buffer != after.send_buffer);
     check("allow-origin", before.allow_origin != after.allow_origin);
     check("tls-cert", before.tls_cert != after.tls_cert);

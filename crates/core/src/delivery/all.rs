@@ -5,6 +5,10 @@
 //! clients), and its size is bounded: when a new frame would take it over budget, the client furthest behind
 //! is evicted, so that every client still connected has received every frame in order. A gap never
 //! happens; an eviction is reported to the caller, which disconnects, logs and counts it.
+//!
+//! Clients are placed by the frame's position in the order of publication, not by its sequence number:
+//! a hub fed by a transcoder (a size variant) publishes the original's numbers, with gaps where the
+//! transcoder skipped frames, and its `all` clients still get every frame it published, in order.
 
 use super::ids::IdMap;
 use super::ClientId;
@@ -15,15 +19,17 @@ use std::sync::Arc;
 /// The frames that some `all` client has not been sent yet, and where each client is.
 #[derive(Debug)]
 pub struct Backlog {
-    /// Frames in sequence order; `frames[i].seq == first_seq + i`.
+    /// Frames in publication order; `frames[i]` was published at position `first + i`.
     frames: VecDeque<Arc<Frame>>,
     /// For each frame in `frames`, how many clients will be sent it next.
     waiting: VecDeque<u32>,
     /// Clients that have been sent every frame and wait for the next one.
     caught_up: u32,
-    /// Sequence number of `frames[0]`.
-    first_seq: u64,
-    /// Each client's next sequence number to send.
+    /// Position of `frames[0]`.
+    first: u64,
+    /// Position of the next frame to be published (frames published so far).
+    pushed: u64,
+    /// Each client's position of the next frame to send.
     cursors: IdMap<u64>,
     /// Bytes held by `frames`.
     bytes: usize,
@@ -38,7 +44,8 @@ impl Backlog {
             frames: VecDeque::new(),
             waiting: VecDeque::new(),
             caught_up: 0,
-            first_seq: 0,
+            first: 0,
+            pushed: 0,
             cursors: IdMap::default(),
             bytes: 0,
             budget,
@@ -66,23 +73,23 @@ impl Backlog {
     }
 
     /// Adds a client that starts with `newest` (so it has a picture at once), or with the next frame
-    /// published (sequence `next_seq`) if there is none yet.
-    pub fn join(&mut self, id: ClientId, newest: Option<&Arc<Frame>>, next_seq: u64) {
-        match newest {
+    /// published if there is none. `newest` must be the frame last pushed.
+    pub fn join(&mut self, id: ClientId, newest: Option<&Arc<Frame>>) {
+        match newest.filter(|_| self.pushed > 0) {
             Some(frame) => {
                 if self.frames.is_empty() {
-                    self.first_seq = frame.seq;
+                    self.first = self.pushed - 1;
                     self.bytes += frame.size();
                     self.frames.push_back(frame.clone());
                     self.waiting.push_back(0);
                 }
                 debug_assert_eq!(self.frames.back().map(|f| f.seq), Some(frame.seq));
                 *self.waiting.back_mut().expect("not empty") += 1;
-                self.cursors.insert(id, frame.seq);
+                self.cursors.insert(id, self.pushed - 1);
             }
             None => {
                 self.caught_up += 1;
-                self.cursors.insert(id, next_seq);
+                self.cursors.insert(id, self.pushed);
             }
         }
     }
@@ -103,14 +110,14 @@ impl Backlog {
     /// behind are removed until it fits (or only one frame is left), and returned: the caller must
     /// disconnect them.
     pub fn push(&mut self, frame: Arc<Frame>) -> Vec<ClientId> {
+        let position = self.pushed;
+        self.pushed += 1;
         if self.cursors.is_empty() {
             return Vec::new();
         }
-        debug_assert!(
-            self.frames.is_empty() || frame.seq == self.first_seq + self.frames.len() as u64
-        );
+        debug_assert!(self.frames.is_empty() || position == self.first + self.frames.len() as u64);
         if self.frames.is_empty() {
-            self.first_seq = frame.seq;
+            self.first = position;
         }
         self.bytes += frame.size();
         self.frames.push_back(frame);
@@ -118,11 +125,11 @@ impl Backlog {
         let mut evicted = Vec::new();
         while self.bytes > self.budget && self.frames.len() > 1 {
             // After trim() the first frame always has a waiting client: the ones furthest behind.
-            let laggard_seq = self.first_seq;
+            let laggard = self.first;
             let laggards: Vec<ClientId> = self
                 .cursors
                 .iter()
-                .filter(|&(_, &c)| c == laggard_seq)
+                .filter(|&(_, &c)| c == laggard)
                 .map(|(&id, _)| id)
                 .collect();
             for id in &laggards {
@@ -140,7 +147,7 @@ impl Backlog {
     /// not an `all` client).
     pub fn next(&mut self, id: ClientId) -> Option<Arc<Frame>> {
         let cursor = self.cursors.get_mut(&id)?;
-        let i = (*cursor).checked_sub(self.first_seq)? as usize;
+        let i = (*cursor).checked_sub(self.first)? as usize;
         let frame = self.frames.get(i)?.clone();
         *cursor += 1;
         self.waiting[i] -= 1;
@@ -155,11 +162,11 @@ impl Backlog {
     /// How many published frames `id` has not been sent yet.
     pub fn behind(&self, id: ClientId) -> Option<u64> {
         let cursor = *self.cursors.get(&id)?;
-        Some((self.first_seq + self.frames.len() as u64).saturating_sub(cursor))
+        Some(self.pushed.saturating_sub(cursor))
     }
 
-    fn index_of(&self, seq: u64) -> Option<usize> {
-        let i = seq.checked_sub(self.first_seq)? as usize;
+    fn index_of(&self, position: u64) -> Option<usize> {
+        let i = position.checked_sub(self.first)? as usize;
         (i < self.frames.len()).then_some(i)
     }
 
@@ -169,7 +176,7 @@ impl Backlog {
             self.waiting.pop_front();
             let frame = self.frames.pop_front().expect("frames and waiting align");
             self.bytes -= frame.size();
-            self.first_seq += 1;
+            self.first += 1;
         }
     }
 }
@@ -192,8 +199,8 @@ mod tests {
         let mut b = Backlog::new(1 << 20);
         let (fast, slow) = (ClientId(1), ClientId(2));
         let f0 = frame(0, 100);
-        b.join(fast, None, 0);
-        b.join(slow, None, 0);
+        b.join(fast, None);
+        b.join(slow, None);
         b.push(f0);
         let mut fast_got = Vec::new();
         for seq in 1..50 {
@@ -211,7 +218,8 @@ mod tests {
     fn a_joining_client_starts_with_the_newest_frame() {
         let mut b = Backlog::new(1 << 20);
         let newest = frame(41, 10);
-        b.join(ClientId(1), Some(&newest), 42);
+        b.push(newest.clone());
+        b.join(ClientId(1), Some(&newest));
         b.push(frame(42, 10));
         assert_eq!(drain(&mut b, ClientId(1)), vec![41, 42]);
     }
@@ -222,7 +230,7 @@ mod tests {
         let mut b = Backlog::new(per_frame * 10);
         let (a, laggard, c) = (ClientId(1), ClientId(2), ClientId(3));
         for id in [a, laggard, c] {
-            b.join(id, None, 0);
+            b.join(id, None);
         }
         let mut evicted = Vec::new();
         let mut got_c = Vec::new();
@@ -254,8 +262,8 @@ mod tests {
     #[test]
     fn leaving_frees_what_only_the_leaver_needed() {
         let mut b = Backlog::new(1 << 20);
-        b.join(ClientId(1), None, 0);
-        b.join(ClientId(2), None, 0);
+        b.join(ClientId(1), None);
+        b.join(ClientId(2), None);
         for seq in 0..5 {
             b.push(frame(seq, 10));
         }
@@ -266,5 +274,32 @@ mod tests {
         b.leave(ClientId(1));
         b.push(frame(5, 10));
         assert!(b.is_empty(), "no clients, nothing kept");
+    }
+
+    #[test]
+    fn numbers_with_gaps_are_walked_in_publication_order() {
+        // A variant's hub publishes the original's numbers, with gaps where its transcoder skipped.
+        let per_frame = frame(0, 100).size();
+        let mut b = Backlog::new(per_frame * 4);
+        let (reader, laggard) = (ClientId(1), ClientId(2));
+        b.join(reader, None);
+        b.join(laggard, None);
+        let seqs = [3u64, 4, 9, 20, 21, 40];
+        let mut evicted = Vec::new();
+        let mut got = Vec::new();
+        for &seq in &seqs {
+            evicted.extend(b.push(frame(seq, 100)));
+            got.extend(drain(&mut b, reader));
+        }
+        assert_eq!(got, seqs);
+        assert_eq!(evicted, vec![laggard], "over budget the laggard goes");
+        assert_eq!(b.behind(reader), Some(0));
+        let late = ClientId(3);
+        let newest = frame(41, 100);
+        b.push(newest.clone());
+        b.join(late, Some(&newest));
+        b.push(frame(50, 100));
+        assert_eq!(drain(&mut b, late), vec![41, 50]);
+        assert_eq!(drain(&mut b, reader), vec![41, 50]);
     }
 }

@@ -114,8 +114,16 @@ impl Hub {
 
     /// Numbers and stores a new frame captured at `timestamp_us` (µs since the Unix epoch).
     pub fn publish(&mut self, jpeg: Bytes, timestamp_us: u64) -> Published {
-        let frame = Arc::new(Frame::new(self.next_seq, timestamp_us, jpeg));
-        self.next_seq += 1;
+        self.publish_numbered(jpeg, self.next_seq, timestamp_us)
+    }
+
+    /// Stores a frame that already has a number: a variant's hub republishes the original's frames,
+    /// transcoded, under their own numbers (with gaps where the transcoder skipped). Numbers only go up:
+    /// one at or below a number already published is replaced by the next free one.
+    pub fn publish_numbered(&mut self, jpeg: Bytes, seq: u64, timestamp_us: u64) -> Published {
+        let seq = seq.max(self.next_seq);
+        let frame = Arc::new(Frame::new(seq, timestamp_us, jpeg));
+        self.next_seq = seq.saturating_add(1);
         self.newest = Some(frame.clone());
         let evicted = self.backlog.push(frame.clone());
         for id in &evicted {
@@ -144,7 +152,7 @@ impl Hub {
         self.next_client += 1;
         match policy {
             Policy::Latest => {}
-            Policy::All => self.backlog.join(id, self.newest.as_ref(), self.next_seq),
+            Policy::All => self.backlog.join(id, self.newest.as_ref()),
             Policy::Lockstep => {
                 self.lockstep.join(id, self.newest.as_ref());
             }
@@ -238,7 +246,7 @@ impl Hub {
         })
     }
 
-    /// Frames published so far (the next frame's sequence number).
+    /// The next frame's sequence number (frames published so far, on a hub that numbers its own).
     pub fn published(&self) -> u64 {
         self.next_seq
     }
@@ -395,6 +403,33 @@ mod tests {
         for c in [latest, lock, all, reader] {
             assert_eq!(seq(hub.next(c)), Some(2), "{c:?}");
         }
+    }
+
+    #[test]
+    fn frames_published_with_their_own_numbers_keep_them_under_every_policy() {
+        let mut hub = Hub::new(HubConfig::default());
+        let latest = hub.join(Policy::Latest);
+        let all = hub.join(Policy::All);
+        let lock = hub.join(Policy::Lockstep);
+        let first = hub.publish_numbered(jpeg(1), 7, 70).frame;
+        assert_eq!((first.seq, first.timestamp_us), (7, 70));
+        assert!(std::str::from_utf8(&first.part_head)
+            .unwrap()
+            .contains("X-Frame-Sequence: 7\r\n"));
+        assert_eq!(seq(hub.next(latest)), Some(7));
+        assert_eq!(seq(hub.next(lock)), Some(7));
+        hub.sent(lock);
+        hub.publish_numbered(jpeg(1), 12, 120);
+        match hub.next(latest) {
+            Next::Frame { frame, skipped } => assert_eq!((frame.seq, skipped), (12, 4)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(seq(hub.next(lock)), Some(12));
+        let got: Vec<u64> = std::iter::from_fn(|| seq(hub.next(all))).collect();
+        assert_eq!(got, vec![7, 12]);
+        // A number that does not go up gets the next free one.
+        assert_eq!(hub.publish_numbered(jpeg(1), 5, 130).frame.seq, 13);
+        assert_eq!(hub.published(), 14);
     }
 
     #[test]

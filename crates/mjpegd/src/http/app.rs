@@ -18,8 +18,10 @@ pub struct ServerConfig {
     pub max_clients: usize,
     pub limits: Limits,
     pub write_timeout: Duration,
-    /// How long a snapshot waits for a frame when none is fresh.
+    /// How long a snapshot waits for its frame (none yet, `max_delay`, warm-up).
     pub snapshot_timeout: Duration,
+    /// How long a `?after=` long poll waits for the next frame.
+    pub long_poll_timeout: Duration,
     /// SO_SNDBUF for every stream connection (None: [`ALL_SEND_BUFFER`] for `all` streams, the kernel's
     /// autotuning for the others).
     pub send_buffer: Option<usize>,
@@ -41,7 +43,8 @@ impl Default for ServerConfig {
             max_clients: 10_000,
             limits: Limits::default(),
             write_timeout: Duration::from_secs(30),
-            snapshot_timeout: Duration::from_secs(5),
+            snapshot_timeout: Duration::from_secs(2),
+            long_poll_timeout: Duration::from_secs(5),
             send_buffer: None,
             allow_origin: None,
             auth: None,
@@ -72,6 +75,8 @@ impl ServerConfig {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub rejected_max_clients: AtomicU64,
+    /// Streams refused because their camera already ran --max-variants variants.
+    pub rejected_max_variants: AtomicU64,
     pub bad_requests: AtomicU64,
     pub timeouts: AtomicU64,
     /// Requests without valid credentials (401).

@@ -64,6 +64,20 @@ struct CameraSample {
     /// Per policy, in [`Policy::ALL`] order.
     sent: [SentTotals; 3],
     recording: Option<RecordingSample>,
+    variants: Vec<VariantSample>,
+}
+
+/// One running size/quality variant's counters.
+#[derive(Debug)]
+struct VariantSample {
+    /// `320x180q80`.
+    name: String,
+    clients: usize,
+    frames: u64,
+    skipped: u64,
+    errors: u64,
+    /// Mean transcode time, in seconds.
+    transcode: f64,
 }
 
 #[derive(Debug)]
@@ -80,7 +94,7 @@ struct Scrape {
     cameras: Vec<CameraSample>,
     connections: usize,
     /// (cause, count) of refused requests and connections.
-    rejections: [(&'static str, u64); 7],
+    rejections: [(&'static str, u64); 8],
     tls_ok: u64,
     tls_failed: u64,
     reloads: u64,
@@ -107,9 +121,26 @@ impl Scrape {
                         bytes: r.bytes,
                     }
                 });
-                // Variants (per-client sizes and qualities) report here too once they exist: their
-                // encoders' frames and bytes, labelled camera and variant, read from their own counters.
+                // Variants (per-client sizes and qualities): their transcoders' counters, labelled camera
+                // and variant. A variant's series ends when it stops and starts from 0 if it runs again.
+                let variants = camera
+                    .variants
+                    .list()
+                    .iter()
+                    .map(|v| {
+                        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                        VariantSample {
+                            name: format!("{}x{}q{}", v.key.width, v.key.height, v.key.quality),
+                            clients: v.hub.client_count(),
+                            frames: n(&v.stats.frames),
+                            skipped: n(&v.stats.skipped),
+                            errors: n(&v.stats.errors),
+                            transcode: n(&v.stats.average_us) as f64 / 1e6,
+                        }
+                    })
+                    .collect();
                 CameraSample {
+                    variants,
                     name: camera.name().to_string(),
                     captured: hub.frames_captured(),
                     dropped_not_jpeg: source.dropped_not_jpeg,
@@ -135,6 +166,7 @@ impl Scrape {
             connections: app.connections.open(),
             rejections: [
                 ("max_clients", n(&c.rejected_max_clients)),
+                ("max_variants", n(&c.rejected_max_variants)),
                 ("max_connections", n(&c.max_connections)),
                 (
                     "max_connections_per_address",
@@ -335,11 +367,63 @@ impl Collector for Scrape {
         if recording().next().is_some() {
             self.encode_recording(&mut enc)?;
         }
+        if cams.iter().any(|c| !c.variants.is_empty()) {
+            self.encode_variants(&mut enc)?;
+        }
         self.encode_server(&mut enc)
     }
 }
 
 impl Scrape {
+    /// The running variants' counters (only while some run).
+    fn encode_variants(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let variants = || {
+            self.cameras.iter().flat_map(|c| {
+                c.variants.iter().map(move |v| {
+                    (
+                        [("camera", c.name.as_str()), ("variant", v.name.as_str())],
+                        v,
+                    )
+                })
+            })
+        };
+        gauge(
+            enc,
+            "mjpegd_variant_clients",
+            "Stream clients of a size/quality variant now.",
+            None,
+            variants().map(|(l, v)| (l, v.clients as u64)),
+        )?;
+        counter(
+            enc,
+            "mjpegd_variant_frames",
+            "Frames a variant's transcoder published.",
+            None,
+            variants().map(|(l, v)| (l, v.frames)),
+        )?;
+        counter(
+            enc,
+            "mjpegd_variant_frames_skipped",
+            "Frames of the camera a variant's transcoder let go by while it was busy.",
+            None,
+            variants().map(|(l, v)| (l, v.skipped)),
+        )?;
+        counter(
+            enc,
+            "mjpegd_variant_errors",
+            "Frames a variant's transcoder could not transcode.",
+            None,
+            variants().map(|(l, v)| (l, v.errors)),
+        )?;
+        gauge(
+            enc,
+            "mjpegd_variant_transcode",
+            "Mean time of a variant's transcodes (weighted to the recent ones).",
+            Some(Unit::Seconds),
+            variants().map(|(l, v)| (l, v.transcode)),
+        )
+    }
+
     /// The recorders' counters (only when a camera records).
     fn encode_recording(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let recording = || {

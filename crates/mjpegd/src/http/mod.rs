@@ -13,6 +13,7 @@ pub mod app;
 pub mod auth;
 pub mod limits;
 pub mod metrics;
+pub mod query;
 pub mod recordings;
 pub mod request;
 pub mod response;

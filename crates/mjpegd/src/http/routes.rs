@@ -3,8 +3,13 @@
 //! Routes: `/stream` (aliases `/mjpeg/1`, `/?action=stream`), `/snapshot` (aliases `/jpg`,
 //! `/?action=snapshot`), `/state`, `/metrics` and the page at `/`. A connection may carry several small requests
 //! (keep-alive); a stream request turns it into a stream until the client leaves.
+//!
+//! Streams and snapshots take `?width=`, `?height=`, `?quality=` on every alias: the request names a size
+//! variant ([`crate::variant`]), whose hub a stream then reads instead of the camera's. Snapshots also take
+//! `?after=` and `?max_delay=` ([`crate::still`]).
 
 use super::auth::Verdict;
+use super::query::{size_request, snapshot_query};
 use super::request::{read_request, Request, RequestError};
 use super::response::{Response, NO_CACHE};
 use super::route::{route, Resource, Route};
@@ -14,13 +19,16 @@ use super::stream::{
 };
 use crate::camera::Camera;
 use crate::http::app::App;
-use crate::hub::ClientMeta;
+use crate::hub::{ClientMeta, SharedHub};
 use crate::net::{Peer, Transport};
+use crate::still::{still, Ask, Waits};
 use bytes::BytesMut;
 use mjpegd_core::frame::format_timestamp;
+use mjpegd_core::variant::{SizeRequest, VariantKey};
 use mjpegd_core::Policy;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +66,8 @@ pub async fn handle_connection<T: Transport>(
             r = read => r.unwrap_or(Err(RequestError::Timeout)),
             _ = shutdown.cancelled() => return,
         };
+        // A snapshot's max_delay counts from here, before any password check.
+        let arrived = SystemTime::now();
         let request = match request {
             Ok(r) => r,
             Err(e) => {
@@ -171,7 +181,7 @@ pub async fn handle_connection<T: Transport>(
                     index,
                     resource: Resource::Snapshot,
                 } => {
-                    return snapshot(&app, &cameras[index], &request, &mut io, head_only, keep_alive, http10)
+                    return snapshot(&app, &cameras[index], &request, arrived, &mut io, head_only, keep_alive, http10)
                         .await
                 }
                 Route::State | Route::Camera { resource: Resource::State, .. } => {
@@ -257,13 +267,23 @@ pub async fn handle_connection<T: Transport>(
     }
 }
 
+/// The variant a request's `?width=`, `?height=`, `?quality=` name on `camera` (None: the original), or
+/// why they cannot be served (a 400).
+fn variant_of(camera: &Camera, size: &SizeRequest) -> Result<Option<VariantKey>, String> {
+    if size.is_empty() {
+        return Ok(None);
+    }
+    size.resolve(camera.source_size(), camera.settings().options.quality)
+}
+
 /// Reads the stream options from the query, or says what is wrong with them.
 fn stream_options(
     app: &App,
     camera: &Camera,
     request: &Request,
-) -> Result<(Policy, StreamOptions), String> {
+) -> Result<(Policy, StreamOptions, Option<VariantKey>), String> {
     let settings = camera.settings();
+    let variant = variant_of(camera, &size_request(request)?)?;
     let policy = match request.param("delivery") {
         Some(p) => p.parse::<Policy>()?,
         None => settings.delivery,
@@ -301,6 +321,7 @@ fn stream_options(
             lockstep_timeout: settings.lockstep_timeout,
             write_timeout: app.config.write_timeout,
         },
+        variant,
     ))
 }
 
@@ -312,7 +333,7 @@ async fn stream<T: Transport>(
     request: &Request,
     head_only: bool,
 ) {
-    let (policy, options) = match stream_options(app, camera, request) {
+    let (policy, options, variant) = match stream_options(app, camera, request) {
         Ok(o) => o,
         Err(why) => {
             app.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
@@ -341,8 +362,26 @@ async fn stream<T: Transport>(
         let _ = io.write_all(head.as_bytes()).await;
         return;
     }
+    // The variant runs while this stream holds its lease.
+    let lease = match variant.map(|key| camera.lease_variant(key)).transpose() {
+        Ok(lease) => lease,
+        Err(why) => {
+            app.counters
+                .rejected_max_variants
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = Response::text(503, &format!("{why}\n"))
+                .header("Retry-After", "5")
+                .write(&mut io, false, &app.cors)
+                .await;
+            return;
+        }
+    };
+    let hub: &Arc<SharedHub> = match &lease {
+        Some(lease) => &lease.variant().hub,
+        None => &camera.hub,
+    };
     io.tune_for_stream(app.config.send_buffer_for(policy));
-    let sub = camera.hub.subscribe(ClientMeta {
+    let sub = hub.subscribe(ClientMeta {
         addr,
         policy,
         fps_cap: options.fps_cap,
@@ -356,10 +395,11 @@ async fn stream<T: Transport>(
     });
     // One line as the stream starts and one as it ends, with the same fields, so a log (or its JSON form)
     // tells who watched what, how long, and how it ended. The counters are the client's own atomics.
+    let variant_name = variant.map_or_else(|| "original".to_string(), |k| k.to_string());
     let entry = sub.entry().clone();
     let id = entry.id;
     let started = Instant::now();
-    tracing::info!(camera = camera.name(), client = %id, %addr, %policy, fps_cap = ?options.fps_cap, "stream started");
+    tracing::info!(camera = camera.name(), client = %id, %addr, %policy, fps_cap = ?options.fps_cap, variant = %variant_name, "stream started");
     let end = match io.write_all(head.as_bytes()).await {
         Err(e) => StreamEnd::Disconnected(e),
         // The camera's token ends the stream as a shutdown does: at server shutdown, or when a reload
@@ -375,6 +415,7 @@ async fn stream<T: Transport>(
         client = %id,
         %addr,
         %policy,
+        variant = %variant_name,
         duration_ms = started.elapsed().as_millis() as u64,
         frames = entry.frames_sent.load(Ordering::Relaxed),
         bytes = entry.bytes_sent.load(Ordering::Relaxed),
@@ -394,42 +435,45 @@ async fn stream<T: Transport>(
 }
 
 /// Answers a snapshot request; returns whether the connection closes after it.
+#[allow(clippy::too_many_arguments)]
 async fn snapshot<T: Transport>(
     app: &App,
     camera: &Camera,
     request: &Request,
+    arrived: SystemTime,
     io: &mut T,
     head_only: bool,
     keep_alive: bool,
     http10: bool,
 ) -> std::io::Result<bool> {
-    // ?after=SEQ: the first frame numbered above SEQ, waiting for it (the page's tiles poll this way).
-    let after = match request.param("after") {
-        None | Some("") => None,
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                app.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
-                let reason = format!(
-                    "after must be a frame sequence number (0 to 2^64-1), not {:?}\n",
-                    v.chars().take(40).collect::<String>()
-                );
-                let response = Response::text(400, &reason);
-                return response.write(io, head_only, &app.cors).await.map(|_| true);
-            }
-        },
+    let asked = snapshot_query(request).and_then(|q| {
+        Ok(Ask {
+            after: q.after,
+            max_delay: q.max_delay,
+            arrived,
+            variant: variant_of(camera, &q.size)?,
+        })
+    });
+    let ask = match asked {
+        Ok(ask) => ask,
+        Err(why) => {
+            app.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            let reason = format!("{why}\n");
+            let response = Response::text(400, &reason);
+            return response.write(io, head_only, &app.cors).await.map(|_| true);
+        }
     };
-    let Some(frame) = camera
-        .hub
-        .fresh_frame(after, app.config.snapshot_timeout)
-        .await
-    else {
-        let why = match after {
-            Some(_) => "no newer frame in time: the source is not delivering\n",
-            None => "no frame available yet: the source has not delivered one\n",
-        };
-        let response = Response::text(503, why).header("Retry-After", "1");
-        return response.write(io, head_only, &app.cors).await.map(|_| true);
+    let waits = Waits {
+        snapshot: app.config.snapshot_timeout,
+        long_poll: app.config.long_poll_timeout,
+    };
+    let frame = match still(camera, &ask, waits).await {
+        Ok(frame) => frame,
+        Err(why) => {
+            let reason = format!("{why}\n");
+            let response = Response::text(503, &reason).header("Retry-After", "1");
+            return response.write(io, head_only, &app.cors).await.map(|_| true);
+        }
     };
     let headers = format!(
         "{NO_CACHE}Content-Disposition: inline; filename=snapshot.jpg\r\nX-Timestamp: {}\r\nX-Frame-Sequence: {}\r\n",

@@ -4,9 +4,14 @@
 //! read mjpegd, with mjpegd's additions (every client, the hub's buffer, evictions, refusals). `/state`
 //! is the first camera's document plus `result.cameras`, the list of every camera with its URLs in each
 //! dialect.
+//!
+//! A camera's document also lists its running size/quality variants (`result.variants`): each one's size
+//! and quality, its clients, the frame rate it delivers, and what its transcoder costs and skips.
 
 use crate::camera::Camera;
 use crate::http::app::App;
+use crate::hub::ClientEntry;
+use mjpegd_core::hub::ClientPosition;
 use mjpegd_core::EvictCause;
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -62,6 +67,7 @@ pub fn state_json(app: &App, show_clients: bool) -> serde_json::Value {
                 "resolution": {"width": source.width, "height": source.height},
                 "captured_fps": hub.measured_fps(),
                 "clients": hub.client_count(),
+                "variants": camera.variants.list().len(),
                 "urls": urls,
             })
         })
@@ -79,6 +85,38 @@ pub fn state_json(app: &App, show_clients: bool) -> serde_json::Value {
         "needs_restart": reload.needs_restart,
     });
     doc
+}
+
+/// One stream client as `/state` lists it.
+fn client_json(
+    c: &ClientEntry,
+    pos: Option<ClientPosition>,
+    now: SystemTime,
+    show_clients: bool,
+) -> serde_json::Value {
+    let sent = c.frames_sent.load(Ordering::Relaxed);
+    let secs = now
+        .duration_since(c.since)
+        .unwrap_or_default()
+        .as_secs_f64()
+        .max(0.001);
+    let mut client = json!({
+        "id": c.id.to_string(),
+        "fps": (sent as f64 / secs * 10.0).round() / 10.0,
+        "delivery": c.policy.as_str(),
+        "fps_cap": c.fps_cap,
+        "frames_sent": sent,
+        "frames_skipped": c.frames_skipped.load(Ordering::Relaxed),
+        "bytes_sent": c.bytes_sent.load(Ordering::Relaxed),
+        "frames_behind": pos.map(|p| p.behind),
+        "last_sequence": pos.and_then(|p| p.last_seq),
+        "connected_since": humantime::format_rfc3339_seconds(c.since).to_string(),
+    });
+    if show_clients {
+        client["address"] = json!(c.addr.to_string());
+        client["user_agent"] = json!(c.user_agent);
+    }
+    client
 }
 
 /// crowsnest's path of the camera at `index`: `/webcam/`, `/webcam2/`, ...
@@ -101,34 +139,36 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
     let mut clients_stat = serde_json::Map::new();
     let mut list = Vec::with_capacity(clients.len());
     for (c, pos) in &clients {
-        let sent = c.frames_sent.load(Ordering::Relaxed);
-        let secs = now
-            .duration_since(c.since)
-            .unwrap_or_default()
-            .as_secs_f64()
-            .max(0.001);
+        let client = client_json(c, *pos, now, show_clients);
         clients_stat.insert(
             c.id.to_string(),
-            json!({"fps": (sent as f64 / secs * 10.0).round() / 10.0, "extra_headers": false,
+            json!({"fps": client["fps"], "extra_headers": false,
                    "advance_headers": false, "dual_final_frames": false, "zero_data": false, "key": ""}),
         );
-        let mut client = json!({
-            "id": c.id.to_string(),
-            "delivery": c.policy.as_str(),
-            "fps_cap": c.fps_cap,
-            "frames_sent": sent,
-            "frames_skipped": c.frames_skipped.load(Ordering::Relaxed),
-            "bytes_sent": c.bytes_sent.load(Ordering::Relaxed),
-            "frames_behind": pos.map(|p| p.behind),
-            "last_sequence": pos.and_then(|p| p.last_seq),
-            "connected_since": humantime::format_rfc3339_seconds(c.since).to_string(),
-        });
-        if show_clients {
-            client["address"] = json!(c.addr.to_string());
-            client["user_agent"] = json!(c.user_agent);
-        }
         list.push(client);
     }
+    let variants: Vec<serde_json::Value> = camera
+        .variants
+        .list()
+        .iter()
+        .map(|v| {
+            let clients = v.hub.clients();
+            let us = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64 / 1000.0;
+            json!({
+                "width": v.key.width,
+                "height": v.key.height,
+                "quality": v.key.quality,
+                "since": humantime::format_rfc3339_seconds(v.since).to_string(),
+                "fps": v.hub.measured_fps(),
+                "frames": v.stats.frames.load(Ordering::Relaxed),
+                "frames_skipped": v.stats.skipped.load(Ordering::Relaxed),
+                "errors": v.stats.errors.load(Ordering::Relaxed),
+                "transcode_ms": {"last": us(&v.stats.last_us), "average": us(&v.stats.average_us)},
+                "clients": clients.len(),
+                "clients_list": clients.iter().map(|(c, pos)| client_json(c, *pos, now, show_clients)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     let evictions: serde_json::Map<_, _> = EvictCause::ALL
         .iter()
         .zip(stats.evictions)
@@ -183,9 +223,12 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
                 "clients_by_delivery": {"latest": stats.clients[0], "all": stats.clients[1], "lockstep": stats.clients[2]},
             },
             "clients": list,
+            "variants": variants,
+            "max_variants": settings.max_variants,
             "evictions": evictions,
             "rejected": {
                 "max_clients": app.counters.rejected_max_clients.load(Ordering::Relaxed),
+                "max_variants": app.counters.rejected_max_variants.load(Ordering::Relaxed),
                 "bad_requests": app.counters.bad_requests.load(Ordering::Relaxed),
                 "timeouts": app.counters.timeouts.load(Ordering::Relaxed),
                 "unauthorized": app.counters.unauthorized.load(Ordering::Relaxed),

@@ -361,7 +361,11 @@ async fn capture<S: Source>(
                 tracing::info!(source = %hub.source().description, width, height, "source online");
             }
             size = (width, height);
+            let first_seq = (delivered == 0).then(|| hub.next_seq());
             hub.update_source(|s| {
+                if first_seq.is_some() {
+                    s.run_first_seq = first_seq;
+                }
                 s.online = true;
                 s.state = SourceState::Online;
                 s.error = None;
