@@ -2,14 +2,19 @@
 # Side-by-side benchmark: mjpegd against µStreamer (Debian's ustreamer), both reading the same fake V4L2
 # camera (1280x720, 30 fps, MJPEG passthrough), loaded by `mjpegd bench` over loopback.
 #
-#   bash bench/compare.sh                 # the full table: N = 1 10 100 500 1000 2000, 3 runs each
-#   NS="1 100" RUNS=1 bash bench/compare.sh   # a quick look
+#   bash bench/compare.sh                 # the full table: N = 1 10 100 500 1000 2000 3000, 3 runs each
+#   NS="1 100" RUNS=1 SEARCH= bash bench/compare.sh   # a quick look
+#
+# Then mjpegd alone at the N of SEARCH (ascending, SEARCH_RUNS runs each, stopping at the first N whose
+# median client falls below 29 fps): the largest N at which clients still get the source's rate.
 #
 # Everything runs on 127.0.0.1, bounded in time, and stops by itself. Results: bench/results/*.json and
 # a Markdown table on stdout (paste it into bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NS=${NS:-"1 10 100 500 1000 2000"}
+NS=${NS:-"1 10 100 500 1000 2000 3000"}
+SEARCH=${SEARCH-"2500 3000 3500 4000 5000 6000"}
+SEARCH_RUNS=${SEARCH_RUNS:-1}
 RUNS=${RUNS:-3}
 WINDOW=${WINDOW:-10s}
 WARMUP=${WARMUP:-3s}
@@ -87,6 +92,20 @@ for n in $NS; do
   done
 done
 
+# The largest N at which mjpegd's clients still get >= 29 fps (median over the clients).
+for n in $SEARCH; do
+  ok=1
+  for run in $(seq "$SEARCH_RUNS"); do
+    port=$((port + 1))
+    start_server mjpegd "$port"
+    bench mjpegd "$port" "/stream?delivery=$POLICY" "$OUT/search-mjpegd-$n-$run.json" --clients "$n" --connect-batch 500
+    kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+    python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["normal"]["fps"]["median"] >= 29 else 1)' \
+      "$OUT/search-mjpegd-$n-$run.json" || ok=0
+  done
+  [ "$ok" = 1 ] || break
+done
+
 if [ "${EXTRAS:-1}" = 1 ]; then
   # mjpegd alone: every frame under 'all', slow clients, and 10,000 clients at 1 fps.
   port=$((port + 1)); start_server mjpegd "$port"
@@ -101,4 +120,4 @@ if [ "${EXTRAS:-1}" = 1 ]; then
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 fi
 
-python3 bench/table.py "$OUT" "$ceiling" "$NS" "$RUNS"
+SEARCH_NS="$SEARCH" SEARCH_RUNS="$SEARCH_RUNS" python3 bench/table.py "$OUT" "$ceiling" "$NS" "$RUNS"

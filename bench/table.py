@@ -1,5 +1,6 @@
 """Medians over runs of bench/compare.sh's JSON results, as a Markdown table."""
 import json
+import os
 import statistics
 import sys
 
@@ -17,6 +18,14 @@ def load(server, n):
     return rs
 
 
+def extra_path(name):
+    try:
+        with open(f"{out}/{name}.json") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def med(rs, get):
     vals = [v for v in (get(r) for r in rs) if v is not None]
     return statistics.median(vals) if vals else float("nan")
@@ -26,36 +35,59 @@ def cell(rs):
     return {
         "fps_min": med(rs, lambda r: r["normal"]["fps"]["min"]),
         "fps_med": med(rs, lambda r: r["normal"]["fps"]["median"]),
+        "fps_p10": med(rs, lambda r: r["normal"]["fps"].get("p10")),
         "fps_total": med(rs, lambda r: r["frames_per_s"]),
         "mbs": med(rs, lambda r: r["mb_per_s"]),
         "p99": med(rs, lambda r: (r["normal"]["latency_ms"] or {}).get("p99")),
         "cpu": med(rs, lambda r: (r["server"] or {}).get("cpu_percent")),
+        # CPU-seconds per delivered GB, from each run's own CPU and bytes (then the median of those).
+        "cpu_gb": med(rs, lambda r: (r["server"] or {}).get("cpu_percent", 0) / 100 / (r["mb_per_s"] / 1000)
+                      if r["server"] and r["mb_per_s"] > 0 else None),
         "rss": med(rs, lambda r: (r["server"] or {}).get("rss_mib_after")),
         "errors": sum(sum(r["errors"].values()) for r in rs),
     }
 
 
 print(f"Loopback ceiling (iperf3, 2 streams): {ceiling:.0f} MB/s. Medians of {runs} runs.\n")
-print("| N | server | fps per client (min / median) | delivered frames/s | MB/s | % of ceiling | latency p99 ms | server CPU % | server RSS MiB | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+HEAD = ("| N | server | fps per client (min / p10 / median) | delivered frames/s | MB/s | % of ceiling | latency p99 ms "
+        "| server CPU % | CPU-s per GB | server RSS MiB | errors |")
+
+
+def row(n, server, c):
+    return (f"| {n} | {server} | {c['fps_min']:.1f} / {c['fps_p10']:.1f} / {c['fps_med']:.1f} | {c['fps_total']:.0f} | "
+            f"{c['mbs']:.0f} | {100 * c['mbs'] / ceiling:.0f}% | {c['p99']:.1f} | {c['cpu']:.0f} | {c['cpu_gb']:.2f} | "
+            f"{c['rss']:.1f} | {c['errors']} |")
+
+
+print(HEAD)
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for n in ns:
     cells = {}
     for server in ("ustreamer", "mjpegd"):
         c = cell(load(server, n))
         cells[server] = c
-        print(f"| {n} | {server} | {c['fps_min']:.1f} / {c['fps_med']:.1f} | {c['fps_total']:.0f} | {c['mbs']:.0f} | "
-              f"{100 * c['mbs'] / ceiling:.0f}% | {c['p99']:.1f} | {c['cpu']:.0f} | {c['rss']:.1f} | {c['errors']} |")
+        print(row(n, server, c))
     u, m = cells["ustreamer"]["fps_total"], cells["mjpegd"]["fps_total"]
     if u == u and u > 0:
-        print(f"| {n} | ratio | | mjpegd/µStreamer = {m / u:.2f}x | | | | | | |")
+        print(f"| {n} | ratio | | mjpegd/µStreamer = {m / u:.2f}x | | | | | | | |")
+
+# mjpegd alone at growing N: the largest N whose median client still gets >= 29 fps.
+search_runs = int(os.environ.get("SEARCH_RUNS", "1"))
+largest = None
+for n in os.environ.get("SEARCH_NS", "").split():
+    rs = [r for r in (extra_path(f"search-mjpegd-{n}-{k}") for k in range(1, search_runs + 1)) if r]
+    if not rs:
+        break
+    c = cell(rs)
+    print(row(n, f"mjpegd alone ({len(rs)} run{'s' if len(rs) > 1 else ''})", c))
+    if c["fps_med"] >= 29:
+        largest = n
+if largest:
+    print(f"\nLargest N with every client's median at >= 29 fps (mjpegd alone): {largest}")
 
 
 def extra(name):
-    try:
-        with open(f"{out}/extra-{name}.json") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    return extra_path(f"extra-{name}")
 
 
 rows = []

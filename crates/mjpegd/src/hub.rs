@@ -6,12 +6,20 @@
 //! await or a socket write; a `watch` channel wakes waiting clients when a frame is published or a
 //! lockstep round starts. Per-client counters are atomics, so sending a frame does not touch shared locks
 //! beyond the one decision.
+//!
+//! Each new frame's part is also written once into a sealed memfd ([`SharedPart`]) that plain-TCP writers
+//! send with sendfile instead of copying the frame into every socket. Only the newest few frames keep
+//! theirs ([`SHARED_PARTS`]): enough for `latest` and `lockstep` clients and for `all` clients that keep
+//! up, while the `all` backlog (up to `--buffer-memory`) is not doubled in kernel memory nor held open as
+//! thousands of descriptors. A client handed an older frame writes it from the frame's own bytes, the
+//! same bytes on the wire.
 
+use crate::net::shared_part::SharedPart;
 use bytes::Bytes;
 use mjpegd_core::hub::{ClientPosition, HubStats};
 use mjpegd_core::{ClientId, EvictCause, Frame, Hub, HubConfig, Next, Policy};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
@@ -145,6 +153,24 @@ pub struct ClientMeta {
     pub stop: CancellationToken,
 }
 
+/// How many of the newest frames keep a [`SharedPart`]: the newest, the one before (a client still on
+/// it when the next arrives), and one more for a lockstep round that waits on a slow member.
+pub const SHARED_PARTS: usize = 3;
+
+/// The core hub and the shared parts of its newest frames, under one lock so a client gets its frame and
+/// the frame's part in one decision.
+struct Core {
+    hub: Hub,
+    /// Oldest first, at most [`SHARED_PARTS`].
+    parts: VecDeque<Arc<SharedPart>>,
+}
+
+/// What a client sends next: the frame, and its part in shared memory if it still has one.
+pub struct Delivery {
+    pub frame: Arc<Frame>,
+    pub part: Option<Arc<SharedPart>>,
+}
+
 /// What the stream clients of one policy have been sent, all told: the clients connected now and those
 /// that left (see [`SharedHub::sent_totals`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -169,7 +195,7 @@ struct Departed {
 
 /// One source's hub, shared by the source task, the client tasks and the status page.
 pub struct SharedHub {
-    core: Mutex<Hub>,
+    core: Mutex<Core>,
     /// Bumped whenever a waiting client may have something new to send.
     changed: watch::Sender<u64>,
     /// Number of clients that want frames now (stream clients and waiting snapshots).
@@ -183,6 +209,8 @@ pub struct SharedHub {
     source: Mutex<SourceStatus>,
     /// Publish times of recent frames, for the measured frame rate.
     recent: Mutex<VecDeque<Instant>>,
+    /// A shared part could not be made (logged once; those frames are written from their bytes).
+    part_failed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -195,7 +223,10 @@ impl SharedHub {
     /// A hub with nothing published and no clients.
     pub fn new(config: HubConfig, source: SourceStatus) -> Arc<SharedHub> {
         Arc::new(SharedHub {
-            core: Mutex::new(Hub::new(config)),
+            core: Mutex::new(Core {
+                hub: Hub::new(config),
+                parts: VecDeque::with_capacity(SHARED_PARTS + 1),
+            }),
             changed: watch::channel(0).0,
             watchers: watch::channel(0).0,
             clients: Mutex::new(HashMap::new()),
@@ -203,6 +234,7 @@ impl SharedHub {
             captured: AtomicU64::new(0),
             source: Mutex::new(source),
             recent: Mutex::new(VecDeque::new()),
+            part_failed: AtomicBool::new(false),
         })
     }
 
@@ -213,18 +245,41 @@ impl SharedHub {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros() as u64;
-        let published = lock(&self.core).publish(jpeg, ts);
+        let published = lock(&self.core).hub.publish(jpeg, ts);
         self.announce(published)
     }
 
     /// Publishes a frame under a number and capture time it already has: a variant's transcoder
     /// republishes the camera's frames this way (see [`mjpegd_core::Hub::publish_numbered`]).
     pub fn publish_numbered(&self, jpeg: Bytes, seq: u64, timestamp_us: u64) -> Arc<Frame> {
-        let published = lock(&self.core).publish_numbered(jpeg, seq, timestamp_us);
+        let published = lock(&self.core)
+            .hub
+            .publish_numbered(jpeg, seq, timestamp_us);
         self.announce(published)
     }
 
     fn announce(&self, published: mjpegd_core::hub::Published) -> Arc<Frame> {
+        // Made outside the lock (a copy of the frame and a few system calls), before the clients are woken.
+        match SharedPart::new(&published.frame) {
+            Ok(None) => {} // as many parts are open as may be: this frame goes from its bytes
+            Ok(Some(part)) => {
+                let old = {
+                    let mut core = lock(&self.core);
+                    core.parts.push_back(Arc::new(part));
+                    (core.parts.len() > SHARED_PARTS)
+                        .then(|| core.parts.pop_front())
+                        .flatten()
+                };
+                // Closing the oldest part's file (if no client still sends from it) is a system call:
+                // after the lock.
+                drop(old);
+            }
+            Err(e) => {
+                if !self.part_failed.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "cannot put frames in shared memory (memfd); writing them to each client instead");
+                }
+            }
+        }
         {
             let now = Instant::now();
             let mut recent = lock(&self.recent);
@@ -251,7 +306,7 @@ impl SharedHub {
 
     /// The next sequence number this hub will give (frames published so far).
     pub fn next_seq(&self) -> u64 {
-        lock(&self.core).published()
+        lock(&self.core).hub.published()
     }
 
     /// Whether the core hub's lock is free now: for the watchdog, which never waits on it (a lock taken
@@ -265,19 +320,19 @@ impl SharedHub {
 
     /// Holds the core hub's lock (tests of the watchdog).
     #[cfg(test)]
-    pub(crate) fn hold_lock(&self) -> MutexGuard<'_, Hub> {
+    pub(crate) fn hold_lock(&self) -> impl Sized + '_ {
         lock(&self.core)
     }
 
     /// The newest frame of the source's current run, if any.
     pub fn newest(&self) -> Option<Arc<Frame>> {
-        lock(&self.core).newest().cloned()
+        lock(&self.core).hub.newest().cloned()
     }
 
     /// The source stopped: from now on snapshots and joining clients wait for its next run's first frame
     /// (see [`mjpegd_core::Hub::end_run`]).
     pub fn end_run(&self) {
-        lock(&self.core).end_run();
+        lock(&self.core).hub.end_run();
         // Whoever mirrors this hub (a variant's transcoder) learns of it.
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
@@ -312,7 +367,7 @@ impl SharedHub {
 
     /// Registers a stream client.
     pub fn subscribe(self: &Arc<Self>, meta: ClientMeta) -> Subscription {
-        let id = lock(&self.core).join(meta.policy);
+        let id = lock(&self.core).hub.join(meta.policy);
         // A new lockstep member may have started a round: wake waiters either way (cheap, rare).
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
         let entry = Arc::new(ClientEntry {
@@ -332,6 +387,7 @@ impl SharedHub {
             hub: self.clone(),
             entry,
             changed: self.changed.subscribe(),
+            decided: false,
             _watch: self.watch(),
         }
     }
@@ -418,13 +474,14 @@ impl SharedHub {
 
     /// Hub counters.
     pub fn stats(&self) -> HubStats {
-        lock(&self.core).stats()
+        lock(&self.core).hub.stats()
     }
 
     /// Every connected stream client with its position.
     pub fn clients(&self) -> Vec<(Arc<ClientEntry>, Option<ClientPosition>)> {
         let entries: Vec<Arc<ClientEntry>> = lock(&self.clients).values().cloned().collect();
         let core = lock(&self.core);
+        let core = &core.hub;
         let mut out: Vec<_> = entries
             .into_iter()
             .map(|e| {
@@ -458,6 +515,8 @@ pub struct Subscription {
     hub: Arc<SharedHub>,
     entry: Arc<ClientEntry>,
     changed: watch::Receiver<u64>,
+    /// The hub has decided for this client at least once (under the version `changed` marks seen).
+    decided: bool,
     _watch: WatchGuard,
 }
 
@@ -469,15 +528,60 @@ impl Subscription {
 
     /// Waits for the next frame this client's policy gives it. Errs when the hub evicted the client.
     pub async fn next(&mut self) -> Result<Arc<Frame>, EvictCause> {
+        self.next_delivery().await.map(|d| d.frame)
+    }
+
+    /// Waits for the next frame this client's policy gives it, with its shared part if it has one. Errs
+    /// when the hub evicted the client.
+    pub async fn next_delivery(&mut self) -> Result<Delivery, EvictCause> {
+        // A latest client's last decision, made under the version it had marked seen, handed it the newest
+        // frame (or nothing): while the version has not moved since, nothing has been published or evicted,
+        // so the answer would be the same. Wait without asking the hub (no lock, no lookup).
+        if self.entry.policy == Policy::Latest
+            && self.decided
+            && !self.changed.has_changed().unwrap_or(true)
+            && self.changed.changed().await.is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+        self.decided = true;
         loop {
             // Mark the current version seen before deciding, so a publish after the decision wakes us.
-            self.changed.borrow_and_update();
-            if let Some(next) = self.try_next() {
-                return next;
-            }
-            if self.changed.changed().await.is_err() {
-                // The hub is gone: nothing more will come. Wait forever; the caller's shutdown ends us.
-                std::future::pending::<()>().await;
+            // (mark_unchanged reads the version alone; borrow_and_update would also take the value's
+            // read lock, a shared cache line every client touches every frame.)
+            self.changed.mark_unchanged();
+            let next = {
+                let mut core = lock(&self.hub.core);
+                match core.hub.next(self.entry.id) {
+                    Next::Frame { frame, skipped } => {
+                        let part = core
+                            .parts
+                            .iter()
+                            .rev()
+                            .find(|p| p.seq == frame.seq)
+                            .cloned();
+                        Ok((Delivery { frame, part }, skipped))
+                    }
+                    Next::Evicted(cause) => Err(Some(cause)),
+                    Next::Wait => Err(None),
+                }
+            };
+            match next {
+                Ok((delivery, skipped)) => {
+                    if skipped > 0 {
+                        self.entry
+                            .frames_skipped
+                            .fetch_add(skipped, Ordering::Relaxed);
+                    }
+                    return Ok(delivery);
+                }
+                Err(Some(cause)) => return Err(cause),
+                Err(None) => {
+                    if self.changed.changed().await.is_err() {
+                        // The hub is gone: nothing more will come. Wait forever; the caller's shutdown ends us.
+                        std::future::pending::<()>().await;
+                    }
+                }
             }
         }
     }
@@ -485,7 +589,7 @@ impl Subscription {
     /// The next frame this client's policy gives it now, without waiting: `None` if there is none yet.
     /// Errs when the hub evicted the client.
     pub fn try_next(&mut self) -> Option<Result<Arc<Frame>, EvictCause>> {
-        let next = lock(&self.hub.core).next(self.entry.id);
+        let next = lock(&self.hub.core).hub.next(self.entry.id);
         match next {
             Next::Frame { frame, skipped } => {
                 if skipped > 0 {
@@ -506,7 +610,8 @@ impl Subscription {
         self.entry
             .bytes_sent
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        if lock(&self.hub.core).sent(self.entry.id) {
+        // Only a lockstep client's send can complete a round; the others need not take the lock.
+        if self.entry.policy == Policy::Lockstep && lock(&self.hub.core).hub.sent(self.entry.id) {
             self.hub.changed.send_modify(|v| *v = v.wrapping_add(1));
         }
     }
@@ -514,14 +619,14 @@ impl Subscription {
     /// The caller gives up on this client for `cause` (e.g. the lockstep timeout); frees whatever it held
     /// the others back with.
     pub fn evict(&self, cause: EvictCause) {
-        lock(&self.hub.core).evict(self.entry.id, cause);
+        lock(&self.hub.core).hub.evict(self.entry.id, cause);
         self.hub.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        lock(&self.hub.core).leave(self.entry.id);
+        lock(&self.hub.core).hub.leave(self.entry.id);
         {
             let mut clients = lock(&self.hub.clients);
             clients.remove(&self.entry.id);

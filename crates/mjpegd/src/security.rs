@@ -67,7 +67,7 @@ impl SecurityArgs {
 
 /// File descriptors kept back from connections: standard streams, the runtime's epoll and wakers, the
 /// listeners and their spare descriptors (one each), the source (a socket, a child's pipes, a camera, a file), a TLS
-/// reload reading its files.
+/// reload reading its files, frames' shared parts (at most [`crate::net::shared_part::MAX_OPEN`]).
 pub const FD_RESERVE: u64 = 64;
 /// --max-clients when neither it nor the open-file limit says less.
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;

@@ -10,9 +10,10 @@
 //! a hub fed by a transcoder (a size variant) publishes the original's numbers, with gaps where the
 //! transcoder skipped frames, and its `all` clients still get every frame it published, in order.
 
+use super::ids::IdMap;
 use super::ClientId;
 use crate::frame::Frame;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// The frames that some `all` client has not been sent yet, and where each client is.
@@ -29,7 +30,7 @@ pub struct Backlog {
     /// Position of the next frame to be published (frames published so far).
     pushed: u64,
     /// Each client's position of the next frame to send.
-    cursors: HashMap<ClientId, u64>,
+    cursors: IdMap<u64>,
     /// Bytes held by `frames`.
     bytes: usize,
     /// The most bytes `frames` may hold.
@@ -45,7 +46,7 @@ impl Backlog {
             caught_up: 0,
             first: 0,
             pushed: 0,
-            cursors: HashMap::new(),
+            cursors: IdMap::default(),
             bytes: 0,
             budget,
         }

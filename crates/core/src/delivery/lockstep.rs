@@ -6,22 +6,22 @@
 //! next one. The lockstep timeout is the caller's: a member that takes too long is removed with
 //! [`Lockstep::leave`], which may complete the round.
 
+use super::ids::{IdMap, IdSet};
 use super::ClientId;
 use crate::frame::Frame;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// The lockstep group of one hub.
 #[derive(Debug, Default)]
 pub struct Lockstep {
     /// Each member and the last round it was handed.
-    members: HashMap<ClientId, u64>,
+    members: IdMap<u64>,
     /// The current round number (0: none yet).
     round: u64,
     /// The current round's frame.
     frame: Option<Arc<Frame>>,
     /// Members still being sent the current round's frame.
-    pending: HashSet<ClientId>,
+    pending: IdSet,
 }
 
 impl Lockstep {

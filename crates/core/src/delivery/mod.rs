@@ -10,6 +10,7 @@
 //! per-client fps cap) are applied by the caller, which owns the clock.
 
 pub mod all;
+pub mod ids;
 pub mod lockstep;
 
 use std::fmt;

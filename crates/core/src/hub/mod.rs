@@ -7,11 +7,11 @@
 //! run a hub per camera.
 
 use crate::delivery::all::Backlog;
+use crate::delivery::ids::IdMap;
 use crate::delivery::lockstep::Lockstep;
 use crate::delivery::{ClientId, EvictCause, Policy};
 use crate::frame::Frame;
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Settings of one hub.
@@ -93,7 +93,7 @@ pub struct Hub {
     newest: Option<Arc<Frame>>,
     backlog: Backlog,
     lockstep: Lockstep,
-    clients: HashMap<ClientId, Client>,
+    clients: IdMap<Client>,
     next_client: u64,
     evictions: [u64; 3],
 }
@@ -106,7 +106,7 @@ impl Hub {
             newest: None,
             backlog: Backlog::new(config.buffer_memory),
             lockstep: Lockstep::new(),
-            clients: HashMap::new(),
+            clients: IdMap::default(),
             next_client: 1,
             evictions: [0; 3],
         }

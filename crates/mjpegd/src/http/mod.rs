@@ -2,8 +2,9 @@
 //!
 //! Why not hyper: an MJPEG stream to an HTTP/1.1 client must be close-delimited, not chunked (VLC and
 //! several embedded players reject chunked MJPEG), and hyper always chunks a body of unknown length on
-//! HTTP/1.1. The stream path is also the hot path: each part should leave as one vectored write of three
-//! shared buffers, with no per-client copy, allocation or task beyond the connection's own. What mjpegd
+//! HTTP/1.1. The stream path is also the hot path: each part should leave as one sendfile from the frame's
+//! shared memfd (or, over TLS, one vectored write of three shared buffers), with no per-client copy,
+//! allocation or task beyond the connection's own. What mjpegd
 //! serves is small (GET and HEAD, a few routes), so owning it costs little: [`request`] reads a head with
 //! httparse within size and time limits, [`route`] names the camera and resource, [`routes`] acts, [`response`] writes small complete
 //! responses, [`stream`] writes MJPEG, and [`metrics`] the Prometheus exposition.

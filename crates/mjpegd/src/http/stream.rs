@@ -1,7 +1,10 @@
 //! The MJPEG stream writer: one per stream client, the end of the pipeline.
 //!
 //! It writes the response head, then for each frame its policy hands it: the frame's preformatted part
-//! header, the shared JPEG bytes and the closing boundary, in one vectored write, copying nothing. The
+//! header, the shared JPEG bytes and the closing boundary. On plain TCP the part goes with sendfile(2) from
+//! the frame's sealed memfd ([`crate::net::shared_part`]), written once per frame for every client, so the
+//! kernel takes page references rather than a copy per socket; over TLS, or for a frame too old to have
+//! its file any more, the same bytes go in one vectored write from the frame's own buffers. The
 //! body is not chunked and ends when the connection closes, as the ESP32 firmware, µStreamer and
 //! mjpg-streamer do (VLC and several embedded players reject chunked MJPEG).
 //!
@@ -11,13 +14,21 @@
 //! the stream sends each part's headers ahead, right after the previous boundary, as µStreamer's
 //! `advance_headers` does; those early headers cannot carry a Content-Length, so such parts are delimited by
 //! the boundary alone.
+//!
+//! This is the hot path (one pass per client per frame), so the common case does no more than it must:
+//! every `select!` is `biased` towards the work, so the stop token's waiter and the write timeout's timer
+//! are only set up when the client actually has to wait; a latest client's queue is looked at with one
+//! ioctl (a reset connection is only checked for when the queue is long); and only a lockstep client's
+//! completed send takes the hub's lock.
 
-use crate::hub::Subscription;
+use crate::hub::{Delivery, Subscription};
+use crate::net::shared_part::SharedPart;
 use crate::net::Transport;
 use bytes::Buf;
 use mjpegd_core::frame::{ADVANCE_HEAD, BOUNDARY, PART_TAIL};
 use mjpegd_core::{EvictCause, Frame, Policy};
 use std::io;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -110,10 +121,20 @@ pub async fn stream_frames<W: Transport>(
     let mut next_slot = Instant::now();
     let mut last_part = 0usize;
     loop {
+        // The selects below look at the stop token only when the work is not ready at once, so a client
+        // that never has to wait (an `all` client catching up on its backlog) learns of it here.
+        if stop.is_cancelled() {
+            return ended();
+        }
         // A latest client waits for its queue to drain before it picks the newest frame.
         // A client that takes no bytes for the write timeout (vanished without a reset) is dropped.
-        if policy == Policy::Latest && last_part > 0 {
+        // (A queue that is short already costs one ioctl, and no timer or waiter.)
+        if policy == Policy::Latest
+            && last_part > 0
+            && w.unsent_bytes_quick().is_none_or(|q| q > last_part)
+        {
             tokio::select! {
+                biased;
                 r = tokio::time::timeout(timeout, drained(w, last_part)) => if r.is_err() {
                     sub.evict(timeout_cause);
                     return StreamEnd::Evicted(timeout_cause);
@@ -123,28 +144,44 @@ pub async fn stream_frames<W: Transport>(
         }
         if period.is_some() {
             tokio::select! {
+                biased;
                 _ = tokio::time::sleep_until(next_slot) => {}
                 _ = stop.cancelled() => return ended(),
             }
         }
-        let frame = tokio::select! {
-            r = sub.next() => match r {
-                Ok(frame) => frame,
+        let delivery = tokio::select! {
+            biased;
+            r = sub.next_delivery() => match r {
+                Ok(delivery) => delivery,
                 Err(cause) => return StreamEnd::Evicted(cause),
             },
             _ = stop.cancelled() => return ended(),
         };
-        let started = Instant::now();
-        let written = tokio::select! {
-            // A lockstep client has been handed its round's frame: draining its queue is part of the time
-            // the round waits for it, under the lockstep timeout.
-            r = tokio::time::timeout(timeout, async {
-                if policy == Policy::Lockstep && last_part > 0 {
-                    drained(w, last_part).await;
-                }
-                write_part(w, &frame, options.advance_headers).await
-            }) => r,
-            _ = stop.cancelled() => return ended(),
+        let started = period.map(|_| Instant::now());
+        let mut part = Part::new(&delivery, options.advance_headers, w.sends_files());
+        // The common case: the socket takes the whole part at once, with no timer and no waiter set up.
+        // (A lockstep client first waits for its queue, under the timeout, below.)
+        let quick = match &mut part {
+            Part::Shared(cursor) if !(policy == Policy::Lockstep && last_part > 0) => {
+                std::future::poll_fn(|cx| Poll::Ready(cursor.poll_send(w, cx))).await
+            }
+            _ => Poll::Pending,
+        };
+        let unsupported = matches!(&part, Part::Shared(c) if c.unsupported);
+        let written = match quick {
+            Poll::Ready(r) if !unsupported => Ok(r),
+            _ => tokio::select! {
+                biased;
+                // A lockstep client has been handed its round's frame: draining its queue is part of the
+                // time the round waits for it, under the lockstep timeout.
+                r = tokio::time::timeout(timeout, async {
+                    if policy == Policy::Lockstep && last_part > 0 {
+                        drained(w, last_part).await;
+                    }
+                    part.send(w).await
+                }) => r,
+                _ = stop.cancelled() => return ended(),
+            },
         };
         match written {
             Ok(Ok(bytes)) => {
@@ -157,7 +194,7 @@ pub async fn stream_frames<W: Transport>(
                 return StreamEnd::Evicted(timeout_cause);
             }
         }
-        if let Some(period) = period {
+        if let (Some(period), Some(started)) = (period, started) {
             // Slots are kept on a grid so the average rate is the cap; a late client does not burst.
             next_slot = (next_slot + period).max(started);
         }
@@ -170,8 +207,21 @@ async fn drained<W: Transport>(w: &W, limit: usize) {
     // Short pauses first (a client that is only a little behind is on time again within a millisecond or
     // two), longer ones for a client that stays behind, so it costs few wake-ups.
     const PAUSES_MS: [u64; 9] = [1, 1, 1, 2, 2, 4, 8, 16, 32];
+    if w.unsent_bytes_quick().is_some_and(|q| q <= limit) {
+        return;
+    }
     let mut tries = 0;
-    while w.unsent_bytes().is_some_and(|q| q > limit) {
+    // The quick look each time; the full one (which also tells a reset connection, whose queue never
+    // drains) every fourth.
+    loop {
+        let queued = if tries % 4 == 3 {
+            w.unsent_bytes()
+        } else {
+            w.unsent_bytes_quick()
+        };
+        if queued.is_none_or(|q| q <= limit) {
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(
             PAUSES_MS[tries.min(PAUSES_MS.len() - 1)],
         ))
@@ -180,8 +230,99 @@ async fn drained<W: Transport>(w: &W, limit: usize) {
     }
 }
 
+/// One part on its way to a client.
+enum Part<'a> {
+    /// From the frame's shared file, with sendfile.
+    Shared(FileCursor<'a>),
+    /// From the frame's own bytes, with the vectored writer (TLS, or a frame without a shared part).
+    Copied(&'a Delivery, bool),
+}
+
+impl<'a> Part<'a> {
+    fn new(delivery: &'a Delivery, advance_headers: bool, sends_files: bool) -> Part<'a> {
+        match delivery.part.as_deref().filter(|_| sends_files) {
+            Some(shared) => {
+                let (offset, len) = shared.range(advance_headers);
+                Part::Shared(FileCursor {
+                    delivery,
+                    advance_headers,
+                    shared,
+                    offset,
+                    len,
+                    done: 0,
+                    unsupported: false,
+                })
+            }
+            None => Part::Copied(delivery, advance_headers),
+        }
+    }
+
+    /// Sends the rest of the part; returns its length on the wire.
+    async fn send<W: Transport>(&mut self, w: &mut W) -> io::Result<usize> {
+        if let Part::Shared(cursor) = self {
+            if !cursor.unsupported {
+                let r = std::future::poll_fn(|cx| cursor.poll_send(w, cx)).await;
+                if !cursor.unsupported {
+                    return r;
+                }
+            }
+            *self = Part::Copied(cursor.delivery, cursor.advance_headers);
+        }
+        match self {
+            Part::Copied(delivery, advance) => write_part(w, &delivery.frame, *advance).await,
+            Part::Shared(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+}
+
+/// How far a part sent from its shared file has gone.
+struct FileCursor<'a> {
+    delivery: &'a Delivery,
+    advance_headers: bool,
+    shared: &'a SharedPart,
+    offset: u64,
+    len: usize,
+    done: usize,
+    /// sendfile refused this socket before sending anything.
+    unsupported: bool,
+}
+
+impl FileCursor<'_> {
+    /// Sends until the whole part has gone (its length), the socket is full (Pending, woken when it can
+    /// take more), or the connection fails.
+    fn poll_send<W: Transport>(
+        &mut self,
+        w: &mut W,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        while self.done < self.len {
+            let sent = w.poll_send_file(
+                cx,
+                self.shared.file(),
+                self.offset + self.done as u64,
+                self.len - self.done,
+            );
+            match sent {
+                Poll::Ready(Ok(n)) => self.done += n,
+                // A kernel that cannot sendfile from a memfd into this socket: nothing of the part has gone
+                // yet, so the whole part can still go from the frame's bytes ([`Part::send`] switches).
+                Poll::Ready(Err(e))
+                    if self.done == 0
+                        && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) =>
+                {
+                    self.unsupported = true;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(self.len))
+    }
+}
+
 /// Writes one part: header, JPEG, boundary (in advance mode: JPEG, boundary, next part's header).
-async fn write_part<W: AsyncWrite + Unpin>(
+pub async fn write_part<W: AsyncWrite + Unpin>(
     w: &mut W,
     frame: &Frame,
     advance_headers: bool,

@@ -2,13 +2,15 @@
 //! file-descriptor limit ([`listen`]), unix sockets ([`unix`]), sockets passed by systemd
 //! ([`activation`]), the bound listeners and their connections ([`listener`]), who a client is
 //! ([`peer`]), the [`Transport`] trait over TCP, unix sockets and TLS ([`transport`]), and HTTPS with
-//! certificate reload ([`tls`]).
+//! certificate reload ([`tls`]), and frames' parts in kernel-shareable memory for sendfile
+//! ([`shared_part`]).
 
 pub mod activation;
 pub mod address;
 pub mod listen;
 pub mod listener;
 pub mod peer;
+pub mod shared_part;
 pub mod tls;
 pub mod transport;
 pub mod unix;

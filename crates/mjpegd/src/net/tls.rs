@@ -98,4 +98,8 @@ impl Transport for TlsStream<TcpStream> {
     fn unsent_bytes(&self) -> Option<usize> {
         self.get_ref().0.unsent_bytes()
     }
+
+    fn unsent_bytes_quick(&self) -> Option<usize> {
+        self.get_ref().0.unsent_bytes_quick()
+    }
 }
