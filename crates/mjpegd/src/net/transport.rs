@@ -77,14 +77,7 @@ impl Transport for TcpStream {
     }
 
     fn unsent_bytes(&self) -> Option<usize> {
-        let queued = outq(self.as_raw_fd())?;
-        // A reset connection keeps its unacknowledged count forever: report nothing, so the caller's next
-        // write fails and ends the stream. (Asked only when something is queued: the common case costs one
-        // system call.)
-        if queued > 0 && !matches!(self.take_error(), Ok(None)) {
-            return None;
-        }
-        Some(queued)
+        outq_unless_failed(self.as_raw_fd(), || self.take_error())
     }
 
     fn unsent_bytes_quick(&self) -> Option<usize> {
@@ -118,11 +111,7 @@ impl Transport for UnixStream {
     fn discard_unsent_on_close(&self) {}
 
     fn unsent_bytes(&self) -> Option<usize> {
-        let queued = outq(self.as_raw_fd())?;
-        if queued > 0 && !matches!(self.take_error(), Ok(None)) {
-            return None;
-        }
-        Some(queued)
+        outq_unless_failed(self.as_raw_fd(), || self.take_error())
     }
 
     fn unsent_bytes_quick(&self) -> Option<usize> {
@@ -142,6 +131,20 @@ impl Transport for UnixStream {
     ) -> Poll<io::Result<usize>> {
         poll_send_file!(self, cx, file, offset, len)
     }
+}
+
+/// The socket's send queue, or None when it failed: a reset connection keeps its unacknowledged count
+/// forever, so nothing is reported and the caller's next write fails and ends the stream. (The error is
+/// asked only when something is queued: the common case costs one system call.)
+fn outq_unless_failed(
+    fd: std::os::fd::RawFd,
+    take_error: impl FnOnce() -> io::Result<Option<io::Error>>,
+) -> Option<usize> {
+    let queued = outq(fd)?;
+    if queued > 0 && !matches!(take_error(), Ok(None)) {
+        return None;
+    }
+    Some(queued)
 }
 
 /// Bytes in a socket's send queue (SIOCOUTQ): for TCP, sent but not acknowledged; for a unix socket, not
