@@ -164,10 +164,9 @@ fn open(server: &Server, policy: &str, advance: bool) -> TcpStream {
     s
 }
 
-#[test]
-fn every_policy_and_header_mode_puts_the_vectored_writers_bytes_on_the_wire() {
-    let jpegs = frames();
-    let dir = TempDir::new("stream-bytes");
+/// mjpegd replaying `jpegs` from a folder at 30 fps (the folder lives as long as the returned TempDir).
+fn replay(jpegs: &[Vec<u8>], what: &str) -> (TempDir, Server) {
+    let dir = TempDir::new(what);
     for (i, j) in jpegs.iter().enumerate() {
         std::fs::write(dir.0.join(format!("f{i}.jpg")), j).unwrap();
     }
@@ -181,6 +180,13 @@ fn every_policy_and_header_mode_puts_the_vectored_writers_bytes_on_the_wire() {
         "--resolution",
         "640x480",
     ]);
+    (dir, server)
+}
+
+#[test]
+fn every_policy_and_header_mode_puts_the_vectored_writers_bytes_on_the_wire() {
+    let jpegs = frames();
+    let (_dir, server) = replay(&jpegs, "stream-bytes");
     for advance in [false, true] {
         for policy in ["latest", "all", "lockstep"] {
             let mut s = open(&server, policy, advance);
@@ -202,20 +208,7 @@ fn every_policy_and_header_mode_puts_the_vectored_writers_bytes_on_the_wire() {
 #[test]
 fn an_all_client_far_behind_gets_old_frames_from_their_own_bytes_and_new_ones_shared_identically() {
     let jpegs = frames();
-    let dir = TempDir::new("stream-bytes-behind");
-    for (i, j) in jpegs.iter().enumerate() {
-        std::fs::write(dir.0.join(format!("f{i}.jpg")), j).unwrap();
-    }
-    let server = Server::start(&[
-        "--source",
-        &format!("files:{}", dir.0.display()),
-        "--fps",
-        "30",
-        "--capture",
-        "always",
-        "--resolution",
-        "640x480",
-    ]);
+    let (_dir, server) = replay(&jpegs, "stream-bytes-behind");
     for advance in [false, true] {
         let mut s = open(&server, "all", advance);
         // Not reading for a second: its backlog grows to ~30 frames, of which only the newest few still
