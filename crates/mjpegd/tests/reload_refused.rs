@@ -279,11 +279,13 @@ fn credentials_in_a_relay_url_are_never_shown() {
     write(
         &file,
         &format!(
-            "[cameras.a]\nsource = \"pattern\"\n\n[cameras.up]\nsource = \"http://admin:S3cret@127.0.0.1:{port}/stream\"\ncapture = \"always\"\nconnect-timeout = \"1s\"\n\n[cameras.auth]\nsource = \"http://127.0.0.1:{port}/x\"\nsource-auth = \"bob:S3cretToo\"\ncapture = \"always\"\n"
+            "[cameras.a]\nsource = \"pattern\"\n\n[cameras.up]\nsource = \"http://admin:S3cret@127.0.0.1:{port}/stream\"\ncapture = \"always\"\nconnect-timeout = \"1s\"\n\n[cameras.auth]\nsource = \"http://127.0.0.1:{port}/x\"\nsource-auth = \"bob:S3cretToo\"\ncapture = \"always\"\n\n[cameras.ex]\nsource = \"exec:echo rtsp://admin:S3cret@cam/s >&2; sleep 1000\"\ncapture = \"always\"\n"
         ),
     );
     let (server, log) = Server::start_logged(&["--config", file.to_str().unwrap()]);
     log.wait_for(&["127.0.0.1:", "connect"]);
+    // A command's line, and what it writes to stderr, may hold URLs with credentials too.
+    log.wait_for(&["rtsp://***@cam/s"]);
     // A refused reload naming the credentials in a URL it cannot use.
     write(
         &file,
@@ -301,7 +303,13 @@ fn credentials_in_a_relay_url_are_never_shown() {
         ("log".to_string(), log.lines().join("\n")),
         ("/state".to_string(), state.to_string()),
     ];
-    for path in ["/metrics", "/cams/up/state", "/cams/auth/state", "/state"] {
+    for path in [
+        "/metrics",
+        "/cams/up/state",
+        "/cams/auth/state",
+        "/cams/ex/state",
+        "/state",
+    ] {
         let r = server.get(path);
         assert_eq!(r.status, 200, "{path}");
         shown.push((

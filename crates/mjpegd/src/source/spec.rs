@@ -10,7 +10,7 @@ use super::pattern::Pattern;
 use super::pipe::{Pipe, PipeFrom};
 use super::relay::{Relay, RelayOptions};
 use super::supervisor::{supervise, SupervisorConfig};
-use super::url::{redact, RelayUrl};
+use super::url::{redact, redact_urls, RelayUrl};
 use super::v4l2::FormatChoice;
 use super::v4l2::{V4l2Camera, V4l2Options};
 use crate::hub::SharedHub;
@@ -190,7 +190,7 @@ impl fmt::Display for SourceSpec {
             SourceSpec::Device(p) => write!(f, "the camera {}", p.display()),
             // (a RelayUrl never shows its credentials)
             SourceSpec::Relay(url) => write!(f, "a relay of {url}"),
-            SourceSpec::Exec(cmd) => write!(f, "the output of `{cmd}`"),
+            SourceSpec::Exec(cmd) => write!(f, "the output of `{}`", redact_urls(cmd)),
             SourceSpec::Stdin => f.write_str("MJPEG from standard input"),
             SourceSpec::Files(FilesFrom::Dir(d)) => write!(f, "the JPEG files in {}", d.display()),
             SourceSpec::Files(FilesFrom::Mjpeg(p)) => write!(f, "the MJPEG file {}", p.display()),
@@ -239,5 +239,8 @@ mod tests {
             ..SourceOptions::default()
         };
         assert!(!format!("{options:?}").contains("secret"));
+        let exec =
+            SourceSpec::parse("exec:ffmpeg -i rtsp://admin:secret@cam/s -f mjpeg -").unwrap();
+        assert!(!exec.to_string().contains("secret"), "{exec}");
     }
 }

@@ -6,7 +6,8 @@
 //! discovered when the source starts (which is what let a reload start some cameras and then fail). And a
 //! URL may hold `user:password@`: the parsed value keeps them only for the `Authorization` header, and its
 //! `Display` and `Debug` (hence every log line, error, `/state` and `/metrics` that shows the source) never
-//! print them. [`redact`] does the same for a string that failed to parse.
+//! print them. [`redact`] does the same for a string that failed to parse, and [`redact_urls`] for any text
+//! that may hold URLs (a command line, a command's stderr).
 
 use std::fmt;
 
@@ -177,6 +178,34 @@ pub fn redact(s: &str) -> String {
     }
 }
 
+/// `text` with the credentials of every URL in it (`scheme://user:password@host`) replaced by `***`: for
+/// what shows a command line or a command's output (`ffmpeg -i rtsp://admin:pw@cam/...`).
+pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("://") || !text.contains('@') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        // The authority ends at a path, query, fragment, space or quote.
+        let end = after
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '\'' | '"' | '`') || c.is_whitespace())
+            .unwrap_or(after.len());
+        match after[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&after[at..end]);
+            }
+            None => out.push_str(&after[..end]),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +264,11 @@ mod tests {
         assert_eq!(redact("ftp://u:p@x"), "ftp://***@x");
         assert_eq!(redact("http://h/x"), "http://h/x");
         assert_eq!(redact("pattern"), "pattern");
+        assert_eq!(
+            redact_urls("ffmpeg -i 'rtsp://admin:pw@cam:554/s' -f mjpeg http://u:p@x/ -"),
+            "ffmpeg -i 'rtsp://***@cam:554/s' -f mjpeg http://***@x/ -"
+        );
+        assert_eq!(redact_urls("a@b c://d"), "a@b c://d");
+        assert_eq!(redact_urls("x://u:p@"), "x://***@");
     }
 }
