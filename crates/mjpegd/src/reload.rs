@@ -36,6 +36,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
+/// Held while a configuration is applied.
+static APPLYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What a reload starts from: the file, and what the command line gave.
 #[derive(Clone, Debug)]
 pub struct Reloader {
@@ -111,6 +114,9 @@ impl Reloader {
         shutdown: &CancellationToken,
         status: &mut ReloadStatus,
     ) -> anyhow::Result<()> {
+        // One configuration is applied at a time: a second caller waits for the first to finish, then
+        // plans against what the first left running.
+        let _one_at_a_time = APPLYING.lock().await;
         // Everything that can fail is done before anything changes.
         let auth = self.auth(&file.server)?;
         let old = app.cameras();
