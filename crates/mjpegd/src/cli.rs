@@ -407,7 +407,7 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
     let cameras = cameras
         .into_iter()
         .map(|c| Camera::start(c, &shutdown))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Vec<_>>();
     let spec = match cameras.as_slice() {
         [one] => one.settings().source.to_string(),
         many => format!("{} cameras", many.len()),
