@@ -10,6 +10,7 @@
 //! A file is refused whole, with `file:line:column` and what was expected, for any unknown key, wrong type,
 //! bad value, duplicate camera, bad camera name, or two cameras on one device: nothing half-applies.
 
+use crate::net::forwarded::{TrustedProxies, TrustedProxy};
 use crate::net::ListenSpec;
 use crate::record::RecordSettings;
 use crate::source::spec::{SourceOptions, SourceSpec};
@@ -67,6 +68,8 @@ pub struct ServerKeys {
     pub access_keys: Vec<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `trusted-proxies = ["127.0.0.1", "unix", "10.0.0.0/8"]`.
+    pub trusted_proxies: Option<Vec<TrustedProxy>>,
 }
 
 /// A parsed config file.
@@ -119,6 +122,7 @@ struct FileKeys {
     access_key: Vec<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     cameras: IndexMap<Spanned<String>, Spanned<CameraKeys>>,
 }
@@ -242,6 +246,19 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
         access_keys: keys.access_key,
         tls_cert: keys.tls_cert,
         tls_key: keys.tls_key,
+        trusted_proxies: match &keys.trusted_proxies {
+            None => None,
+            Some(list) => {
+                let entries = list
+                    .get_ref()
+                    .iter()
+                    .map(|s| s.parse::<TrustedProxy>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| at(list.span(), format!("trusted-proxies: {e}")))?;
+                TrustedProxies::new(&entries).map_err(|e| at(list.span(), e))?;
+                Some(entries)
+            }
+        },
     };
     if keys.cameras.is_empty() {
         return Err(at(

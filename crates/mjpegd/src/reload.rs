@@ -173,6 +173,10 @@ fn needs_restart(before: &ServerKeys, after: &ServerKeys) -> Vec<String> {
     check("allow-origin", before.allow_origin != after.allow_origin);
     check("tls-cert", before.tls_cert != after.tls_cert);
     check("tls-key", before.tls_key != after.tls_key);
+    check(
+        "trusted-proxies",
+        before.trusted_proxies != after.trusted_proxies,
+    );
     keys
 }
 
