@@ -30,7 +30,11 @@ fn stream_from(ip: &str, server: SocketAddr, extra: &str) -> TcpStream {
         assert!(n > 0, "the stream closed before its head");
         got.extend_from_slice(&buf[..n]);
     }
-    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     s
 }
 
@@ -90,7 +94,11 @@ fn forwarded_addresses_are_believed_from_trusted_proxies_only() {
     let _s1 = stream_from("127.0.0.5", server.addr, "X-Forwarded-For: 203.0.113.8\r\n");
     let _s2 = stream_from("127.0.0.5", server.addr, "X-Forwarded-For: 203.0.113.9\r\n");
     assert_eq!(
-        status_from("127.0.0.5", server.addr, "X-Forwarded-For: 203.0.113.10\r\n"),
+        status_from(
+            "127.0.0.5",
+            server.addr,
+            "X-Forwarded-For: 203.0.113.10\r\n"
+        ),
         503
     );
     let shown = eventually(Duration::from_secs(5), "five clients in /state", || {
@@ -98,7 +106,10 @@ fn forwarded_addresses_are_believed_from_trusted_proxies_only() {
         (v.len() == 5).then_some(v)
     });
     assert_eq!(
-        shown.iter().filter(|a| a.as_str() == "203.0.113.7 (via proxy)").count(),
+        shown
+            .iter()
+            .filter(|a| a.as_str() == "203.0.113.7 (via proxy)")
+            .count(),
         2,
         "{shown:?}"
     );
@@ -112,7 +123,9 @@ fn forwarded_addresses_are_believed_from_trusted_proxies_only() {
         "an untrusted peer is shown as itself: {shown:?}"
     );
     assert!(
-        !shown.iter().any(|a| a.contains("203.0.113.8") || a.contains("6.6.6.6")),
+        !shown
+            .iter()
+            .any(|a| a.contains("203.0.113.8") || a.contains("6.6.6.6")),
         "a spoofed address is never believed: {shown:?}"
     );
 }
@@ -196,7 +209,11 @@ fn a_proxy_protocol_listener_takes_the_client_from_v1_and_v2_headers() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let _ = again.read_to_end(&mut got);
-    assert!(got.starts_with(b"HTTP/1.1 503"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     // Without a header, or with a forged-looking one, the connection is closed unanswered: such a
     // listener is for the proxy only.
     for first in [
@@ -220,9 +237,7 @@ fn a_proxy_protocol_listener_takes_the_client_from_v1_and_v2_headers() {
     assert_eq!(&head, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&head));
     let shown = eventually(Duration::from_secs(5), "the third client", || {
         let v = client_addresses(&server);
-        v.iter()
-            .any(|a| a.starts_with("198.51.100.3"))
-            .then_some(v)
+        v.iter().any(|a| a.starts_with("198.51.100.3")).then_some(v)
     });
     assert!(!shown.iter().any(|a| a.contains("10.9.9.9")), "{shown:?}");
 }
