@@ -757,6 +757,22 @@ capture = "always"
     }
 
     #[test]
+    fn trusted_proxies_parse_and_bad_entries_are_placed() {
+        let c = parse(
+            "trusted-proxies = [\"127.0.0.1\", \"unix\", \"10.0.0.0/8\"]\n[cameras.a]\n",
+            Path::new("cams.toml"),
+            &base(),
+        )
+        .unwrap();
+        assert_eq!(c.server.trusted_proxies.as_ref().map(|v| v.len()), Some(3));
+        let e = err("trusted-proxies = [\"10.0.0.0/99\"]\n[cameras.a]\n");
+        assert!(
+            e.contains("cams.toml:1:19:") && e.contains("10.0.0.0/99"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn recording_keys_per_camera() {
         let text = "[cameras.a]\nrecord = \"/var/lib/mjpegd\"\nrecord-segment = \"10m\"\nrecord-keep = \"7d\"\nrecord-max-size = \"20GiB\"\n[cameras.b]\n";
         let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
