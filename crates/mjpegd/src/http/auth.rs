@@ -354,6 +354,7 @@ mod tests {
             headers: auth
                 .map(|a| vec![("authorization".to_string(), a.to_string())])
                 .unwrap_or_default(),
+            framing: crate::http::body::Framing::None,
         }
     }
 

@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod body;
 pub mod limits;
 pub mod metrics;
 pub mod query;
