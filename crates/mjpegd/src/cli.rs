@@ -337,6 +337,7 @@ impl ServeArgs {
         if let Some(list) = &k.trusted_proxies {
             sec.trusted_proxies = list.clone();
         }
+        sec.admins.extend(k.admins.iter().cloned());
     }
 
     /// The cameras to run (the one the flags describe, or the file's), with the file's server keys

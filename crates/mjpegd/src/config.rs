@@ -70,6 +70,8 @@ pub struct ServerKeys {
     pub tls_key: Option<PathBuf>,
     /// `trusted-proxies = ["127.0.0.1", "unix", "10.0.0.0/8"]`.
     pub trusted_proxies: Option<Vec<TrustedProxy>>,
+    /// `admins = ["alice"]`: the users who may change things.
+    pub admins: Vec<String>,
 }
 
 /// A parsed config file.
@@ -123,6 +125,8 @@ struct FileKeys {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    admins: Vec<String>,
     #[serde(default)]
     cameras: IndexMap<Spanned<String>, Spanned<CameraKeys>>,
 }
@@ -259,6 +263,7 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
                 Some(entries)
             }
         },
+        admins: keys.admins,
     };
     if keys.cameras.is_empty() {
         return Err(at(

@@ -84,13 +84,13 @@ impl Reloader {
     ) -> anyhow::Result<()> {
         let Some(path) = &self.path else {
             // No config file: the users file is all there is to re-read.
-            let auth = self.auth(&ServerKeys::default())?;
+            let auth = self.auth(&ServerKeys::default(), app)?;
             app.set_auth(auth);
             return Ok(());
         };
         let file = crate::config::load(path, &self.base)?;
         // Everything that can fail is checked before anything changes.
-        let auth = self.auth(&file.server)?;
+        let auth = self.auth(&file.server, app)?;
         status.needs_restart = needs_restart(&self.started_with, &file.server);
         for key in &status.needs_restart {
             tracing::warn!(key, "changed in the file: takes effect at the next restart");
@@ -132,8 +132,9 @@ impl Reloader {
         Ok(())
     }
 
-    /// The access rules from the command line's flags plus the file's keys.
-    fn auth(&self, keys: &ServerKeys) -> anyhow::Result<Option<Arc<Auth>>> {
+    /// The access rules from the command line's flags plus the file's keys, keeping what the running
+    /// rules verified for unchanged password hashes.
+    fn auth(&self, keys: &ServerKeys, app: &App) -> anyhow::Result<Option<Arc<Auth>>> {
         let auth = keys.auth.as_deref().or(self.security.auth.as_deref());
         let file = keys
             .auth_file
@@ -141,7 +142,15 @@ impl Reloader {
             .or(self.security.auth_file.as_deref());
         let mut access_keys = self.security.access_keys.clone();
         access_keys.extend(keys.access_keys.iter().cloned());
-        Ok(Auth::from_flags(auth, file, &access_keys)?.map(Arc::new))
+        let mut admins = self.security.admins.clone();
+        admins.extend(keys.admins.iter().cloned());
+        let Some(mut rules) = Auth::from_flags(auth, file, &access_keys, &admins)? else {
+            return Ok(None);
+        };
+        if let Some(old) = app.auth() {
+            rules.keep_verified_from(&old);
+        }
+        Ok(Some(Arc::new(rules)))
     }
 }
 

@@ -42,6 +42,11 @@ pub struct SecurityArgs {
     /// /state. From any other peer these headers are ignored.
     #[arg(long = "trusted-proxy", value_delimiter = ',')]
     pub trusted_proxies: Vec<crate::net::forwarded::TrustedProxy>,
+    /// A user (of --auth or --auth-file) who may change things: cameras over the API. Repeat for more;
+    /// in the file `admins = ["alice"]`. Other users, and access keys, only watch. Without any
+    /// credentials configured, changes are accepted from this machine only (loopback, unix sockets).
+    #[arg(long = "admin")]
+    pub admins: Vec<String>,
 }
 
 impl SecurityArgs {
@@ -57,6 +62,7 @@ impl SecurityArgs {
             self.auth.as_deref(),
             self.auth_file.as_deref(),
             &self.access_keys,
+            &self.admins,
         )?
         .map(Arc::new);
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
