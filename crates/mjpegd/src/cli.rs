@@ -334,6 +334,10 @@ impl ServeArgs {
         if k.tls_key.is_some() {
             sec.tls_key = k.tls_key.clone();
         }
+        if let Some(list) = &k.trusted_proxies {
+            sec.trusted_proxies = list.clone();
+        }
+        sec.admins.extend(k.admins.iter().cloned());
     }
 
     /// The cameras to run (the one the flags describe, or the file's), with the file's server keys

@@ -12,6 +12,7 @@
 //! (however it is named: device numbers or resolved paths are compared): nothing half-applies. Only a
 //! regular file of at most 1 MiB is read; a FIFO or a device is refused before a byte is read.
 
+use crate::net::forwarded::{TrustedProxies, TrustedProxy};
 use crate::net::ListenSpec;
 use crate::record::RecordSettings;
 use crate::source::spec::{SourceOptions, SourceSpec};
@@ -69,6 +70,10 @@ pub struct ServerKeys {
     pub access_keys: Vec<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `trusted-proxies = ["127.0.0.1", "unix", "10.0.0.0/8"]`.
+    pub trusted_proxies: Option<Vec<TrustedProxy>>,
+    /// `admins = ["alice"]`: the users who may change things.
+    pub admins: Vec<String>,
 }
 
 /// A parsed config file.
@@ -121,6 +126,9 @@ struct FileKeys {
     access_key: Vec<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    admins: Vec<String>,
     #[serde(default)]
     cameras: IndexMap<Spanned<String>, Spanned<CameraKeys>>,
 }
@@ -282,6 +290,20 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
         access_keys: keys.access_key,
         tls_cert: keys.tls_cert,
         tls_key: keys.tls_key,
+        trusted_proxies: match &keys.trusted_proxies {
+            None => None,
+            Some(list) => {
+                let entries = list
+                    .get_ref()
+                    .iter()
+                    .map(|s| s.parse::<TrustedProxy>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| at(list.span(), format!("trusted-proxies: {e}")))?;
+                TrustedProxies::new(&entries).map_err(|e| at(list.span(), e))?;
+                Some(entries)
+            }
+        },
+        admins: keys.admins,
     };
     if keys.cameras.is_empty() {
         return Err(at(
@@ -815,6 +837,22 @@ capture = "always"
                 "unix:/run/mjpegd/mjpegd.sock?mode=0660",
                 "systemd"
             ]
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_parse_and_bad_entries_are_placed() {
+        let c = parse(
+            "trusted-proxies = [\"127.0.0.1\", \"unix\", \"10.0.0.0/8\"]\n[cameras.a]\n",
+            Path::new("cams.toml"),
+            &base(),
+        )
+        .unwrap();
+        assert_eq!(c.server.trusted_proxies.as_ref().map(|v| v.len()), Some(3));
+        let e = err("trusted-proxies = [\"10.0.0.0/99\"]\n[cameras.a]\n");
+        assert!(
+            e.contains("cams.toml:1:19:") && e.contains("10.0.0.0/99"),
+            "{e}"
         );
     }
 

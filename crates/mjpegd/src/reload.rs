@@ -94,7 +94,7 @@ impl Reloader {
     ) -> anyhow::Result<()> {
         let Some(path) = self.path.clone() else {
             // No config file: the users file is all there is to re-read.
-            let auth = self.auth(&ServerKeys::default())?;
+            let auth = self.auth(&ServerKeys::default(), app)?;
             app.set_auth(auth);
             return Ok(());
         };
@@ -118,7 +118,7 @@ impl Reloader {
         // plans against what the first left running.
         let _one_at_a_time = APPLYING.lock().await;
         // Everything that can fail is done before anything changes.
-        let auth = self.auth(&file.server)?;
+        let auth = self.auth(&file.server, app)?;
         let old = app.cameras();
         let running: Vec<CameraSettings> = old.iter().map(|c| c.settings()).collect();
         let plan = plan::Plan::new(&running, file.cameras);
@@ -158,8 +158,9 @@ impl Reloader {
         Ok(())
     }
 
-    /// The access rules from the command line's flags plus the file's keys.
-    fn auth(&self, keys: &ServerKeys) -> anyhow::Result<Option<Arc<Auth>>> {
+    /// The access rules from the command line's flags plus the file's keys, keeping what the running
+    /// rules verified for unchanged password hashes.
+    fn auth(&self, keys: &ServerKeys, app: &App) -> anyhow::Result<Option<Arc<Auth>>> {
         let auth = keys.auth.as_deref().or(self.security.auth.as_deref());
         let file = keys
             .auth_file
@@ -167,7 +168,15 @@ impl Reloader {
             .or(self.security.auth_file.as_deref());
         let mut access_keys = self.security.access_keys.clone();
         access_keys.extend(keys.access_keys.iter().cloned());
-        Ok(Auth::from_flags(auth, file, &access_keys)?.map(Arc::new))
+        let mut admins = self.security.admins.clone();
+        admins.extend(keys.admins.iter().cloned());
+        let Some(mut rules) = Auth::from_flags(auth, file, &access_keys, &admins)? else {
+            return Ok(None);
+        };
+        if let Some(old) = app.auth() {
+            rules.keep_verified_from(&old);
+        }
+        Ok(Some(Arc::new(rules)))
     }
 }
 
@@ -199,6 +208,10 @@ fn needs_restart(before: &ServerKeys, after: &ServerKeys) -> Vec<String> {
     check("allow-origin", before.allow_origin != after.allow_origin);
     check("tls-cert", before.tls_cert != after.tls_cert);
     check("tls-key", before.tls_key != after.tls_key);
+    check(
+        "trusted-proxies",
+        before.trusted_proxies != after.trusted_proxies,
+    );
     keys
 }
 
