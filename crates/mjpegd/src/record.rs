@@ -16,7 +16,9 @@
 //!
 //! A segment holds [`RecordSettings::segment`] of capture time; the frame that crosses the boundary is the
 //! first of the next file, so no frame is missing or doubled across segments. File names sort in time
-//! order and carry the camera's name: `NAME-20261124T170312.345Z.mkv`.
+//! order and carry the camera's name: `NAME-20261124T170312.345Z.mkv`. A camera's files are those of exactly
+//! that form ([`segment_start`]), so cameras sharing a folder (`a` and `a-b`) never list, serve or delete
+//! each other's.
 
 use crate::hub::{ClientMeta, SharedHub};
 use mjpegd_core::mkv::{MkvWriter, TrackInfo};
@@ -91,6 +93,48 @@ pub const MAX_REMEMBERED: usize = 10_000;
 /// How often written data is forced to the disk.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
+/// The file name of `camera`'s segment whose first frame was captured at `start_us` µs since the epoch.
+pub fn segment_name(camera: &str, start_us: u64) -> String {
+    let started = UNIX_EPOCH + Duration::from_micros(start_us);
+    let stamp = humantime::format_rfc3339_millis(started)
+        .to_string()
+        .replace(['-', ':'], "");
+    format!("{camera}-{stamp}.mkv")
+}
+
+/// The start time in `file` if it is one of `camera`'s segment names, exactly `CAMERA-` then
+/// `YYYYMMDDTHHMMSS.mmmZ.mkv` (as [`segment_name`] makes them); `None` for anything else, another
+/// camera's whose name starts with `CAMERA-` included.
+pub fn segment_start(file: &str, camera: &str) -> Option<SystemTime> {
+    let stamp = file
+        .strip_prefix(camera)?
+        .strip_prefix('-')?
+        .strip_suffix(".mkv")?
+        .as_bytes();
+    // 20261124T170312.345Z
+    let shape = b"ddddddddTdddddd.dddZ";
+    if stamp.len() != shape.len()
+        || !stamp.iter().zip(shape).all(|(c, s)| match s {
+            b'd' => c.is_ascii_digit(),
+            s => c == s,
+        })
+    {
+        return None;
+    }
+    let stamp = std::str::from_utf8(stamp).ok()?;
+    let (d, t) = (&stamp[..8], &stamp[9..]);
+    let text = format!(
+        "{}-{}-{}T{}:{}:{}",
+        &d[..4],
+        &d[4..6],
+        &d[6..8],
+        &t[..2],
+        &t[2..4],
+        &t[4..]
+    );
+    humantime::parse_rfc3339(&text).ok()
+}
+
 /// One open segment file.
 struct Segment {
     name: String,
@@ -111,11 +155,7 @@ impl Segment {
         size: (u16, u16),
     ) -> std::io::Result<Segment> {
         std::fs::create_dir_all(dir)?;
-        let started = UNIX_EPOCH + Duration::from_micros(start_us);
-        let stamp = humantime::format_rfc3339_millis(started)
-            .to_string()
-            .replace(['-', ':'], "");
-        let name = format!("{camera}-{stamp}.mkv");
+        let name = segment_name(camera, start_us);
         let path = dir.join(&name);
         let mut file = File::options().write(true).create_new(true).open(&path)?;
         let mkv = MkvWriter::new(TrackInfo {
@@ -326,14 +366,13 @@ pub fn list_segments(
     dir: &std::path::Path,
     camera: &str,
 ) -> std::io::Result<Vec<(String, u64, SystemTime)>> {
-    let prefix = format!("{camera}-");
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if !(name.starts_with(&prefix) && name.ends_with(".mkv")) {
+        if segment_start(&name, camera).is_none() {
             continue;
         }
         let meta = entry.metadata()?;
@@ -420,6 +459,9 @@ mod tests {
         }
         std::fs::write(dir.join("other-20261124T090000.000Z.mkv"), vec![0u8; 5000]).unwrap();
         std::fs::write(dir.join("cam-notes.txt"), b"x").unwrap();
+        // Another camera whose name starts with `cam-`, in the same folder, and a name almost of the form.
+        std::fs::write(dir.join("cam-b-20261124T090000.000Z.mkv"), vec![0u8; 5000]).unwrap();
+        std::fs::write(dir.join("cam-+0261124T090000.000Z.mkv"), vec![0u8; 5000]).unwrap();
         // By size: 4,000 bytes down to 2,500 deletes the two oldest.
         let gone = prune(
             &dir,
@@ -444,6 +486,8 @@ mod tests {
         assert_eq!(gone, [names[2]]);
         assert!(dir.join(names[3]).exists());
         assert!(dir.join("other-20261124T090000.000Z.mkv").exists());
+        assert!(dir.join("cam-b-20261124T090000.000Z.mkv").exists());
+        assert!(dir.join("cam-+0261124T090000.000Z.mkv").exists());
         // By age: everything not current older than an hour from "now".
         std::fs::write(dir.join(names[0]), vec![0u8; 10]).unwrap();
         let later = SystemTime::now() + Duration::from_secs(7200);
@@ -458,5 +502,25 @@ mod tests {
         .unwrap();
         assert_eq!(gone, [names[0]]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cameras_segments_are_its_names_of_exactly_the_recorders_form() {
+        let name = segment_name("front", 1_795_539_792_345_000);
+        assert_eq!(name, "front-20261124T170312.345Z.mkv");
+        let t = segment_start(&name, "front").unwrap();
+        assert_eq!(
+            humantime::format_rfc3339_millis(t).to_string(),
+            "2026-11-24T17:03:12.345Z"
+        );
+        assert!(segment_start("front-garbage.mkv", "front").is_none());
+        assert!(segment_start("back-20261124T170312.345Z.mkv", "front").is_none());
+        // Camera `a` does not own camera `a-b`'s files, nor `a-` with a stamp of signs or spaces.
+        assert!(segment_start("a-b-20261124T170312.345Z.mkv", "a").is_none());
+        assert!(segment_start("a-b-20261124T170312.345Z.mkv", "a-b").is_some());
+        assert!(segment_start("a-+0261124T170312.345Z.mkv", "a").is_none());
+        assert!(segment_start("a-2026112 T170312.345Z.mkv", "a").is_none());
+        assert!(segment_start("a-20261124T170312.345Z.mkv.mkv", "a").is_none());
+        assert!(segment_start("a-20261324T170312.345Z.mkv", "a").is_none());
     }
 }
