@@ -19,6 +19,12 @@
 //! order and carry the camera's name: `NAME-20261124T170312.345Z.mkv`. A camera's files are those of exactly
 //! that form ([`segment_start`]), so cameras sharing a folder (`a` and `a-b`) never list, serve or delete
 //! each other's.
+//!
+//! A change of picture size starts a new segment (its header says the size), but at most once per
+//! [`SIZE_CHANGE_HOLD`] of a segment: a source that keeps changing sizes would otherwise make a file per
+//! frame. A change within that time of the segment's start is absorbed: the frame goes into the segment as
+//! it is (an MJPEG frame carries its own size, and players and ffmpeg decode each frame by its own header),
+//! it is counted (`size_changes_absorbed`), and logged once per [`SIZE_LOG_EVERY`].
 
 use crate::hub::{ClientMeta, SharedHub};
 use mjpegd_core::mkv::{MkvWriter, TrackInfo};
@@ -85,6 +91,8 @@ pub struct RecordingStatus {
     pub last_error: Option<String>,
     /// Frames of the segments this run wrote, by file name (the newest [`MAX_REMEMBERED`]).
     pub frames_by_segment: std::collections::VecDeque<(String, u64)>,
+    /// Picture size changes kept inside a segment because it started less than [`SIZE_CHANGE_HOLD`] before.
+    pub size_changes_absorbed: u64,
 }
 
 /// Segments whose frame counts `/recordings` can tell (older ones show none).
@@ -92,6 +100,12 @@ pub const MAX_REMEMBERED: usize = 10_000;
 
 /// How often written data is forced to the disk.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// A segment younger than this keeps frames of another picture size instead of being closed for them.
+pub const SIZE_CHANGE_HOLD: Duration = Duration::from_secs(5);
+
+/// Absorbed size changes are logged at most this often (with how many since the last line).
+const SIZE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The file name of `camera`'s segment whose first frame was captured at `start_us` µs since the epoch.
 pub fn segment_name(camera: &str, start_us: u64) -> String {
@@ -144,6 +158,8 @@ struct Segment {
     start_us: u64,
     size: (u16, u16),
     last_sync: Instant,
+    /// When it was opened: a size change closes it only [`SIZE_CHANGE_HOLD`] after.
+    opened: Instant,
 }
 
 impl Segment {
@@ -176,6 +192,7 @@ impl Segment {
             start_us,
             size,
             last_sync: Instant::now(),
+            opened: Instant::now(),
         })
     }
 
@@ -226,6 +243,9 @@ pub async fn record(
     let mut last_seq: Option<u64> = None;
     // While writes fail: the first lost frame's number and how many since (logged once, then summed up).
     let mut failing: Option<(u64, u64)> = None;
+    // The previous frame's picture size, and the absorbed size changes: when last logged, how many since.
+    let mut last_size: Option<(u16, u16)> = None;
+    let mut size_log: (Option<Instant>, u64) = (None, 0);
     'subscribe: loop {
         let mut sub = hub.subscribe(ClientMeta {
             addr: "0.0.0.0:0".parse().expect("an address"),
@@ -269,9 +289,21 @@ pub async fn record(
                 continue;
             };
             let size = (info.width, info.height);
+            let changed = last_size.is_some_and(|l| l != size);
+            last_size = Some(size);
             let rotate = segment.as_ref().is_some_and(|s| {
-                frame.timestamp_us >= s.start_us.saturating_add(segment_us) || s.size != size
+                frame.timestamp_us >= s.start_us.saturating_add(segment_us)
+                    || (s.size != size && s.opened.elapsed() >= SIZE_CHANGE_HOLD)
             });
+            if changed && !rotate && segment.is_some() {
+                update(&mut |s| s.size_changes_absorbed += 1);
+                size_log.1 += 1;
+                if size_log.0.is_none_or(|at| at.elapsed() >= SIZE_LOG_EVERY) {
+                    tracing::warn!(camera = %name, width = size.0, height = size.1, changes = size_log.1,
+                        "recording: the picture size changes within {SIZE_CHANGE_HOLD:?} of the segment's start; its frames stay in the segment (logged at most every {SIZE_LOG_EVERY:?})");
+                    size_log = (Some(Instant::now()), 0);
+                }
+            }
             if rotate {
                 if let Some(old) = segment.take() {
                     close(old, &name, &status).await;

@@ -3,10 +3,13 @@
 //! Needs ffmpeg and ffprobe (installed by scripts/setup.sh).
 
 mod common;
+#[path = "common/upstream.rs"]
+mod upstream;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+use upstream::{make_jpegs, Style, Upstream};
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -488,4 +491,66 @@ record-segment = "1s"
     }
     // A file is served as the camera it belongs to.
     assert_eq!(server.get(&format!("/recordings/{first_ab}")).status, 200);
+}
+
+#[test]
+fn a_source_alternating_picture_sizes_turns_segments_at_a_bounded_rate() {
+    let dir = TempDir::new("record-sizes");
+    let mut frames = Vec::new();
+    for (a, b) in make_jpegs(4, 320, 240)
+        .into_iter()
+        .zip(make_jpegs(4, 322, 240))
+    {
+        frames.push(a);
+        frames.push(b);
+    }
+    let up = Upstream::start(Style::esp32(), frames, 20);
+    let (server, log) = Server::start_logged(&[
+        "--source",
+        &up.url("/mjpeg/1"),
+        "--capture",
+        "always",
+        "--record",
+        dir.0.to_str().unwrap(),
+    ]);
+    eventually(Duration::from_secs(10), "frames recorded", || {
+        (server.state()["recording"]["frames_written"].as_u64()? >= 10).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let rec = server.state()["recording"].clone();
+    let written = rec["frames_written"].as_u64().unwrap();
+    assert!(written >= 60, "{rec}");
+    // About 7 s at 20 fps, every frame a size change: a segment may turn for its size every 5 s at most.
+    let files = segments(&dir.0);
+    assert!(
+        files.len() <= 3,
+        "{} files for {written} frames",
+        files.len()
+    );
+    assert!(
+        rec["size_changes_absorbed"].as_u64().unwrap() >= 50,
+        "{rec}"
+    );
+    let lines = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("recording") || l.contains("picture size"))
+        .count();
+    assert!(lines <= 6, "{lines} log lines: {:?}", log.lines());
+    // A segment holding both sizes plays: every frame copies out whole and ffmpeg decodes them all.
+    drop(server);
+    let jpegs = jpegs_of(&files[0]);
+    let sizes: std::collections::BTreeSet<_> = jpegs.iter().map(|j| size_of(j)).collect();
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&files[0])
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        decode.status.success(),
+        "{}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
 }
