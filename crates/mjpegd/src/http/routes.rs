@@ -171,11 +171,18 @@ pub async fn handle_connection<T: Transport>(
         }
         if let Route::RecordingFile(name) = &route {
             // A file may take long to send: each chunk has the write timeout instead of the whole.
-            match super::recordings::locate(&cameras, name) {
-                Some(path) => {
+            // Opening is file work: off the runtime. What is served is the descriptor checked there.
+            let (which, file_name) = (cameras.clone(), name.clone());
+            let opened =
+                tokio::task::spawn_blocking(move || super::recordings::open(&which, &file_name))
+                    .await
+                    .ok()
+                    .flatten();
+            match opened {
+                Some(file) => {
                     let range = request.header("range");
                     if let Err(e) =
-                        super::recordings::serve_file(&app, &mut io, &path, range, head_only).await
+                        super::recordings::serve_file(&app, &mut io, file, range, head_only).await
                     {
                         tracing::debug!(addr = %client, error = %e, "recording download ended");
                     }

@@ -190,6 +190,7 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
                     "frames_lost": r.frames_lost,
                     "bytes": r.bytes,
                     "last_error": r.last_error,
+                    "size_changes_absorbed": r.size_changes_absorbed,
                 })
             }),
             "encoder": {"type": source.encoder.as_str(), "quality": settings.options.quality},
