@@ -5,6 +5,7 @@ use crate::config::{
     parse_credentials, parse_fps, parse_max_picture, parse_no_signal_after, parse_resolution,
     parse_size, CameraSettings, FileConfig, ServerKeys,
 };
+use crate::control::Control;
 use crate::http::app::{App, ServerConfig};
 use crate::http::request::Limits;
 use crate::logging::LogFormat;
@@ -418,14 +419,28 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
     };
     let tls = config.tls.clone();
     let app = App::new(cameras.clone(), config);
-    reload_on_sighup(
+    // The file as read at start: what an API write is compared with (a hand edit since is not clobbered).
+    let text = match &args.config {
+        Some(path) => Some(
+            crate::config::read_bounded(path, crate::config::MAX_FILE)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let control = Arc::new(Control::new(
         Reloader {
             path: args.config.clone(),
             base,
             security: flags.security.clone(),
             started_with,
-            tls,
         },
+        text,
+        shutdown.clone(),
+    ));
+    app.set_control(control.clone());
+    reload_on_sighup(
+        control,
+        tls,
         app.clone(),
         notifier.clone(),
         shutdown.clone(),

@@ -27,7 +27,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// Largest config file read.
-const MAX_FILE: u64 = 1 << 20;
+pub const MAX_FILE: u64 = 1 << 20;
 /// Most cameras in one file.
 pub const MAX_CAMERAS: usize = 64;
 

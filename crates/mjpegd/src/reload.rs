@@ -6,7 +6,7 @@
 //! runtime, bounded, a regular file only) and parsed, which checks everything a source needs (a relay's
 //! URL whole: starting a camera cannot fail), and the users file is read. Then a [`plan`] says what
 //! happens to each camera, and applying it cannot fail. [`Reloader::apply`] is that one step, for
-//! whatever asks for a new configuration (SIGHUP now). By name:
+//! whatever asks for a new configuration: a SIGHUP or an API write, both through [`crate::control`]. By name:
 //! - an unchanged camera is not touched: its clients keep their connections and sequence numbers, and an
 //!   `all` client sees no gap;
 //! - an added camera starts; a removed one stops, and its clients' streams end cleanly;
@@ -26,6 +26,7 @@ pub mod plan;
 
 use crate::camera::Camera;
 use crate::config::{CameraSettings, FileConfig, ServerKeys};
+use crate::control::Control;
 use crate::http::app::{App, ReloadStatus};
 use crate::http::auth::Auth;
 use crate::net::tls::Tls;
@@ -33,7 +34,6 @@ use crate::security::SecurityArgs;
 use crate::service::notify::Notifier;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
 /// Held while a configuration is applied.
@@ -50,59 +50,14 @@ pub struct Reloader {
     pub security: SecurityArgs,
     /// The file's server keys when the server started.
     pub started_with: ServerKeys,
-    /// The certificate to read again, if the server serves HTTPS.
-    pub tls: Option<Arc<Tls>>,
 }
 
 impl Reloader {
-    /// Re-reads what can change live and applies it to `app`; cameras it starts stop with `shutdown`.
-    pub async fn reload(&self, app: &App, shutdown: &CancellationToken) -> ReloadStatus {
-        let mut status = {
-            let last = app.reload.lock().unwrap_or_else(|e| e.into_inner());
-            ReloadStatus {
-                attempts: last.attempts + 1,
-                at: Some(SystemTime::now()),
-                ..ReloadStatus::default()
-            }
-        };
-        match self.read_and_apply(app, shutdown, &mut status).await {
-            Ok(()) => {
-                status.ok = true;
-                tracing::info!(
-                    added = ?status.added,
-                    removed = ?status.removed,
-                    restarted = ?status.restarted,
-                    needs_restart = ?status.needs_restart,
-                    "configuration reloaded"
-                );
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reload refused: the running configuration stays");
-                status.error = Some(e.to_string());
-            }
-        }
-        *app.reload.lock().unwrap_or_else(|e| e.into_inner()) = status.clone();
-        status
-    }
-
-    /// Reads the file (off the runtime: a slow disk holds no stream back) and applies it.
-    async fn read_and_apply(
-        &self,
-        app: &App,
-        shutdown: &CancellationToken,
-        status: &mut ReloadStatus,
-    ) -> anyhow::Result<()> {
-        let Some(path) = self.path.clone() else {
-            // No config file: the users file is all there is to re-read.
-            let auth = self.auth(&ServerKeys::default(), app)?;
-            app.set_auth(auth);
-            return Ok(());
-        };
-        let base = self.base.clone();
-        let file = tokio::task::spawn_blocking(move || crate::config::load(&path, &base))
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the config file: {e}"))??;
-        self.apply(app, file, shutdown, status).await
+    /// Without a config file, all a reload re-reads is the users file.
+    pub fn reload_users(&self, app: &App) -> anyhow::Result<()> {
+        let auth = self.auth(&ServerKeys::default(), app)?;
+        app.set_auth(auth);
+        Ok(())
     }
 
     /// Applies a parsed configuration to `app`, all or nothing: on an error nothing has changed. Cameras
@@ -215,10 +170,11 @@ fn needs_restart(before: &ServerKeys, after: &ServerKeys) -> Vec<String> {
     keys
 }
 
-/// Reloads (the certificate, then the files) on every SIGHUP until `shutdown`, telling systemd when a
-/// reload starts and when it is done.
+/// Reloads (the certificate, then the files, through the control plane) on every SIGHUP until
+/// `shutdown`, telling systemd when a reload starts and when it is done.
 pub fn reload_on_sighup(
-    reloader: Reloader,
+    control: Arc<Control>,
+    tls: Option<Arc<Tls>>,
     app: Arc<App>,
     notifier: Arc<Notifier>,
     shutdown: CancellationToken,
@@ -232,7 +188,7 @@ pub fn reload_on_sighup(
                 _ = shutdown.cancelled() => return,
             }
             notifier.reloading();
-            if let Some(tls) = &reloader.tls {
+            if let Some(tls) = &tls {
                 match tls.reload() {
                     Ok(()) => {
                         tracing::info!(cert = %tls.cert().display(), "SIGHUP: certificate reloaded")
@@ -243,7 +199,7 @@ pub fn reload_on_sighup(
                     ),
                 }
             }
-            let status = reloader.reload(&app, &shutdown).await;
+            let status = control.reload(&app).await;
             let line = match &status.error {
                 None => "reloaded".to_string(),
                 Some(e) => format!("reload refused, running configuration kept: {e}"),

@@ -9,7 +9,7 @@
 //! [`Body::finished`] tells the connection loop whether it may keep the connection.
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// How a request's body is framed, from its headers.
@@ -167,21 +167,46 @@ impl Decoder {
 }
 
 /// A request's body on its connection: reads from `io`, with the bytes already received in `buf`.
+///
+/// A client that sent `Expect: 100-continue` (curl does, for bodies over 1 KiB) waits for a `100 Continue`
+/// before it sends the body: it is sent when the handler first reads, so a request refused before (no
+/// rights, a declared length past the limit) is answered without the body ever being sent.
 pub struct Body<'a, R> {
     io: &'a mut R,
     buf: &'a mut BytesMut,
     decoder: Decoder,
     framing: Framing,
+    expects_continue: bool,
 }
 
-impl<'a, R: AsyncRead + Unpin> Body<'a, R> {
+impl<'a, R: AsyncRead + AsyncWrite + Unpin> Body<'a, R> {
     pub fn new(io: &'a mut R, buf: &'a mut BytesMut, framing: Framing) -> Body<'a, R> {
         Body {
             io,
             buf,
             decoder: Decoder::new(framing),
             framing,
+            expects_continue: false,
         }
+    }
+
+    /// The body of `request` on its connection.
+    pub fn of(
+        io: &'a mut R,
+        buf: &'a mut BytesMut,
+        request: &super::request::Request,
+    ) -> Body<'a, R> {
+        let mut body = Body::new(io, buf, request.framing);
+        body.expects_continue = request.framing != Framing::None
+            && request
+                .header("expect")
+                .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+        body
+    }
+
+    /// Whether the request has a body at all.
+    pub fn is_empty(&self) -> bool {
+        self.framing == Framing::None
     }
 
     /// Whether the whole body has been read (the connection may carry another request).
@@ -196,6 +221,14 @@ impl<'a, R: AsyncRead + Unpin> Body<'a, R> {
                 Decoded::Data(d) => return Ok(Some(d)),
                 Decoded::End => return Ok(None),
                 Decoded::NeedMore => {}
+            }
+            if std::mem::take(&mut self.expects_continue) {
+                let interim = self.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                match tokio::time::timeout_at(deadline, interim).await {
+                    Err(_) => return Err(BodyError::Timeout),
+                    Ok(Err(_)) => return Err(BodyError::Closed),
+                    Ok(Ok(())) => {}
+                }
             }
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(16 * 1024);
@@ -307,7 +340,7 @@ mod tests {
     async fn read_to_end_keeps_its_limit() {
         let deadline = Instant::now() + Duration::from_secs(5);
         // A declared length past the limit is refused before reading.
-        let mut io: &[u8] = b"";
+        let (_client, mut io) = tokio::io::duplex(1 << 16);
         let mut buf = BytesMut::new();
         let mut body = Body::new(&mut io, &mut buf, Framing::Length(10_000_000));
         assert_eq!(
@@ -318,7 +351,8 @@ mod tests {
         let big: Vec<u8> = (0..100)
             .flat_map(|_| b"40\r\n".iter().copied().chain([b'x'; 64]).chain(*b"\r\n"))
             .collect();
-        let mut io: &[u8] = &big;
+        let (mut client, mut io) = tokio::io::duplex(1 << 16);
+        client.write_all(&big).await.unwrap();
         let mut buf = BytesMut::new();
         let mut body = Body::new(&mut io, &mut buf, Framing::Chunked);
         assert_eq!(
@@ -326,7 +360,8 @@ mod tests {
             Err(BodyError::TooLarge { limit: 1000 })
         );
         // A body in time and in bounds, partly already buffered.
-        let mut io: &[u8] = b"lo world";
+        let (mut client, mut io) = tokio::io::duplex(1 << 16);
+        client.write_all(b"lo world").await.unwrap();
         let mut buf = BytesMut::from(&b"hel"[..]);
         let mut body = Body::new(&mut io, &mut buf, Framing::Length(11));
         assert_eq!(
@@ -337,9 +372,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn continue_is_sent_when_the_body_is_first_read() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let mut buf = BytesMut::new();
+        let mut limits = crate::http::request::Limits::default();
+        limits.max_head = 8192;
+        let mut head = BytesMut::from(
+            &b"PUT /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"[..],
+        );
+        let request = crate::http::request::parse(&mut head, &limits)
+            .unwrap()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let reader = async {
+            let mut body = Body::of(&mut server, &mut buf, &request);
+            body.read_to_end(10, deadline).await
+        };
+        let writer = async {
+            let mut interim = [0u8; 25];
+            client.read_exact(&mut interim).await.unwrap();
+            assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+            client.write_all(b"{}").await.unwrap();
+        };
+        let (got, ()) = tokio::join!(reader, writer);
+        assert_eq!(&got.unwrap()[..], b"{}");
+    }
+
+    #[tokio::test]
     async fn a_trickled_body_times_out_and_a_cut_one_is_closed() {
         let (mut client, mut server) = tokio::io::duplex(64);
-        use tokio::io::AsyncWriteExt;
         client.write_all(b"hel").await.unwrap();
         let mut buf = BytesMut::new();
         let mut body = Body::new(&mut server, &mut buf, Framing::Length(11));

@@ -1,5 +1,6 @@
 //! Writing the small, complete responses: errors, snapshots, status JSON, the page.
 
+use std::borrow::Cow;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Headers that forbid any cache from keeping a response (the same set µStreamer sends).
@@ -10,7 +11,7 @@ pub struct Response<'a> {
     pub status: u16,
     pub content_type: &'a str,
     pub headers: String,
-    pub body: &'a [u8],
+    pub body: Cow<'a, [u8]>,
     /// Close the connection after this response.
     pub close: bool,
 }
@@ -22,8 +23,26 @@ impl<'a> Response<'a> {
             status,
             content_type: "text/plain; charset=utf-8",
             headers: String::new(),
-            body: body.as_bytes(),
+            body: Cow::Borrowed(body.as_bytes()),
             close: status >= 400,
+        }
+    }
+
+    /// A plain-text response of a text made for it.
+    pub fn text_owned(status: u16, body: String) -> Response<'static> {
+        Response {
+            body: Cow::Owned(body.into_bytes()),
+            ..Response::text(status, "")
+        }
+    }
+
+    /// A JSON document made for this response, with its status.
+    pub fn json_owned(status: u16, body: &serde_json::Value) -> Response<'static> {
+        Response {
+            status,
+            body: Cow::Owned(body.to_string().into_bytes()),
+            close: status >= 400,
+            ..Response::json("")
         }
     }
 
@@ -33,7 +52,7 @@ impl<'a> Response<'a> {
             status: 200,
             content_type: "application/json",
             headers: NO_CACHE.to_string(),
-            body: body.as_bytes(),
+            body: Cow::Borrowed(body.as_bytes()),
             close: false,
         }
     }
@@ -88,7 +107,7 @@ impl<'a> Response<'a> {
         if head_only || self.body.is_empty() {
             w.write_all(head.as_bytes()).await?;
         } else {
-            let mut buf = bytes::Buf::chain(head.as_bytes(), self.body);
+            let mut buf = bytes::Buf::chain(head.as_bytes(), &self.body[..]);
             w.write_all_buf(&mut buf).await?;
         }
         w.flush().await
@@ -100,6 +119,7 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         204 => "No Content",
+        201 => "Created",
         206 => "Partial Content",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -107,6 +127,9 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
         416 => "Range Not Satisfiable",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

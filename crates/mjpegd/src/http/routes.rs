@@ -511,7 +511,7 @@ async fn snapshot<T: Transport>(
         status: 200,
         content_type: "image/jpeg",
         headers,
-        body: &frame.jpeg,
+        body: std::borrow::Cow::Borrowed(&frame.jpeg[..]),
         close: false,
     }
     .persist(keep_alive, http10);
