@@ -376,8 +376,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let (mut client, mut server) = tokio::io::duplex(1 << 16);
         let mut buf = BytesMut::new();
-        let mut limits = crate::http::request::Limits::default();
-        limits.max_head = 8192;
+        let limits = crate::http::request::Limits::default();
         let mut head = BytesMut::from(
             &b"PUT /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"[..],
         );
