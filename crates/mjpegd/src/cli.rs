@@ -426,6 +426,9 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
         notifier.clone(),
         shutdown.clone(),
     )?;
+    // SIGTERM and SIGINT are caught from before the banner: a stop sent as soon as the server says it is
+    // up still shuts it down in order (the unix socket file removed), not by the default action.
+    let stop = stop_signals()?;
     // One write, errors ignored: a server must not die because whoever started it closed its stdout.
     let banner = banner(&spec, &listeners, &cameras, &app);
     {
@@ -469,7 +472,7 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!("WATCHDOG_USEC is set without NOTIFY_SOCKET: no watchdog pings");
         }
     }
-    wait_for_signal().await?;
+    stop.await;
     tracing::info!("shutting down");
     notifier.stopping();
     shutdown.cancel();
@@ -538,13 +541,15 @@ fn banner(spec: &str, listeners: &[Listener], cameras: &[Arc<Camera>], app: &App
     )
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Catches SIGTERM and SIGINT from now on; the future ends at the first of them.
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
