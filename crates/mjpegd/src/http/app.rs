@@ -130,6 +130,8 @@ pub struct App {
     /// Open connections and their limits.
     pub connections: Arc<ConnectionLimits>,
     streams: AtomicUsize,
+    /// `/state` documents built lately (built off the runtime, one at a time).
+    pub state_cache: super::state_cache::StateCache,
 }
 
 /// A stream slot, released on drop.
@@ -165,6 +167,7 @@ impl App {
             cors,
             connections,
             streams: AtomicUsize::new(0),
+            state_cache: Default::default(),
         })
     }
 
