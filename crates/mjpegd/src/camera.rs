@@ -43,11 +43,10 @@ struct RunningSource {
 }
 
 impl Camera {
-    /// Starts the camera's source under its supervisor; it stops when `shutdown` is cancelled.
-    pub fn start(
-        settings: CameraSettings,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<Arc<Camera>> {
+    /// Starts the camera's source under its supervisor (and its recorder); they stop when `shutdown` is
+    /// cancelled or [`Camera::stop`] is called. The settings were checked when they were parsed: this
+    /// cannot fail.
+    pub fn start(settings: CameraSettings, shutdown: &CancellationToken) -> Arc<Camera> {
         let (width, height) = settings.options.resolution;
         let hub = SharedHub::new(
             HubConfig {
@@ -61,7 +60,7 @@ impl Camera {
             },
         );
         let clients = shutdown.child_token();
-        let source = spawn_source(&settings, &hub, &clients)?;
+        let source = spawn_source(&settings, &hub, &clients);
         let (recording, recorder) = match &settings.record {
             Some(record) => {
                 let status = Arc::new(Mutex::new(RecordingStatus::default()));
@@ -77,7 +76,7 @@ impl Camera {
             None => (None, None),
         };
         let variants = Variants::new(&settings.name, hub.clone(), settings.buffer_memory);
-        Ok(Arc::new(Camera {
+        Arc::new(Camera {
             variants,
             recording,
             recorder: Mutex::new(recorder),
@@ -86,7 +85,7 @@ impl Camera {
             hub,
             clients,
             source: Mutex::new(Some(source)),
-        }))
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -124,15 +123,9 @@ impl Camera {
         &self.clients
     }
 
-    /// Whether `new` can be applied without ending the clients: everything but the hub's own settings
-    /// may change live.
-    pub fn can_restart_with(&self, new: &CameraSettings) -> bool {
-        let old = self.settings();
-        old.buffer_memory == new.buffer_memory && old.record == new.record
-    }
-
-    /// Restarts the source with `new` settings on the same hub; clients stay connected.
-    pub async fn restart(&self, new: CameraSettings) -> anyhow::Result<()> {
+    /// Restarts the source with `new` settings on the same hub; clients stay connected. The caller checks
+    /// that only source settings changed ([`crate::reload::plan::can_restart`]).
+    pub async fn restart(&self, new: CameraSettings) {
         self.stop_source().await;
         let (width, height) = new.options.resolution;
         self.hub.update_source(|s| {
@@ -140,10 +133,9 @@ impl Camera {
             s.width = width;
             s.height = height;
         });
-        let source = spawn_source(&new, &self.hub, &self.clients)?;
+        let source = spawn_source(&new, &self.hub, &self.clients);
         *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = new;
-        Ok(())
     }
 
     /// Stops the source and ends every client's stream; waits for the supervisor to close the source.
@@ -174,13 +166,13 @@ fn spawn_source(
     settings: &CameraSettings,
     hub: &Arc<SharedHub>,
     parent: &CancellationToken,
-) -> anyhow::Result<RunningSource> {
+) -> RunningSource {
     let stop = parent.child_token();
     let task = settings.source.spawn(
         &settings.options,
         hub.clone(),
         settings.supervisor.clone(),
         stop.clone(),
-    )?;
-    Ok(RunningSource { stop, task })
+    );
+    RunningSource { stop, task }
 }

@@ -334,6 +334,10 @@ impl ServeArgs {
         if k.tls_key.is_some() {
             sec.tls_key = k.tls_key.clone();
         }
+        if let Some(list) = &k.trusted_proxies {
+            sec.trusted_proxies = list.clone();
+        }
+        sec.admins.extend(k.admins.iter().cloned());
     }
 
     /// The cameras to run (the one the flags describe, or the file's), with the file's server keys
@@ -407,7 +411,7 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
     let cameras = cameras
         .into_iter()
         .map(|c| Camera::start(c, &shutdown))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Vec<_>>();
     let spec = match cameras.as_slice() {
         [one] => one.settings().source.to_string(),
         many => format!("{} cameras", many.len()),

@@ -8,8 +8,11 @@
 //! unless its table says otherwise.
 //!
 //! A file is refused whole, with `file:line:column` and what was expected, for any unknown key, wrong type,
-//! bad value, duplicate camera, bad camera name, or two cameras on one device: nothing half-applies.
+//! bad value (a relay URL is parsed whole), duplicate camera, bad camera name, or two cameras on one device
+//! (however it is named: device numbers or resolved paths are compared): nothing half-applies. Only a
+//! regular file of at most 1 MiB is read; a FIFO or a device is refused before a byte is read.
 
+use crate::net::forwarded::{TrustedProxies, TrustedProxy};
 use crate::net::ListenSpec;
 use crate::record::RecordSettings;
 use crate::source::spec::{SourceOptions, SourceSpec};
@@ -67,6 +70,10 @@ pub struct ServerKeys {
     pub access_keys: Vec<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `trusted-proxies = ["127.0.0.1", "unix", "10.0.0.0/8"]`.
+    pub trusted_proxies: Option<Vec<TrustedProxy>>,
+    /// `admins = ["alice"]`: the users who may change things.
+    pub admins: Vec<String>,
 }
 
 /// A parsed config file.
@@ -119,6 +126,9 @@ struct FileKeys {
     access_key: Vec<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    admins: Vec<String>,
     #[serde(default)]
     cameras: IndexMap<Spanned<String>, Spanned<CameraKeys>>,
 }
@@ -168,7 +178,8 @@ fn position(text: &str, at: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Reads and checks a config file; `base` gives every camera key the file leaves out.
+/// Reads and checks a config file; `base` gives every camera key the file leaves out. Blocks (it reads a
+/// file): call it off the async runtime.
 pub fn load(path: &Path, base: &CameraSettings) -> Result<FileConfig, ConfigError> {
     let whole = |message: String| ConfigError {
         path: path.to_path_buf(),
@@ -176,12 +187,49 @@ pub fn load(path: &Path, base: &CameraSettings) -> Result<FileConfig, ConfigErro
         column: 1,
         message,
     };
-    let meta = std::fs::metadata(path).map_err(|e| whole(format!("cannot read: {e}")))?;
-    if meta.len() > MAX_FILE {
-        return Err(whole(format!("larger than {MAX_FILE} bytes")));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| whole(format!("cannot read: {e}")))?;
+    let text = read_bounded(path, MAX_FILE).map_err(whole)?;
     parse(&text, path, base)
+}
+
+/// The text of the regular file at `path`, if it holds at most `max` bytes of UTF-8. Anything else (a
+/// FIFO, a device such as /dev/zero, a folder, a socket) is refused at once: the file is opened without
+/// blocking and checked on its descriptor before a byte is read, and the read itself stops after `max`
+/// bytes whatever the file claims.
+pub fn read_bounded(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // A FIFO without a writer would block the open itself.
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let kind = file
+        .metadata()
+        .map_err(|e| format!("cannot read: {e}"))?
+        .file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a folder"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "something else"
+        };
+        return Err(format!("not a regular file ({what})"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))
 }
 
 /// Parses config `text` (read from `path`, for messages).
@@ -242,6 +290,20 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
         access_keys: keys.access_key,
         tls_cert: keys.tls_cert,
         tls_key: keys.tls_key,
+        trusted_proxies: match &keys.trusted_proxies {
+            None => None,
+            Some(list) => {
+                let entries = list
+                    .get_ref()
+                    .iter()
+                    .map(|s| s.parse::<TrustedProxy>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| at(list.span(), format!("trusted-proxies: {e}")))?;
+                TrustedProxies::new(&entries).map_err(|e| at(list.span(), e))?;
+                Some(entries)
+            }
+        },
+        admins: keys.admins,
     };
     if keys.cameras.is_empty() {
         return Err(at(
@@ -401,18 +463,23 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
             }
         }
         if let SourceSpec::Device(path) = &c.source {
+            let id = DeviceId::of(path);
             if let Some(other) = cameras
                 .iter()
-                .find(|o| matches!(&o.source, SourceSpec::Device(p) if p == path))
+                .find(|o| matches!(&o.source, SourceSpec::Device(p) if DeviceId::of(p) == id))
             {
                 let span = k.device.as_ref().map(|d| d.span()).unwrap_or(table.span());
                 return Err(at(
                     span,
                     format!(
-                        "camera {:?} uses {}, which camera {:?} already uses: a device has one reader",
+                        "camera {:?} uses {}, which camera {:?} already uses (as {}): a device has one reader",
                         c.name,
                         path.display(),
-                        other.name
+                        other.name,
+                        match &other.source {
+                            SourceSpec::Device(p) => p.display().to_string(),
+                            _ => String::new(),
+                        }
                     ),
                 ));
             }
@@ -420,6 +487,40 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
         cameras.push(c);
     }
     Ok(FileConfig { server, cameras })
+}
+
+/// What makes two device paths the same device: its device number when the path names a device node
+/// (through any symlink: `/dev/v4l/by-id/...`), else the path with symlinks and `..` resolved (or, for a
+/// path that does not exist now, with `.` and `..` resolved by name).
+#[derive(Debug, PartialEq, Eq)]
+enum DeviceId {
+    Number(u64),
+    Path(PathBuf),
+}
+
+impl DeviceId {
+    fn of(path: &Path) -> DeviceId {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.file_type().is_char_device() || meta.file_type().is_block_device() {
+                return DeviceId::Number(meta.rdev());
+            }
+        }
+        if let Ok(real) = std::fs::canonicalize(path) {
+            return DeviceId::Path(real);
+        }
+        let mut clean = PathBuf::new();
+        for part in path.components() {
+            match part {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    clean.pop();
+                }
+                other => clean.push(other),
+            }
+        }
+        DeviceId::Path(clean)
+    }
 }
 
 /// A camera name goes in URLs: 1 to 64 of ASCII letters, digits, `-` and `_`.
@@ -740,6 +841,22 @@ capture = "always"
     }
 
     #[test]
+    fn trusted_proxies_parse_and_bad_entries_are_placed() {
+        let c = parse(
+            "trusted-proxies = [\"127.0.0.1\", \"unix\", \"10.0.0.0/8\"]\n[cameras.a]\n",
+            Path::new("cams.toml"),
+            &base(),
+        )
+        .unwrap();
+        assert_eq!(c.server.trusted_proxies.as_ref().map(|v| v.len()), Some(3));
+        let e = err("trusted-proxies = [\"10.0.0.0/99\"]\n[cameras.a]\n");
+        assert!(
+            e.contains("cams.toml:1:19:") && e.contains("10.0.0.0/99"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn recording_keys_per_camera() {
         let text = "[cameras.a]\nrecord = \"/var/lib/mjpegd\"\nrecord-segment = \"10m\"\nrecord-keep = \"7d\"\nrecord-max-size = \"20GiB\"\n[cameras.b]\n";
         let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
@@ -754,6 +871,85 @@ capture = "always"
             err("[cameras.a]\nrecord = \"/x\"\nrecord-segment = \"0s\"\n")
                 .contains("between 1s and 24h")
         );
+    }
+
+    #[test]
+    fn one_device_under_two_names_is_refused() {
+        let dir = std::env::temp_dir().join(format!("mjpegd-dev-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("video9");
+        std::fs::write(&target, b"").unwrap();
+        let link = dir.join("by-id-cam");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let twice = |a: &str, b: &str| {
+            err(&format!(
+                "[cameras.a]\ndevice = \"{a}\"\n[cameras.b]\ndevice = \"{b}\"\n"
+            ))
+        };
+        let e = twice(target.to_str().unwrap(), link.to_str().unwrap());
+        assert!(
+            e.starts_with("cams.toml:4:10:") && e.contains("already uses"),
+            "{e}"
+        );
+        let dotted = format!(
+            "{}/../{}/video9",
+            dir.display(),
+            dir.file_name().unwrap().to_str().unwrap()
+        );
+        assert!(twice(target.to_str().unwrap(), &dotted).contains("already uses"));
+        // Paths that do not exist (now) are compared with `.` and `..` resolved.
+        assert!(twice("/dev/video77", "/dev/../dev/./video77").contains("already uses"));
+        // Real device nodes by number: /dev/null and a symlink to it.
+        let null = dir.join("null-link");
+        std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+        assert!(twice("/dev/null", null.to_str().unwrap()).contains("already uses"));
+        assert!(parse(
+            "[cameras.a]\ndevice = \"/dev/video77\"\n[cameras.b]\ndevice = \"/dev/video78\"\n",
+            Path::new("cams.toml"),
+            &base()
+        )
+        .is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_a_small_regular_file_is_read() {
+        let dir = std::env::temp_dir().join(format!("mjpegd-conf-kinds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let big = dir.join("big");
+        std::fs::write(&big, vec![b'#'; 101]).unwrap();
+        let ok = dir.join("ok");
+        std::fs::write(&ok, "x").unwrap();
+        assert!(read_bounded(&fifo, 100).unwrap_err().contains("FIFO"));
+        assert!(read_bounded(Path::new("/dev/zero"), 100)
+            .unwrap_err()
+            .contains("a device"));
+        assert!(read_bounded(&dir, 100).unwrap_err().contains("a folder"));
+        assert!(read_bounded(&big, 100)
+            .unwrap_err()
+            .contains("larger than 100"));
+        assert_eq!(read_bounded(&ok, 100).unwrap(), "x");
+        let e = load(&fifo, &base()).unwrap_err().to_string();
+        assert!(e.contains("fifo:1:1: not a regular file"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_relay_url_is_checked_at_its_value_and_never_shown_with_credentials() {
+        for (url, what) in [
+            ("http://", "no host"),
+            ("http://admin:S3cret@host:99999/", "bad port"),
+            ("http://cam/a b", "path"),
+        ] {
+            let e = err(&format!("[cameras.a]\n[cameras.b]\nsource = \"{url}\"\n"));
+            assert!(e.starts_with("cams.toml:3:10:") && e.contains(what), "{e}");
+            assert!(!e.contains("S3cret"), "{e}");
+        }
     }
 
     #[test]

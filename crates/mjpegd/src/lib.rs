@@ -9,6 +9,7 @@ pub mod bench;
 pub mod camera;
 pub mod cli;
 pub mod config;
+pub mod config_edit;
 pub mod http;
 pub mod hub;
 pub mod logging;

@@ -16,7 +16,15 @@
 //!
 //! A segment holds [`RecordSettings::segment`] of capture time; the frame that crosses the boundary is the
 //! first of the next file, so no frame is missing or doubled across segments. File names sort in time
-//! order and carry the camera's name: `NAME-20261124T170312.345Z.mkv`.
+//! order and carry the camera's name: `NAME-20261124T170312.345Z.mkv`. A camera's files are those of exactly
+//! that form ([`segment_start`]), so cameras sharing a folder (`a` and `a-b`) never list, serve or delete
+//! each other's.
+//!
+//! A change of picture size starts a new segment (its header says the size), but at most once per
+//! [`SIZE_CHANGE_HOLD`] of a segment: a source that keeps changing sizes would otherwise make a file per
+//! frame. A change within that time of the segment's start is absorbed: the frame goes into the segment as
+//! it is (an MJPEG frame carries its own size, and players and ffmpeg decode each frame by its own header),
+//! it is counted (`size_changes_absorbed`), and logged once per [`SIZE_LOG_EVERY`].
 
 use crate::hub::{ClientMeta, SharedHub};
 use mjpegd_core::mkv::{MkvWriter, TrackInfo};
@@ -83,6 +91,8 @@ pub struct RecordingStatus {
     pub last_error: Option<String>,
     /// Frames of the segments this run wrote, by file name (the newest [`MAX_REMEMBERED`]).
     pub frames_by_segment: std::collections::VecDeque<(String, u64)>,
+    /// Picture size changes kept inside a segment because it started less than [`SIZE_CHANGE_HOLD`] before.
+    pub size_changes_absorbed: u64,
 }
 
 /// Segments whose frame counts `/recordings` can tell (older ones show none).
@@ -90,6 +100,54 @@ pub const MAX_REMEMBERED: usize = 10_000;
 
 /// How often written data is forced to the disk.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// A segment younger than this keeps frames of another picture size instead of being closed for them.
+pub const SIZE_CHANGE_HOLD: Duration = Duration::from_secs(5);
+
+/// Absorbed size changes are logged at most this often (with how many since the last line).
+const SIZE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The file name of `camera`'s segment whose first frame was captured at `start_us` µs since the epoch.
+pub fn segment_name(camera: &str, start_us: u64) -> String {
+    let started = UNIX_EPOCH + Duration::from_micros(start_us);
+    let stamp = humantime::format_rfc3339_millis(started)
+        .to_string()
+        .replace(['-', ':'], "");
+    format!("{camera}-{stamp}.mkv")
+}
+
+/// The start time in `file` if it is one of `camera`'s segment names, exactly `CAMERA-` then
+/// `YYYYMMDDTHHMMSS.mmmZ.mkv` (as [`segment_name`] makes them); `None` for anything else, another
+/// camera's whose name starts with `CAMERA-` included.
+pub fn segment_start(file: &str, camera: &str) -> Option<SystemTime> {
+    let stamp = file
+        .strip_prefix(camera)?
+        .strip_prefix('-')?
+        .strip_suffix(".mkv")?
+        .as_bytes();
+    // 20261124T170312.345Z
+    let shape = b"ddddddddTdddddd.dddZ";
+    if stamp.len() != shape.len()
+        || !stamp.iter().zip(shape).all(|(c, s)| match s {
+            b'd' => c.is_ascii_digit(),
+            s => c == s,
+        })
+    {
+        return None;
+    }
+    let stamp = std::str::from_utf8(stamp).ok()?;
+    let (d, t) = (&stamp[..8], &stamp[9..]);
+    let text = format!(
+        "{}-{}-{}T{}:{}:{}",
+        &d[..4],
+        &d[4..6],
+        &d[6..8],
+        &t[..2],
+        &t[2..4],
+        &t[4..]
+    );
+    humantime::parse_rfc3339(&text).ok()
+}
 
 /// One open segment file.
 struct Segment {
@@ -100,6 +158,8 @@ struct Segment {
     start_us: u64,
     size: (u16, u16),
     last_sync: Instant,
+    /// When it was opened: a size change closes it only [`SIZE_CHANGE_HOLD`] after.
+    opened: Instant,
 }
 
 impl Segment {
@@ -111,11 +171,7 @@ impl Segment {
         size: (u16, u16),
     ) -> std::io::Result<Segment> {
         std::fs::create_dir_all(dir)?;
-        let started = UNIX_EPOCH + Duration::from_micros(start_us);
-        let stamp = humantime::format_rfc3339_millis(started)
-            .to_string()
-            .replace(['-', ':'], "");
-        let name = format!("{camera}-{stamp}.mkv");
+        let name = segment_name(camera, start_us);
         let path = dir.join(&name);
         let mut file = File::options().write(true).create_new(true).open(&path)?;
         let mkv = MkvWriter::new(TrackInfo {
@@ -136,6 +192,7 @@ impl Segment {
             start_us,
             size,
             last_sync: Instant::now(),
+            opened: Instant::now(),
         })
     }
 
@@ -186,6 +243,9 @@ pub async fn record(
     let mut last_seq: Option<u64> = None;
     // While writes fail: the first lost frame's number and how many since (logged once, then summed up).
     let mut failing: Option<(u64, u64)> = None;
+    // The previous frame's picture size, and the absorbed size changes: when last logged, how many since.
+    let mut last_size: Option<(u16, u16)> = None;
+    let mut size_log: (Option<Instant>, u64) = (None, 0);
     'subscribe: loop {
         let mut sub = hub.subscribe(ClientMeta {
             addr: "0.0.0.0:0".parse().expect("an address"),
@@ -229,9 +289,21 @@ pub async fn record(
                 continue;
             };
             let size = (info.width, info.height);
+            let changed = last_size.is_some_and(|l| l != size);
+            last_size = Some(size);
             let rotate = segment.as_ref().is_some_and(|s| {
-                frame.timestamp_us >= s.start_us.saturating_add(segment_us) || s.size != size
+                frame.timestamp_us >= s.start_us.saturating_add(segment_us)
+                    || (s.size != size && s.opened.elapsed() >= SIZE_CHANGE_HOLD)
             });
+            if changed && !rotate && segment.is_some() {
+                update(&mut |s| s.size_changes_absorbed += 1);
+                size_log.1 += 1;
+                if size_log.0.is_none_or(|at| at.elapsed() >= SIZE_LOG_EVERY) {
+                    tracing::warn!(camera = %name, width = size.0, height = size.1, changes = size_log.1,
+                        "recording: the picture size changes within {SIZE_CHANGE_HOLD:?} of the segment's start; its frames stay in the segment (logged at most every {SIZE_LOG_EVERY:?})");
+                    size_log = (Some(Instant::now()), 0);
+                }
+            }
             if rotate {
                 if let Some(old) = segment.take() {
                     close(old, &name, &status).await;
@@ -326,14 +398,13 @@ pub fn list_segments(
     dir: &std::path::Path,
     camera: &str,
 ) -> std::io::Result<Vec<(String, u64, SystemTime)>> {
-    let prefix = format!("{camera}-");
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if !(name.starts_with(&prefix) && name.ends_with(".mkv")) {
+        if segment_start(&name, camera).is_none() {
             continue;
         }
         let meta = entry.metadata()?;
@@ -420,6 +491,9 @@ mod tests {
         }
         std::fs::write(dir.join("other-20261124T090000.000Z.mkv"), vec![0u8; 5000]).unwrap();
         std::fs::write(dir.join("cam-notes.txt"), b"x").unwrap();
+        // Another camera whose name starts with `cam-`, in the same folder, and a name almost of the form.
+        std::fs::write(dir.join("cam-b-20261124T090000.000Z.mkv"), vec![0u8; 5000]).unwrap();
+        std::fs::write(dir.join("cam-+0261124T090000.000Z.mkv"), vec![0u8; 5000]).unwrap();
         // By size: 4,000 bytes down to 2,500 deletes the two oldest.
         let gone = prune(
             &dir,
@@ -444,6 +518,8 @@ mod tests {
         assert_eq!(gone, [names[2]]);
         assert!(dir.join(names[3]).exists());
         assert!(dir.join("other-20261124T090000.000Z.mkv").exists());
+        assert!(dir.join("cam-b-20261124T090000.000Z.mkv").exists());
+        assert!(dir.join("cam-+0261124T090000.000Z.mkv").exists());
         // By age: everything not current older than an hour from "now".
         std::fs::write(dir.join(names[0]), vec![0u8; 10]).unwrap();
         let later = SystemTime::now() + Duration::from_secs(7200);
@@ -458,5 +534,25 @@ mod tests {
         .unwrap();
         assert_eq!(gone, [names[0]]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cameras_segments_are_its_names_of_exactly_the_recorders_form() {
+        let name = segment_name("front", 1_795_539_792_345_000);
+        assert_eq!(name, "front-20261124T170312.345Z.mkv");
+        let t = segment_start(&name, "front").unwrap();
+        assert_eq!(
+            humantime::format_rfc3339_millis(t).to_string(),
+            "2026-11-24T17:03:12.345Z"
+        );
+        assert!(segment_start("front-garbage.mkv", "front").is_none());
+        assert!(segment_start("back-20261124T170312.345Z.mkv", "front").is_none());
+        // Camera `a` does not own camera `a-b`'s files, nor `a-` with a stamp of signs or spaces.
+        assert!(segment_start("a-b-20261124T170312.345Z.mkv", "a").is_none());
+        assert!(segment_start("a-b-20261124T170312.345Z.mkv", "a-b").is_some());
+        assert!(segment_start("a-+0261124T170312.345Z.mkv", "a").is_none());
+        assert!(segment_start("a-2026112 T170312.345Z.mkv", "a").is_none());
+        assert!(segment_start("a-20261124T170312.345Z.mkv.mkv", "a").is_none());
+        assert!(segment_start("a-20261324T170312.345Z.mkv", "a").is_none());
     }
 }

@@ -1,8 +1,12 @@
 //! Reloading the configuration without a restart: SIGHUP re-reads the config file and the users file.
 //!
-//! A reload is all or nothing at the file level: a file with an error changes nothing (the error is logged
-//! with file:line:column and shown in `/state` `result.config`), and the running cameras go on. A file that
-//! parses is applied camera by camera, by name:
+//! A reload is all or nothing: a file with an error changes nothing (the error is logged with
+//! file:line:column and shown in `/state` `result.config`), and every running camera goes on exactly as
+//! it was. Everything that can fail happens first, with no effect: the file is read (off the async
+//! runtime, bounded, a regular file only) and parsed, which checks everything a source needs (a relay's
+//! URL whole: starting a camera cannot fail), and the users file is read. Then a [`plan`] says what
+//! happens to each camera, and applying it cannot fail. [`Reloader::apply`] is that one step, for
+//! whatever asks for a new configuration (SIGHUP now). By name:
 //! - an unchanged camera is not touched: its clients keep their connections and sequence numbers, and an
 //!   `all` client sees no gap;
 //! - an added camera starts; a removed one stops, and its clients' streams end cleanly;
@@ -18,8 +22,10 @@
 //! Under systemd, each reload is framed by `RELOADING=1` (with `MONOTONIC_USEC=`) and `READY=1`, so
 //! `systemctl reload` (and `Type=notify-reload`) waits until the new configuration is in place.
 
+pub mod plan;
+
 use crate::camera::Camera;
-use crate::config::{CameraSettings, ServerKeys};
+use crate::config::{CameraSettings, FileConfig, ServerKeys};
 use crate::http::app::{App, ReloadStatus};
 use crate::http::auth::Auth;
 use crate::net::tls::Tls;
@@ -29,6 +35,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
+
+/// Held while a configuration is applied.
+static APPLYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// What a reload starts from: the file, and what the command line gave.
 #[derive(Clone, Debug)]
@@ -56,7 +65,7 @@ impl Reloader {
                 ..ReloadStatus::default()
             }
         };
-        match self.apply(app, shutdown, &mut status).await {
+        match self.read_and_apply(app, shutdown, &mut status).await {
             Ok(()) => {
                 status.ok = true;
                 tracing::info!(
@@ -76,64 +85,82 @@ impl Reloader {
         status
     }
 
-    async fn apply(
+    /// Reads the file (off the runtime: a slow disk holds no stream back) and applies it.
+    async fn read_and_apply(
         &self,
         app: &App,
         shutdown: &CancellationToken,
         status: &mut ReloadStatus,
     ) -> anyhow::Result<()> {
-        let Some(path) = &self.path else {
+        let Some(path) = self.path.clone() else {
             // No config file: the users file is all there is to re-read.
-            let auth = self.auth(&ServerKeys::default())?;
+            let auth = self.auth(&ServerKeys::default(), app)?;
             app.set_auth(auth);
             return Ok(());
         };
-        let file = crate::config::load(path, &self.base)?;
-        // Everything that can fail is checked before anything changes.
-        let auth = self.auth(&file.server)?;
+        let base = self.base.clone();
+        let file = tokio::task::spawn_blocking(move || crate::config::load(&path, &base))
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the config file: {e}"))??;
+        self.apply(app, file, shutdown, status).await
+    }
+
+    /// Applies a parsed configuration to `app`, all or nothing: on an error nothing has changed. Cameras
+    /// it starts stop with `shutdown`.
+    pub async fn apply(
+        &self,
+        app: &App,
+        file: FileConfig,
+        shutdown: &CancellationToken,
+        status: &mut ReloadStatus,
+    ) -> anyhow::Result<()> {
+        // One configuration is applied at a time: a second caller waits for the first to finish, then
+        // plans against what the first left running.
+        let _one_at_a_time = APPLYING.lock().await;
+        // Everything that can fail is done before anything changes.
+        let auth = self.auth(&file.server, app)?;
+        let old = app.cameras();
+        let running: Vec<CameraSettings> = old.iter().map(|c| c.settings()).collect();
+        let plan = plan::Plan::new(&running, file.cameras);
         status.needs_restart = needs_restart(&self.started_with, &file.server);
+        status.added = plan.added();
+        status.restarted = plan.restarted();
+        status.removed = plan.removed.clone();
         for key in &status.needs_restart {
             tracing::warn!(key, "changed in the file: takes effect at the next restart");
         }
-        let old = app.cameras();
-        let mut next: Vec<Arc<Camera>> = Vec::with_capacity(file.cameras.len());
-        let mut replaced: Vec<Arc<Camera>> = Vec::new();
-        for settings in file.cameras {
-            let name = settings.name.clone();
-            match old.iter().find(|c| c.name() == name) {
-                Some(camera) if camera.settings() == settings => next.push(camera.clone()),
-                Some(camera) if camera.can_restart_with(&settings) => {
-                    camera.restart(settings).await?;
-                    status.restarted.push(name);
-                    next.push(camera.clone());
+        // From here on nothing can fail.
+        let by_name = |name: &str| old.iter().find(|c| c.name() == name).cloned();
+        let mut next: Vec<Arc<Camera>> = Vec::with_capacity(plan.cameras.len());
+        let mut gone: Vec<Arc<Camera>> = Vec::new();
+        for (name, step) in plan.cameras {
+            match step {
+                plan::Step::Keep => next.extend(by_name(&name)),
+                plan::Step::Restart(settings) => {
+                    if let Some(camera) = by_name(&name) {
+                        camera.restart(settings).await;
+                        next.push(camera);
+                    }
                 }
-                Some(camera) => {
-                    replaced.push(camera.clone());
-                    next.push(Camera::start(settings, shutdown)?);
-                    status.restarted.push(name);
+                plan::Step::Replace(settings) => {
+                    gone.extend(by_name(&name));
+                    next.push(Camera::start(settings, shutdown));
                 }
-                None => {
-                    next.push(Camera::start(settings, shutdown)?);
-                    status.added.push(name);
-                }
+                plan::Step::Add(settings) => next.push(Camera::start(settings, shutdown)),
             }
         }
-        let gone: Vec<Arc<Camera>> = old
-            .iter()
-            .filter(|c| !next.iter().any(|n| n.name() == c.name()))
-            .cloned()
-            .collect();
-        status.removed = gone.iter().map(|c| c.name().to_string()).collect();
+        gone.extend(plan.removed.iter().filter_map(|n| by_name(n)));
         app.set_cameras(next);
         app.set_auth(auth);
-        for camera in gone.iter().chain(&replaced) {
+        for camera in gone {
             camera.stop().await;
         }
         Ok(())
     }
 
-    /// The access rules from the command line's flags plus the file's keys.
-    fn auth(&self, keys: &ServerKeys) -> anyhow::Result<Option<Arc<Auth>>> {
+    /// The access rules from the command line's flags plus the file's keys, keeping what the running
+    /// rules verified for unchanged password hashes.
+    fn auth(&self, keys: &ServerKeys, app: &App) -> anyhow::Result<Option<Arc<Auth>>> {
         let auth = keys.auth.as_deref().or(self.security.auth.as_deref());
         let file = keys
             .auth_file
@@ -141,7 +168,15 @@ impl Reloader {
             .or(self.security.auth_file.as_deref());
         let mut access_keys = self.security.access_keys.clone();
         access_keys.extend(keys.access_keys.iter().cloned());
-        Ok(Auth::from_flags(auth, file, &access_keys)?.map(Arc::new))
+        let mut admins = self.security.admins.clone();
+        admins.extend(keys.admins.iter().cloned());
+        let Some(mut rules) = Auth::from_flags(auth, file, &access_keys, &admins)? else {
+            return Ok(None);
+        };
+        if let Some(old) = app.auth() {
+            rules.keep_verified_from(&old);
+        }
+        Ok(Some(Arc::new(rules)))
     }
 }
 
@@ -173,6 +208,10 @@ fn needs_restart(before: &ServerKeys, after: &ServerKeys) -> Vec<String> {
     check("allow-origin", before.allow_origin != after.allow_origin);
     check("tls-cert", before.tls_cert != after.tls_cert);
     check("tls-key", before.tls_key != after.tls_key);
+    check(
+        "trusted-proxies",
+        before.trusted_proxies != after.trusted_proxies,
+    );
     keys
 }
 

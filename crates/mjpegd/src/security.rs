@@ -36,6 +36,17 @@ pub struct SecurityArgs {
     /// Most open connections from one client address (default: no limit).
     #[arg(long)]
     pub max_connections_per_address: Option<usize>,
+    /// A reverse proxy whose `Forwarded` / `X-Forwarded-For` headers name the client: an address
+    /// (127.0.0.1), a network (10.0.0.0/8) or `unix` (unix-socket peers); repeat or separate with commas.
+    /// The client's address then counts for --max-connections-per-address, password checks, logs and
+    /// /state. From any other peer these headers are ignored.
+    #[arg(long = "trusted-proxy", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::net::forwarded::TrustedProxy>,
+    /// A user (of --auth or --auth-file) who may change things: cameras over the API. Repeat for more;
+    /// in the file `admins = ["alice"]`. Other users, and access keys, only watch. Without any
+    /// credentials configured, changes are accepted from this machine only (loopback, unix sockets).
+    #[arg(long = "admin")]
+    pub admins: Vec<String>,
 }
 
 impl SecurityArgs {
@@ -51,6 +62,7 @@ impl SecurityArgs {
             self.auth.as_deref(),
             self.auth_file.as_deref(),
             &self.access_keys,
+            &self.admins,
         )?
         .map(Arc::new);
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
@@ -61,6 +73,8 @@ impl SecurityArgs {
         config.max_clients = budget.max_clients;
         config.max_connections = budget.max_connections;
         config.max_connections_per_address = self.max_connections_per_address.filter(|&n| n > 0);
+        config.trusted_proxies = crate::net::forwarded::TrustedProxies::new(&self.trusted_proxies)
+            .map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }

@@ -9,9 +9,10 @@
 //! (or after a short grace period).
 
 use crate::http::app::App;
-use crate::http::limits::{refuse, Refused};
+use crate::http::limits::{refuse, Permit, Refused};
 use crate::http::routes::handle_connection;
-use crate::net::{Conn, Listener};
+use crate::net::proxy_protocol::read_header;
+use crate::net::{Conn, Listener, Peer};
 use crate::service::watchdog::AcceptProbe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -89,7 +90,14 @@ async fn accept_loop(
         match accepted {
             Ok((conn, peer)) => {
                 failures.settled();
-                let permit = match app.connections.admit(peer.ip()) {
+                // A proxy's connections are counted under the clients it names, once it has named them.
+                let proxied = listener.proxy_protocol || app.config.trusted_proxies.trusts(&peer);
+                let admitted = if proxied {
+                    app.connections.admit_unkeyed()
+                } else {
+                    app.connections.admit(peer.ip())
+                };
+                let permit = match admitted {
                     Ok(p) => p,
                     Err(why) => {
                         let counter = match why {
@@ -106,42 +114,20 @@ async fn accept_loop(
                 // One head timeout from accept covers a TLS handshake and the first request head.
                 let deadline = tokio::time::Instant::now() + app.config.limits.head_timeout;
                 let (app, shutdown) = (app.clone(), shutdown.clone());
-                match (conn, tls.as_ref().map(|t| t.acceptor())) {
-                    (Conn::Unix(socket), _) => tracker.spawn(async move {
-                        handle_connection(app, socket, peer, shutdown, deadline).await;
-                        drop(permit);
-                    }),
-                    (Conn::Tcp(socket), None) => tracker.spawn(async move {
-                        let _ = socket.set_nodelay(true);
-                        handle_connection(app, socket, peer, shutdown, deadline).await;
-                        drop(permit);
-                    }),
-                    (Conn::Tcp(socket), Some(acceptor)) => tracker.spawn(async move {
-                        let _ = socket.set_nodelay(true);
-                        let handshake = tokio::time::timeout_at(deadline, acceptor.accept(socket));
-                        let tls = tokio::select! {
-                            r = handshake => r,
-                            _ = shutdown.cancelled() => return,
-                        };
-                        match tls {
-                            Ok(Ok(tls)) => {
-                                app.counters
-                                    .tls_handshakes_completed
-                                    .fetch_add(1, Ordering::Relaxed);
-                                handle_connection(app, tls, peer, shutdown, deadline).await
-                            }
-                            Ok(Err(e)) => {
-                                app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(addr = %peer, error = %e, "TLS handshake failed");
-                            }
-                            Err(_) => {
-                                app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
-                                app.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        drop(permit);
-                    }),
-                };
+                let (proxy_protocol, tls) = (listener.proxy_protocol, tls.clone());
+                tracker.spawn(async move {
+                    serve_connection(
+                        app,
+                        conn,
+                        peer,
+                        permit,
+                        proxy_protocol,
+                        tls,
+                        shutdown,
+                        deadline,
+                    )
+                    .await
+                });
             }
             Err(e) => {
                 failures.note(&e, &listener);
@@ -153,6 +139,77 @@ async fn accept_loop(
                 }
                 // Out of descriptors with no spare, or another failure: give connections time to close.
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One accepted connection, from its PROXY header (on a listener that requires one) and its TLS
+/// handshake (on an HTTPS listener) to its last request.
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection(
+    app: Arc<App>,
+    conn: Conn,
+    mut peer: Peer,
+    mut permit: Permit,
+    proxy_protocol: bool,
+    tls: Option<Arc<crate::net::tls::Tls>>,
+    shutdown: CancellationToken,
+    deadline: tokio::time::Instant,
+) {
+    if proxy_protocol {
+        let header = match &conn {
+            Conn::Tcp(s) => read_header(s, peer, deadline).await,
+            Conn::Unix(s) => read_header(s, peer, deadline).await,
+        };
+        match header {
+            Ok(named) => peer = named,
+            Err(e) => {
+                app.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(addr = %peer, error = %e, "connection closed");
+                return;
+            }
+        }
+        if let Err(why) = permit.rekey(peer.ip()) {
+            app.counters
+                .max_connections_per_address
+                .fetch_add(1, Ordering::Relaxed);
+            if tls.is_none() {
+                refuse(conn, why);
+            }
+            return;
+        }
+    }
+    match (conn, tls.as_ref().map(|t| t.acceptor())) {
+        (Conn::Unix(socket), _) => {
+            handle_connection(app, socket, peer, permit, shutdown, deadline).await
+        }
+        (Conn::Tcp(socket), None) => {
+            let _ = socket.set_nodelay(true);
+            handle_connection(app, socket, peer, permit, shutdown, deadline).await
+        }
+        (Conn::Tcp(socket), Some(acceptor)) => {
+            let _ = socket.set_nodelay(true);
+            let handshake = tokio::time::timeout_at(deadline, acceptor.accept(socket));
+            let tls = tokio::select! {
+                r = handshake => r,
+                _ = shutdown.cancelled() => return,
+            };
+            match tls {
+                Ok(Ok(tls)) => {
+                    app.counters
+                        .tls_handshakes_completed
+                        .fetch_add(1, Ordering::Relaxed);
+                    handle_connection(app, tls, peer, permit, shutdown, deadline).await
+                }
+                Ok(Err(e)) => {
+                    app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(addr = %peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                    app.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }

@@ -344,10 +344,18 @@ fn clients_of(server: &Server) -> usize {
 fn haproxy_recipe_spreads_clients_over_edges_that_each_hold_one_upstream_connection() {
     let origin = Server::start(&["--resolution", "160x120", "--fps", "10"]);
     let upstream = format!("http://{}/stream", origin.addr);
-    let edges = [
-        Server::start(&["--source", &upstream]),
-        Server::start(&["--source", &upstream]),
-    ];
+    // Each edge as the recipe says: a PROXY protocol listener for HAProxy (and, for this test's /state, a
+    // plain one on another port).
+    let edge_ports = [free_port(), free_port()];
+    let edge = |port: u16| {
+        Server::start(&[
+            "--source",
+            &upstream,
+            "--listen",
+            &format!("127.0.0.1:{port}?proxy-protocol=1"),
+        ])
+    };
+    let edges = [edge(edge_ports[0]), edge(edge_ports[1])];
     let port = free_port();
     let dir = TempDir::new("recipe-haproxy");
     let cfg = replaced(
@@ -355,8 +363,16 @@ fn haproxy_recipe_spreads_clients_over_edges_that_each_hold_one_upstream_connect
         "bind :8080",
         &format!("bind 127.0.0.1:{port}"),
     );
-    let cfg = replaced(&cfg, "127.0.0.1:8081", &edges[0].addr.to_string());
-    let cfg = replaced(&cfg, "127.0.0.1:8082", &edges[1].addr.to_string());
+    let cfg = replaced(
+        &cfg,
+        "server edge1 127.0.0.1:8081",
+        &format!("server edge1 127.0.0.1:{}", edge_ports[0]),
+    );
+    let cfg = replaced(
+        &cfg,
+        "server edge2 127.0.0.1:8082",
+        &format!("server edge2 127.0.0.1:{}", edge_ports[1]),
+    );
     // HAProxy refuses to start when the fd limit cannot cover maxconn: a test needs few.
     let cfg = replaced(&cfg, "maxconn 6000", "maxconn 200");
     std::fs::write(dir.0.join("haproxy.cfg"), cfg).unwrap();
@@ -488,4 +504,191 @@ fn frigates_ffmpeg_command_detects_and_records_with_wallclock_timestamps() {
     assert_eq!(v["streams"][0]["codec_name"], "h264", "{v}");
     let duration: f64 = v["format"]["duration"].as_str().unwrap().parse().unwrap();
     assert!((2.5..3.5).contains(&duration), "{v}");
+}
+
+/// A connection to `to` from the loopback address `ip` (nginx, Caddy and HAProxy then forward `ip` as the
+/// client's address).
+fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&format!("{ip}:0").parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.connect(&to.into()).unwrap();
+    sock.into()
+}
+
+/// The status of `GET /state` with Basic `credentials`, sent from `ip` to `to` (0: no answer in `within`).
+/// (The Host is `to` itself: Caddy answers an empty 200 for a host it does not serve.)
+fn state_status(ip: &str, to: SocketAddr, credentials: &str, within: Duration) -> u16 {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let mut s = connect_from(ip, to);
+    s.set_read_timeout(Some(within)).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let _ = write!(
+        s,
+        "GET /state HTTP/1.1\r\nHost: {to}\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+    );
+    let mut head = [0u8; 12];
+    match s.read_exact(&mut head) {
+        Ok(()) => std::str::from_utf8(&head[9..12])
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// A users file with one user, `victim`, whose password is `right horse` (bcrypt cost 11).
+fn victim_users(dir: &Path) -> String {
+    let file = dir.join("users");
+    let hash = bcrypt::hash("right horse", 11).unwrap();
+    std::fs::write(&file, format!("victim:{hash}\n")).unwrap();
+    file.display().to_string()
+}
+
+/// Through `proxy`: a flood of wrong passwords for `victim` from 127.0.0.2 (100 connections at a time,
+/// for as long as the check takes), and meanwhile a real user's first login from 127.0.0.3. The proxy
+/// names each client to mjpegd, which gives each its own password-check lane, so the flood is turned
+/// away (503 past its lane) while the real user gets in within seconds. Returns the login's status and
+/// time, and what the flood got.
+fn a_flood_through(proxy: SocketAddr) -> (u16, Duration, Vec<u16>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    const ATTACKERS: usize = 100;
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..ATTACKERS)
+        .map(|i| {
+            let (stop, answers) = (stop.clone(), answers.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let status = state_status(
+                        "127.0.0.2",
+                        proxy,
+                        &format!("victim:wrong {i} {n}"),
+                        Duration::from_secs(20),
+                    );
+                    answers.lock().unwrap().push(status);
+                    if status != 401 {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    let started = std::time::Instant::now();
+    let status = state_status(
+        "127.0.0.3",
+        proxy,
+        "victim:right horse",
+        Duration::from_secs(30),
+    );
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let answers = answers.lock().unwrap().clone();
+    eprintln!(
+        "login through the proxy under a flood of {ATTACKERS} connections: {status} in {took:?}; \
+         the flood: {} answers, {} refused 401, {} turned away 503",
+        answers.len(),
+        answers.iter().filter(|&&s| s == 401).count(),
+        answers.iter().filter(|&&s| s == 503).count()
+    );
+    (status, took, answers)
+}
+
+/// What the flood must show: the real user in within seconds, and the flood refused and turned away.
+fn assert_the_real_user_got_in(result: (u16, Duration, Vec<u16>)) {
+    let (status, took, answers) = result;
+    assert_eq!(status, 200, "the real user got in");
+    assert!(
+        took < Duration::from_secs(5),
+        "the real user waited {took:?} behind the flood"
+    );
+    assert!(
+        answers.contains(&401),
+        "wrong passwords were checked: {:?}",
+        &answers[..answers.len().min(20)]
+    );
+    assert!(
+        answers.contains(&503),
+        "the flood was turned away past its own lane"
+    );
+    assert!(
+        answers.iter().all(|&s| s == 401 || s == 503),
+        "the flood never got in: {answers:?}"
+    );
+}
+
+#[test]
+fn behind_the_nginx_recipe_a_password_flood_from_one_client_does_not_keep_another_out() {
+    let dir = TempDir::new("recipe-nginx-flood");
+    let users = victim_users(&dir.0);
+    let server = Server::start(&["--auth-file", &users, "--trusted-proxy", "127.0.0.1"]);
+    let (_nginx, addr) = nginx(server.addr, &dir.0);
+    assert_the_real_user_got_in(a_flood_through(addr));
+}
+
+#[test]
+fn behind_the_caddy_recipe_a_password_flood_from_one_client_does_not_keep_another_out() {
+    let dir = TempDir::new("recipe-caddy-flood");
+    let users = victim_users(&dir.0);
+    let server = Server::start(&["--auth-file", &users, "--trusted-proxy", "127.0.0.1"]);
+    let (_caddy, addr) = caddy(server.addr, &dir.0);
+    assert_the_real_user_got_in(a_flood_through(addr));
+}
+
+#[test]
+fn behind_the_haproxy_recipe_a_password_flood_from_one_client_does_not_keep_another_out() {
+    let dir = TempDir::new("recipe-haproxy-flood");
+    let users = victim_users(&dir.0);
+    // One edge, as the recipe runs it (a PROXY protocol listener), with passwords.
+    let edge_port = free_port();
+    let _edge = Server::start(&[
+        "--auth-file",
+        &users,
+        "--listen",
+        &format!("127.0.0.1:{edge_port}?proxy-protocol=1"),
+    ]);
+    let port = free_port();
+    let cfg = replaced(
+        &recipe("haproxy.cfg"),
+        "bind :8080",
+        &format!("bind 127.0.0.1:{port}"),
+    );
+    let cfg = replaced(
+        &cfg,
+        "server edge1 127.0.0.1:8081",
+        &format!("server edge1 127.0.0.1:{edge_port}"),
+    );
+    let cfg = replaced(
+        &cfg,
+        "    server edge2 127.0.0.1:8082 check inter 2s send-proxy-v2\n",
+        "",
+    );
+    let cfg = replaced(&cfg, "maxconn 6000", "maxconn 400");
+    std::fs::write(dir.0.join("haproxy.cfg"), cfg).unwrap();
+    let (_haproxy, addr) = start(
+        Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(dir.0.join("haproxy.cfg"))
+            .stderr(Stdio::null()),
+        port,
+    );
+    eventually(Duration::from_secs(10), "HAProxy forwarding", || {
+        (state_status(
+            "127.0.0.4",
+            addr,
+            "victim:right horse",
+            Duration::from_secs(5),
+        ) == 200)
+            .then_some(())
+    });
+    assert_the_real_user_got_in(a_flood_through(addr));
 }

@@ -3,10 +3,13 @@
 //! Needs ffmpeg and ffprobe (installed by scripts/setup.sh).
 
 mod common;
+#[path = "common/upstream.rs"]
+mod upstream;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+use upstream::{make_jpegs, Style, Upstream};
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -315,6 +318,15 @@ fn recordings_are_listed_and_served_with_ranges_and_nothing_else_is_reachable() 
         format!("bytes 100-199/{}", whole.len())
     );
     assert_eq!(ranged.body, whole[100..200]);
+    // A range with a sign is not the RFC 9110 syntax (digits only): ignored, the whole file is sent.
+    for bad in ["bytes=+5-9", "bytes=-+5", "bytes=5-+9", "bytes=+5-"] {
+        let r = request(
+            server.addr,
+            &format!("GET /recordings/{name} HTTP/1.1\r\nHost: t\r\nRange: {bad}\r\n\r\n"),
+        );
+        assert_eq!(r.status, 200, "{bad}");
+        assert_eq!(r.body, whole, "{bad}");
+    }
     let past = request(
         server.addr,
         &format!(
@@ -332,4 +344,213 @@ fn recordings_are_listed_and_served_with_ranges_and_nothing_else_is_reachable() 
         assert_eq!(server.get(bad).status, 404, "{bad}");
     }
     assert!(server.stop().success());
+}
+
+/// A name the recorder would give `default`'s segment: the only kind of name `/recordings/FILE` serves.
+const RACED: &str = "default-20200101T000000.000Z.mkv";
+
+#[test]
+fn a_symlink_swapped_over_a_segment_never_serves_what_it_points_to() {
+    let dir = TempDir::new("record-race");
+    let outside = TempDir::new("record-race-secret");
+    // Tests may run as root: the secret is recognised by its content, not protected by its mode.
+    let marker = "MJPEGD-SECRET-MARKER-5f1c";
+    let secret = outside.0.join("secret");
+    std::fs::write(&secret, format!("{marker}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let server = recording(&dir.0, &[]);
+    // The racer: a regular file, then a link to the secret, renamed over the name in turn.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let (dir, secret, stop) = (dir.0.clone(), secret.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (target, reg, link) = (dir.join(RACED), dir.join(".reg"), dir.join(".link"));
+            let template = dir.join(".template");
+            std::fs::write(&template, b"an ordinary recording").unwrap();
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&reg);
+                std::fs::hard_link(&template, &reg).unwrap();
+                std::fs::rename(&reg, &target).unwrap();
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(&secret, &link).unwrap();
+                std::fs::rename(&link, &target).unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let (mut requests, mut served, mut leaks) = (0u32, 0u32, 0u32);
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(3) && requests < 5000 {
+        let r = server.get(&format!("/recordings/{RACED}"));
+        requests += 1;
+        if find(&r.body, marker.as_bytes()).is_some() {
+            leaks += 1;
+        } else if r.status == 200 {
+            assert_eq!(r.body, b"an ordinary recording");
+            served += 1;
+        } else {
+            assert_eq!(r.status, 404);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = racer.join().unwrap();
+    assert_eq!(
+        leaks, 0,
+        "the secret was served {leaks} times in {requests} requests ({swaps} swaps)"
+    );
+    // The race was run: the regular file was served sometimes, the link refused other times.
+    assert!(served > 0, "{served} of {requests} served");
+    assert!(served < requests, "{served} of {requests} served");
+}
+
+#[test]
+fn cameras_sharing_a_folder_prune_and_list_only_their_own_segments() {
+    let dir = TempDir::new("record-shared");
+    let folder = dir.0.join("rec");
+    let config = dir.0.join("cams.toml");
+    // `a`'s size limit holds its current segment only; `a-b`, whose names start with `a-`, keeps everything.
+    std::fs::write(
+        &config,
+        format!(
+            r#"[cameras.a]
+source = "pattern"
+fps = 10
+record = "{0}"
+record-segment = "1s"
+record-max-size = "10KB"
+
+[cameras.a-b]
+source = "pattern"
+fps = 10
+record = "{0}"
+record-segment = "1s"
+"#,
+            folder.display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let names = |prefix: &str| -> Vec<String> {
+        segments(&folder)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    };
+    let first_ab = eventually(Duration::from_secs(10), "a-b's first segment", || {
+        names("a-b-").first().cloned()
+    });
+    // Several turns of `a`'s segments, each followed by its pruning.
+    eventually(Duration::from_secs(20), "4 s of a-b recorded", || {
+        let st = server.get("/cams/a-b/state");
+        let v: serde_json::Value = serde_json::from_slice(&st.body).unwrap();
+        (v["result"]["recording"]["frames_written"].as_u64()? >= 40).then_some(())
+    });
+    let ab = names("a-b-");
+    assert!(
+        ab.contains(&first_ab),
+        "a-b's first segment deleted: {ab:?}"
+    );
+    assert!(ab.len() >= 4, "{ab:?}");
+    let v: serde_json::Value = serde_json::from_slice(&server.get("/cams/a-b/state").body).unwrap();
+    let rec = &v["result"]["recording"];
+    assert_eq!(rec["frames_lost"], 0, "{rec}");
+    let current = rec["segment"].as_str().unwrap();
+    assert!(folder.join(current).exists(), "{rec}");
+    // `a` did prune its own.
+    let a: Vec<String> = names("a-2");
+    assert!(a.len() <= 3, "{a:?}");
+    // Listings: `a`'s are a's alone; the whole list has each file once, under its own camera.
+    let list = |path: &str| -> Vec<(String, String)> {
+        let v: serde_json::Value = serde_json::from_slice(&server.get(path).body).unwrap();
+        v["result"]["recordings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["camera"].as_str().unwrap().to_string(),
+                    r["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let of_a = list("/cams/a/recordings");
+    assert!(!of_a.is_empty());
+    assert!(
+        of_a.iter().all(|(c, n)| c == "a" && n.starts_with("a-2")),
+        "{of_a:?}"
+    );
+    let all = list("/recordings");
+    for (camera, name) in &all {
+        let expected = if name.starts_with("a-b-") { "a-b" } else { "a" };
+        assert_eq!(camera, expected, "{all:?}");
+        assert_eq!(all.iter().filter(|(_, n)| n == name).count(), 1, "{all:?}");
+    }
+    // A file is served as the camera it belongs to.
+    assert_eq!(server.get(&format!("/recordings/{first_ab}")).status, 200);
+}
+
+#[test]
+fn a_source_alternating_picture_sizes_turns_segments_at_a_bounded_rate() {
+    let dir = TempDir::new("record-sizes");
+    let mut frames = Vec::new();
+    for (a, b) in make_jpegs(4, 320, 240)
+        .into_iter()
+        .zip(make_jpegs(4, 322, 240))
+    {
+        frames.push(a);
+        frames.push(b);
+    }
+    let up = Upstream::start(Style::esp32(), frames, 20);
+    let (server, log) = Server::start_logged(&[
+        "--source",
+        &up.url("/mjpeg/1"),
+        "--capture",
+        "always",
+        "--record",
+        dir.0.to_str().unwrap(),
+    ]);
+    eventually(Duration::from_secs(10), "frames recorded", || {
+        (server.state()["recording"]["frames_written"].as_u64()? >= 10).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let rec = server.state()["recording"].clone();
+    let written = rec["frames_written"].as_u64().unwrap();
+    assert!(written >= 60, "{rec}");
+    // About 7 s at 20 fps, every frame a size change: a segment may turn for its size every 5 s at most.
+    let files = segments(&dir.0);
+    assert!(
+        files.len() <= 3,
+        "{} files for {written} frames",
+        files.len()
+    );
+    assert!(
+        rec["size_changes_absorbed"].as_u64().unwrap() >= 50,
+        "{rec}"
+    );
+    let lines = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("recording") || l.contains("picture size"))
+        .count();
+    assert!(lines <= 6, "{lines} log lines: {:?}", log.lines());
+    // A segment holding both sizes plays: every frame copies out whole and ffmpeg decodes them all.
+    drop(server);
+    let jpegs = jpegs_of(&files[0]);
+    let sizes: std::collections::BTreeSet<_> = jpegs.iter().map(|j| size_of(j)).collect();
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&files[0])
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        decode.status.success(),
+        "{}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
 }

@@ -5,6 +5,7 @@ use crate::camera::Camera;
 use crate::http::auth::Auth;
 use crate::http::limits::ConnectionLimits;
 use crate::http::request::Limits;
+use crate::net::forwarded::TrustedProxies;
 use crate::net::tls::Tls;
 use mjpegd_core::Policy;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +36,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Most open connections from one address, if limited.
     pub max_connections_per_address: Option<usize>,
+    /// Peers whose `Forwarded`/`X-Forwarded-For` name the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +54,7 @@ impl Default for ServerConfig {
             tls: None,
             max_connections: 10_000 + 1_000,
             max_connections_per_address: None,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }

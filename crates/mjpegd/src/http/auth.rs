@@ -18,6 +18,13 @@
 //! `?key=KEY` is let in. The key is in the URL, so it ends up in browser history, proxy logs, Referer
 //! headers and screenshots; treat it as a password that leaks easily, and prefer Basic auth. What a key
 //! lets in is told apart ([`Verdict::Key`]) so it can be shown less (no client addresses in `/state`).
+//!
+//! Users are viewers unless named in `admins` (`--admin`): only an admin's verdict says so
+//! ([`Verdict::User`] `admin`), and only admins may change anything ([`super::access`]). A key is always a
+//! viewer.
+//!
+//! A reload builds new rules, but verified passwords whose hash did not change are kept
+//! ([`Auth::keep_verified_from`]): a run of API writes does not pay a bcrypt check each.
 
 mod lanes;
 
@@ -26,7 +33,7 @@ use anyhow::{bail, Context};
 use base64::Engine;
 use lanes::Gate;
 use ring::digest::{digest, SHA256};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
@@ -57,8 +64,8 @@ type Digest = [u8; 32];
 pub enum Verdict {
     /// No access rules: everyone is let in.
     Open,
-    /// A user with a valid password.
-    User,
+    /// A user with a valid password; an admin if named in `admins`.
+    User { admin: bool },
     /// An access key (a player): let in, but shown less.
     Key,
     /// No valid credentials (401).
@@ -70,12 +77,12 @@ pub enum Verdict {
 impl Verdict {
     /// Whether the request may proceed.
     pub fn admitted(self) -> bool {
-        matches!(self, Verdict::Open | Verdict::User | Verdict::Key)
+        matches!(self, Verdict::Open | Verdict::User { .. } | Verdict::Key)
     }
 
     /// Whether the request may see who watches (client addresses and user agents).
     pub fn sees_clients(self) -> bool {
-        matches!(self, Verdict::Open | Verdict::User)
+        matches!(self, Verdict::Open | Verdict::User { .. })
     }
 }
 
@@ -95,8 +102,11 @@ struct User {
 pub struct Auth {
     users: Vec<User>,
     keys: Vec<Digest>,
+    /// Names of the users who may change things.
+    admins: HashSet<String>,
     salt: [u8; 16],
-    verified: Mutex<HashSet<Digest>>,
+    /// Verified Authorization values (salted digests), each with the bcrypt hash it was verified against.
+    verified: Mutex<HashMap<Digest, String>>,
     /// The costliest bcrypt hash and its cost: what an unknown user is checked against, and what every
     /// check is padded up to.
     costliest: Option<(String, u32)>,
@@ -129,6 +139,7 @@ impl Auth {
         auth: Option<&str>,
         auth_file: Option<&Path>,
         access_keys: &[String],
+        admins: &[String],
     ) -> anyhow::Result<Option<Auth>> {
         let mut users = Vec::new();
         if let Some(a) = auth {
@@ -160,6 +171,11 @@ impl Auth {
                     .expect("32"))
             })
             .collect::<anyhow::Result<_>>()?;
+        for admin in admins {
+            if !users.iter().any(|u| &u.name == admin) {
+                bail!("admins: {admin:?} is not a user of --auth or --auth-file");
+            }
+        }
         if users.is_empty() && keys.is_empty() {
             return Ok(None);
         }
@@ -176,11 +192,41 @@ impl Auth {
         Ok(Some(Auth {
             users,
             keys,
+            admins: admins.iter().cloned().collect(),
             salt,
-            verified: Mutex::new(HashSet::new()),
+            verified: Mutex::new(HashMap::new()),
             costliest,
             gate: Gate::new(VERIFY_SLOTS, QUEUE_PER_ADDRESS, QUEUE_TOTAL, QUEUE_DEADLINE),
         }))
+    }
+
+    /// Keeps what `old` verified against bcrypt hashes this one still has (a reload that did not change a
+    /// user's hash does not make them pay a check again).
+    pub fn keep_verified_from(&mut self, old: &Auth) {
+        self.salt = old.salt;
+        let hashes: HashSet<&str> = self
+            .users
+            .iter()
+            .filter_map(|u| match &u.secret {
+                Secret::Bcrypt { hash, .. } => Some(hash.as_str()),
+                Secret::Plain(_) => None,
+            })
+            .collect();
+        let old = old.verified.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = old
+            .iter()
+            .filter(|(_, hash)| hashes.contains(hash.as_str()))
+            .map(|(d, h)| (*d, h.clone()));
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(kept);
+    }
+
+    /// Whether `name` is an admin.
+    fn is_admin(&self, credentials: &[u8]) -> bool {
+        let name = credentials.split(|&b| b == b':').next().unwrap_or_default();
+        std::str::from_utf8(name).is_ok_and(|n| self.admins.contains(n))
     }
 
     /// Number of users and of access keys, for the startup log.
@@ -207,7 +253,7 @@ impl Auth {
             None => Verdict::Refused,
         };
         match basic {
-            Verdict::User => Verdict::User,
+            Verdict::User { admin } => Verdict::User { admin },
             _ if key_ok => Verdict::Key,
             other => other,
         }
@@ -221,8 +267,11 @@ impl Auth {
                 ok |= d.ct_eq(&plain);
             }
         }
+        let user = Verdict::User {
+            admin: self.is_admin(credentials),
+        };
         if bool::from(ok) {
-            return Verdict::User;
+            return user;
         }
         let Some(colon) = credentials.iter().position(|&b| b == b':') else {
             return Verdict::Refused;
@@ -231,8 +280,13 @@ impl Auth {
             return Verdict::Refused;
         };
         let remembered = sha256(&[&self.salt, credentials]);
-        if self.verified.lock().unwrap().contains(&remembered) {
-            return Verdict::User;
+        if self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&remembered)
+        {
+            return user;
         }
         let (name, password) = (&credentials[..colon], &credentials[colon + 1..]);
         let own = self.users.iter().find_map(|u| match &u.secret {
@@ -245,9 +299,12 @@ impl Auth {
         let known = own.is_some();
         let (hash, cost) = own.unwrap_or((costliest, max_cost));
         let password = password.to_vec();
+        let against = hash.clone();
         let checked = self
             .gate
-            .run(ip, move || padded_verify(&password, &hash, cost, max_cost))
+            .run(ip, move || {
+                padded_verify(&password, &against, cost, max_cost)
+            })
             .await;
         match checked {
             Err(why) => {
@@ -255,12 +312,12 @@ impl Auth {
                 Verdict::Busy
             }
             Ok(Some(true)) if known => {
-                let mut set = self.verified.lock().unwrap();
+                let mut set = self.verified.lock().unwrap_or_else(|e| e.into_inner());
                 if set.len() >= CACHE_CAP {
                     set.clear();
                 }
-                set.insert(remembered);
-                Verdict::User
+                set.insert(remembered, hash);
+                user
             }
             Ok(_) => Verdict::Refused,
         }
@@ -354,6 +411,7 @@ mod tests {
             headers: auth
                 .map(|a| vec![("authorization".to_string(), a.to_string())])
                 .unwrap_or_default(),
+            framing: crate::http::body::Framing::None,
         }
     }
 
@@ -370,7 +428,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mjpegd-auth-{}", std::process::id()));
         std::fs::write(&dir, format!("# users\n\nbob:{hash}\n")).unwrap();
         let keys = vec!["0123456789abcdef".to_string()];
-        let auth = Auth::from_flags(Some("alice:pw"), Some(&dir), &keys)
+        let auth = Auth::from_flags(Some("alice:pw"), Some(&dir), &keys, &["bob".into()])
             .unwrap()
             .unwrap();
         std::fs::remove_file(&dir).unwrap();
@@ -379,16 +437,12 @@ mod tests {
             let r = request(a.as_deref(), key.map(|k| ("key", k)).as_slice());
             async move { auth.check(&r, LOCAL).await }
         };
-        assert_eq!(verdict(Some(basic("alice:pw")), None).await, Verdict::User);
-        assert_eq!(
-            verdict(Some(basic("bob:s3cret")), None).await,
-            Verdict::User
-        );
+        const VIEWER: Verdict = Verdict::User { admin: false };
+        const ADMIN: Verdict = Verdict::User { admin: true };
+        assert_eq!(verdict(Some(basic("alice:pw")), None).await, VIEWER);
+        assert_eq!(verdict(Some(basic("bob:s3cret")), None).await, ADMIN);
         // Second time from the cache.
-        assert_eq!(
-            verdict(Some(basic("bob:s3cret")), None).await,
-            Verdict::User
-        );
+        assert_eq!(verdict(Some(basic("bob:s3cret")), None).await, ADMIN);
         assert_eq!(auth.verified.lock().unwrap().len(), 1);
         for bad in [
             "alice:pW",
@@ -416,11 +470,49 @@ mod tests {
             Verdict::Refused
         );
         // Credentials beside a key: a valid user sees as a user; wrong ones do not cost the key its way in.
-        assert_eq!(verdict(Some(basic("bob:s3cret")), key).await, Verdict::User);
+        assert_eq!(verdict(Some(basic("bob:s3cret")), key).await, ADMIN);
         assert_eq!(verdict(Some(basic("bob:nope")), key).await, Verdict::Key);
         assert!(Verdict::Key.admitted() && !Verdict::Key.sees_clients());
-        assert!(Verdict::User.sees_clients() && Verdict::Open.sees_clients());
+        assert!(VIEWER.sees_clients() && Verdict::Open.sees_clients());
         assert!(!Verdict::Busy.admitted() && !Verdict::Refused.admitted());
+    }
+
+    #[tokio::test]
+    async fn a_rebuilt_rule_set_keeps_what_it_verified_for_unchanged_hashes() {
+        let (h1, h2) = (
+            bcrypt::hash("one", 4).unwrap(),
+            bcrypt::hash("two", 4).unwrap(),
+        );
+        let file = std::env::temp_dir().join(format!("mjpegd-auth-keep-{}", std::process::id()));
+        let rules = |text: String| {
+            std::fs::write(&file, text).unwrap();
+            Auth::from_flags(None, Some(&file), &[], &[])
+                .unwrap()
+                .unwrap()
+        };
+        let old = rules(format!("ann:{h1}\nben:{h2}\n"));
+        for who in ["ann:one", "ben:two"] {
+            let r = request(Some(&basic(who)), &[]);
+            assert!(old.check(&r, LOCAL).await.admitted());
+        }
+        // ben's hash changes, ann's does not: only ann's verification is kept.
+        let mut new = rules(format!(
+            "ann:{h1}\nben:{}\n",
+            bcrypt::hash("two", 4).unwrap()
+        ));
+        new.keep_verified_from(&old);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(new.verified.lock().unwrap().len(), 1);
+        let r = request(Some(&basic("ann:one")), &[]);
+        let salted = sha256(&[&new.salt, b"ann:one"]);
+        assert!(new.verified.lock().unwrap().contains_key(&salted));
+        assert!(new.check(&r, LOCAL).await.admitted());
+    }
+
+    #[test]
+    fn admins_must_be_users() {
+        let e = Auth::from_flags(Some("alice:pw"), None, &[], &["mallory".into()]).unwrap_err();
+        assert!(e.to_string().contains("mallory"), "{e}");
     }
 
     #[test]
@@ -444,10 +536,10 @@ mod tests {
 
     #[test]
     fn bad_flags_and_files_are_refused() {
-        assert!(Auth::from_flags(Some("nocolon"), None, &[]).is_err());
-        assert!(Auth::from_flags(Some(":pw"), None, &[]).is_err());
-        assert!(Auth::from_flags(None, None, &["short".into()]).is_err());
-        assert!(Auth::from_flags(None, None, &[]).unwrap().is_none());
+        assert!(Auth::from_flags(Some("nocolon"), None, &[], &[]).is_err());
+        assert!(Auth::from_flags(Some(":pw"), None, &[], &[]).is_err());
+        assert!(Auth::from_flags(None, None, &["short".into()], &[]).is_err());
+        assert!(Auth::from_flags(None, None, &[], &[]).unwrap().is_none());
         assert!(parse_users("bob:{SHA}abc\n").is_err());
         assert!(parse_users("# nobody\n").is_err());
         let hash = bcrypt::hash("x", 4).unwrap();

@@ -5,6 +5,10 @@
 //! run of small requests, a TLS handshake that never finishes), so no path gets around the limits. A
 //! connection past a limit is answered at once, without a task: a 503 written with one non-blocking
 //! `try_write` (plain HTTP) or a plain close (TLS, which cannot answer before its handshake).
+//!
+//! A connection from a trusted proxy (or on a PROXY protocol listener) is admitted into the total only:
+//! the address it counts under is the client's, known once the proxy has named it ([`Permit::rekey`]), so
+//! a crowd behind the proxy never fills the proxy's own address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -37,8 +41,19 @@ pub struct Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(ip) = self.addr {
-            let mut map = self.limits.per_address.lock().unwrap();
+        self.release_address();
+        self.limits.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Permit {
+    fn release_address(&mut self) {
+        if let Some(ip) = self.addr.take() {
+            let mut map = self
+                .limits
+                .per_address
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some(n) = map.get_mut(&ip) {
                 *n -= 1;
                 if *n == 0 {
@@ -46,7 +61,35 @@ impl Drop for Permit {
                 }
             }
         }
-        self.limits.open.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Counts this connection under `ip` from now on (the client a trusted proxy named), giving back the
+    /// place it held under another address; refused if `ip` is at its limit (the connection then holds no
+    /// per-address place and should be closed).
+    pub fn rekey(&mut self, ip: IpAddr) -> Result<(), Refused> {
+        let Some(max) = self.limits.max_per_address else {
+            return Ok(());
+        };
+        let ip = canonical(ip);
+        if self.addr == Some(ip) {
+            return Ok(());
+        }
+        self.release_address();
+        let mut map = self
+            .limits
+            .per_address
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            if *n == 0 {
+                map.remove(&ip);
+            }
+            return Err(Refused::PerAddress);
+        }
+        *n += 1;
+        self.addr = Some(ip);
+        Ok(())
     }
 }
 
@@ -75,29 +118,23 @@ impl ConnectionLimits {
 
     /// Takes a place for a connection from `ip`, or says which limit is full.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refused> {
+        let mut permit = self.admit_unkeyed()?;
+        permit.rekey(ip)?; // (on refusal, the permit's drop gives the total back)
+        Ok(permit)
+    }
+
+    /// Takes a place in the total for a connection whose client is not known yet (a trusted proxy's);
+    /// [`Permit::rekey`] counts it under its client's address once that is known.
+    pub fn admit_unkeyed(self: &Arc<Self>) -> Result<Permit, Refused> {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_total).then_some(n + 1)
             })
             .map_err(|_| Refused::Total)?;
-        let mut permit = Permit {
+        Ok(Permit {
             limits: self.clone(),
             addr: None,
-        };
-        if let Some(max) = self.max_per_address {
-            let ip = canonical(ip);
-            let mut map = self.per_address.lock().unwrap();
-            let n = map.entry(ip).or_insert(0);
-            if *n >= max {
-                if *n == 0 {
-                    map.remove(&ip);
-                }
-                return Err(Refused::PerAddress); // the permit's drop gives the total back
-            }
-            *n += 1;
-            permit.addr = Some(ip);
-        }
-        Ok(permit)
+        })
     }
 }
 
@@ -168,6 +205,32 @@ mod tests {
         drop(p1);
         let p4 = limits.admit(a).unwrap();
         drop((p2, p3, p4));
+        assert_eq!(limits.open(), 0);
+        assert!(limits.per_address.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_proxied_connection_counts_under_the_client_it_is_for() {
+        let limits = ConnectionLimits::new(10, Some(1));
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let (a, b): (IpAddr, IpAddr) = (
+            "203.0.113.1".parse().unwrap(),
+            "203.0.113.2".parse().unwrap(),
+        );
+        // Three connections from the proxy: none holds the proxy's one place.
+        let mut p1 = limits.admit_unkeyed().unwrap();
+        let mut p2 = limits.admit_unkeyed().unwrap();
+        let _direct = limits.admit(proxy).unwrap();
+        p1.rekey(a).unwrap();
+        assert_eq!(p2.rekey(a).unwrap_err(), Refused::PerAddress);
+        p2.rekey(b).unwrap();
+        // The same connection's next request from another client moves its place.
+        p1.rekey(b).unwrap_err();
+        assert_eq!(limits.per_address.lock().unwrap().get(&a), None);
+        p1.rekey(a).unwrap();
+        p1.rekey(a).unwrap();
+        assert_eq!(limits.per_address.lock().unwrap().get(&a), Some(&1));
+        drop((p1, p2, _direct));
         assert_eq!(limits.open(), 0);
         assert!(limits.per_address.lock().unwrap().is_empty());
     }

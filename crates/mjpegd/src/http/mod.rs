@@ -9,8 +9,10 @@
 //! httparse within size and time limits, [`route`] names the camera and resource, [`routes`] acts, [`response`] writes small complete
 //! responses, [`stream`] writes MJPEG, and [`metrics`] the Prometheus exposition.
 
+pub mod access;
 pub mod app;
 pub mod auth;
+pub mod body;
 pub mod limits;
 pub mod metrics;
 pub mod query;

@@ -106,6 +106,7 @@ mod tests {
                 .collect(),
             version: 1,
             headers: Vec::new(),
+            framing: crate::http::body::Framing::None,
         }
     }
 

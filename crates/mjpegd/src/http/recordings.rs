@@ -2,21 +2,27 @@
 //! `/recordings/FILE` serves one with HTTP Range (206), so a browser or VLC can seek in it.
 //!
 //! Only files a camera records are reachable: the name was checked by the router (a plain file name ending
-//! in `.mkv`), it must start with a recording camera's name, and it must be a regular file (not a link) in
-//! that camera's folder. The segment being written can be fetched too; it is served up to its length when
-//! the request came. Bodies are copied in 64 KiB chunks, each with the write timeout, so a download takes
-//! as long as it needs while a client that stops reading is let go.
+//! in `.mkv`), it must be exactly a recording camera's segment name ([`segment_start`]), and what is opened
+//! must be a regular file in that camera's folder. The check is made on what was opened, never on a path
+//! resolved again later: the folder is opened, the name is opened relative to it with `O_NOFOLLOW` (a link
+//! swapped in is refused by the kernel), and the descriptor is checked (`fstat`: a regular file on the
+//! folder's device) and then served. The segment being written can be fetched too; it is served up to its
+//! length when the request came. Bodies are copied in 64 KiB chunks, each with the write timeout, so a
+//! download takes as long as it needs while a client that stops reading is let go.
 
 use super::app::App;
 use super::response::reason;
 use crate::camera::Camera;
 use crate::net::Transport;
-use crate::record::list_segments;
+use crate::record::{list_segments, segment_start};
 use serde_json::json;
+use std::fs::File;
 use std::io;
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// The segments of `cameras` (those that record), oldest first per camera.
@@ -38,7 +44,7 @@ pub fn list(cameras: &[Arc<Camera>]) -> serde_json::Value {
             .clone();
         for (name, bytes, modified) in list_segments(&record.dir, camera.name()).unwrap_or_default()
         {
-            let start = start_of(&name, camera.name());
+            let start = segment_start(&name, camera.name());
             out.push(json!({
                 "camera": camera.name(),
                 "name": name,
@@ -54,41 +60,41 @@ pub fn list(cameras: &[Arc<Camera>]) -> serde_json::Value {
     json!({"ok": true, "result": {"recordings": out}})
 }
 
-/// The start time in a segment's name (`NAME-20261124T170312.345Z.mkv`).
-fn start_of(file: &str, camera: &str) -> Option<SystemTime> {
-    let stamp = file
-        .strip_prefix(camera)?
-        .strip_prefix('-')?
-        .strip_suffix(".mkv")?;
-    if stamp.len() != 20 {
+/// Opens the file `name` of a recording camera, if it is one of its segments (blocking file work).
+pub fn open(cameras: &[Arc<Camera>], name: &str) -> Option<File> {
+    if name.contains('/') {
         return None;
     }
-    // 20261124T170312.345Z -> 2026-11-24T17:03:12.345Z
-    let (d, t) = (&stamp[..8], &stamp[9..]);
-    let text = format!(
-        "{}-{}-{}T{}:{}:{}",
-        &d[..4],
-        &d[4..6],
-        &d[6..8],
-        &t[..2],
-        &t[2..4],
-        &t[4..]
-    );
-    humantime::parse_rfc3339(&text).ok()
-}
-
-/// Where the file `name` of a recording camera is, if it is one.
-pub fn locate(cameras: &[Arc<Camera>], name: &str) -> Option<PathBuf> {
     cameras.iter().find_map(|camera| {
         let record = camera.settings().record?;
-        let rest = name.strip_prefix(camera.name())?.strip_prefix('-')?;
-        if rest.is_empty() {
-            return None;
-        }
-        let path = record.dir.join(name);
-        let meta = std::fs::symlink_metadata(&path).ok()?;
-        meta.file_type().is_file().then_some(path)
+        segment_start(name, camera.name())?;
+        open_in(&record.dir, name).ok()
     })
+}
+
+/// Opens `name` in the folder `dir` without following a link, and checks what was opened: a regular file
+/// on the folder's device. Nothing is resolved by path after the check: the descriptor is what is served.
+fn open_in(dir: &Path, name: &str) -> io::Result<File> {
+    let folder = File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    let c_name = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // O_NONBLOCK: a FIFO put there does not hang the open; O_NOCTTY: nor does a terminal become ours.
+    let flags =
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    // SAFETY: a valid descriptor and a NUL-terminated name; the result is checked before it is owned.
+    let fd = unsafe { libc::openat(folder.as_raw_fd(), c_name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and nothing else owns it.
+    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let (meta, folder_meta) = (file.metadata()?, folder.metadata()?);
+    if !meta.file_type().is_file() || meta.dev() != folder_meta.dev() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    Ok(file)
 }
 
 /// A byte range asked for with `Range: bytes=...`, within a file of `len` bytes.
@@ -113,8 +119,13 @@ pub fn wanted(range: Option<&str>, len: u64) -> Wanted {
     let Some((a, b)) = spec.split_once('-') else {
         return Wanted::All;
     };
-    let (a, b) = (a.trim(), b.trim());
-    let parse = |s: &str| s.parse::<u64>().ok();
+    // RFC 9110: positions are digits only (no sign, no space); anything else is ignored as a whole.
+    let parse = |s: &str| {
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
     let (start, end) = match (a.is_empty(), b.is_empty()) {
         // bytes=-N: the last N bytes.
         (true, false) => match parse(b) {
@@ -138,15 +149,15 @@ pub fn wanted(range: Option<&str>, len: u64) -> Wanted {
     Wanted::Part { start, end }
 }
 
-/// Serves the file at `path` whole or in part; the connection closes after it.
+/// Serves `file` (from [`open`]) whole or in part; the connection closes after it.
 pub async fn serve_file<T: Transport>(
     app: &App,
     io: &mut T,
-    path: &std::path::Path,
+    file: File,
     range: Option<&str>,
     head_only: bool,
 ) -> io::Result<()> {
-    let mut file = tokio::fs::File::open(path).await?;
+    let mut file = tokio::fs::File::from_std(file);
     let len = file.metadata().await?.len();
     let (status, start, count, extra) = match wanted(range, len) {
         Wanted::All => (200, 0, len, String::new()),
@@ -236,16 +247,40 @@ mod tests {
         assert_eq!(wanted(Some("items=0-1"), 100), Wanted::All);
         assert_eq!(wanted(Some("bytes=x-1"), 100), Wanted::All);
         assert_eq!(wanted(Some("bytes=0-"), 0), Wanted::Unsatisfiable);
+        // Signs and inner spaces are not the syntax: ignored, the whole file.
+        for bad in [
+            "bytes=+5-9",
+            "bytes=-+5",
+            "bytes=5-+9",
+            "bytes=+5-",
+            "bytes= 5-9",
+            "bytes=5 -9",
+            "bytes=5- 9",
+            "bytes=-",
+            "bytes=",
+            "bytes=99999999999999999999-",
+        ] {
+            assert_eq!(wanted(Some(bad), 100), Wanted::All, "{bad}");
+        }
     }
 
     #[test]
-    fn start_times_come_from_names() {
-        let t = start_of("front-20261124T170312.345Z.mkv", "front").unwrap();
-        assert_eq!(
-            humantime::format_rfc3339_millis(t).to_string(),
-            "2026-11-24T17:03:12.345Z"
-        );
-        assert!(start_of("front-garbage.mkv", "front").is_none());
-        assert!(start_of("back-20261124T170312.345Z.mkv", "front").is_none());
+    fn only_a_regular_file_in_the_folder_is_opened_never_a_link_or_a_fifo() {
+        let dir = std::env::temp_dir().join(format!("mjpegd-open-in-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("file.mkv"), b"data").unwrap();
+        std::os::unix::fs::symlink(dir.join("file.mkv"), dir.join("link.mkv")).unwrap();
+        let fifo = std::ffi::CString::new(dir.join("fifo.mkv").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let mut got = String::new();
+        io::Read::read_to_string(&mut open_in(&dir, "file.mkv").unwrap(), &mut got).unwrap();
+        assert_eq!(got, "data");
+        assert!(open_in(&dir, "link.mkv").is_err());
+        assert!(open_in(&dir, "fifo.mkv").is_err());
+        assert!(open_in(&dir, "sub").is_err());
+        assert!(open_in(&dir, "missing.mkv").is_err());
+        assert!(open_in(&dir, "nul\0.mkv").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,10 +1,13 @@
 //! Reading one HTTP/1.x request head from a connection, within limits.
 //!
-//! mjpegd only serves GET and HEAD, so a request is its head: method, target, headers. Reading it is
-//! bounded in time (a slowloris trickling bytes is cut off) and size (431 past the limit); whatever
-//! httparse rejects is a 400. Shapes used for request smuggling (a body on a GET, Content-Length together
-//! with Transfer-Encoding, repeated Content-Length) are refused outright.
+//! A request is read as its head: method, target, headers, and how its body is framed ([`Framing`]); the
+//! body itself is left on the connection for the handler that wants it ([`super::body`]). Reading the
+//! head is bounded in time (a slowloris trickling bytes is cut off) and size (431 past the limit);
+//! whatever httparse rejects is a 400. Shapes used for request smuggling (a body on a GET or HEAD,
+//! Content-Length together with Transfer-Encoding, repeated or non-numeric Content-Length, a transfer
+//! coding other than `chunked`) are refused outright.
 
+use super::body::Framing;
 use bytes::{Buf, BytesMut};
 use percent_encoding::percent_decode_str;
 use std::time::Duration;
@@ -46,6 +49,8 @@ pub struct Request {
     pub version: u8,
     /// Header fields with lowercase names.
     pub headers: Vec<(String, String)>,
+    /// How the body that follows the head is framed.
+    pub framing: Framing,
 }
 
 impl Request {
@@ -158,14 +163,37 @@ fn build(
         .filter(|(n, _)| n == "content-length")
         .map(|(_, v)| v.as_str())
         .collect();
-    let chunked = headers.iter().any(|(n, _)| n == "transfer-encoding");
-    if lengths.len() > 1 || (chunked && !lengths.is_empty()) {
+    let codings: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n == "transfer-encoding")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if lengths.len() > 1 || codings.len() > 1 || (!codings.is_empty() && !lengths.is_empty()) {
         return Err(RequestError::Malformed(
             "conflicting message length headers",
         ));
     }
-    if chunked || lengths.iter().any(|v| v.parse::<u64>() != Ok(0)) {
-        return Err(RequestError::Malformed("request bodies are not accepted"));
+    let framing = if let Some(coding) = codings.first() {
+        if !coding.eq_ignore_ascii_case("chunked") {
+            return Err(RequestError::Malformed(
+                "unsupported transfer coding (only chunked)",
+            ));
+        }
+        Framing::Chunked
+    } else if let Some(length) = lengths.first() {
+        if length.is_empty() || !length.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RequestError::Malformed("Content-Length is not a number"));
+        }
+        match length.parse::<u64>() {
+            Ok(0) => Framing::None,
+            Ok(n) => Framing::Length(n),
+            Err(_) => return Err(RequestError::Malformed("Content-Length is not a number")),
+        }
+    } else {
+        Framing::None
+    };
+    if framing != Framing::None && (method == "GET" || method == "HEAD") {
+        return Err(RequestError::Malformed("a GET or HEAD request has no body"));
     }
     if version == 1 && !headers.iter().any(|(n, _)| n == "host") {
         return Err(RequestError::Malformed("HTTP/1.1 request without Host"));
@@ -197,6 +225,7 @@ fn build(
         query,
         version,
         headers,
+        framing,
     })
 }
 
@@ -230,6 +259,11 @@ mod tests {
             &b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
             b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n",
+            b"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n",
+            b"PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET / HTTP/1.1\r\n\r\n",
             b"GET http://evil/ HTTP/1.1\r\nHost: x\r\n\r\n",
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
@@ -237,6 +271,22 @@ mod tests {
         ] {
             assert!(matches!(read(bad).await, Err(RequestError::Malformed(_))), "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[tokio::test]
+    async fn bodies_of_writes_are_framed() {
+        let r = read(b"PUT /api/cameras/a HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(r.framing, Framing::Length(12));
+        let r = read(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(r.framing, Framing::Chunked);
+        let r = read(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(r.framing, Framing::None);
     }
 
     #[tokio::test]

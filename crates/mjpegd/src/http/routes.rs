@@ -9,6 +9,7 @@
 //! `?after=` and `?max_delay=` ([`crate::still`]).
 
 use super::auth::Verdict;
+use super::limits::Permit;
 use super::query::{size_request, snapshot_query};
 use super::request::{read_request, Request, RequestError};
 use super::response::{Response, NO_CACHE};
@@ -45,6 +46,7 @@ pub async fn handle_connection<T: Transport>(
     app: Arc<App>,
     mut io: T,
     addr: Peer,
+    mut permit: Permit,
     shutdown: CancellationToken,
     first_deadline: Instant,
 ) {
@@ -100,9 +102,27 @@ pub async fn handle_connection<T: Transport>(
                 return;
             }
         };
+        // Behind a trusted proxy, the client is the one the proxy names; it is counted under its own
+        // address from here on (a refusal then is this client's, not the proxy's).
+        let client = app.config.trusted_proxies.client(
+            addr,
+            request
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        );
+        if let Err(why) = permit.rekey(client.ip()) {
+            app.counters
+                .max_connections_per_address
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(addr = %client, "too many connections from this address");
+            let _ = io.write_all(super::limits::refusal(why)).await;
+            super::limits::linger_close(&mut io).await;
+            return;
+        }
         let head_only = request.method == "HEAD";
         let verdict = match &app.auth() {
-            Some(auth) => auth.check(&request, addr.ip()).await,
+            Some(auth) => auth.check(&request, client.ip()).await,
             None => Verdict::Open,
         };
         if !verdict.admitted() {
@@ -110,7 +130,7 @@ pub async fn handle_connection<T: Transport>(
                 app.counters
                     .password_checks_busy
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%addr, path = %request.path, "password checks busy");
+                tracing::debug!(addr = %client, path = %request.path, "password checks busy");
                 Response::text(
                     503,
                     "too many password checks waiting: try again in a few seconds\n",
@@ -118,7 +138,7 @@ pub async fn handle_connection<T: Transport>(
                 .header("Retry-After", "2")
             } else {
                 app.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%addr, path = %request.path, "unauthorized");
+                tracing::debug!(addr = %client, path = %request.path, "unauthorized");
                 Response::text(401, "authentication required\n")
                     .header("WWW-Authenticate", super::auth::CHALLENGE)
             };
@@ -146,18 +166,25 @@ pub async fn handle_connection<T: Transport>(
             resource: Resource::Stream,
         } = route
         {
-            stream(&app, &cameras[index], io, addr, &request, head_only).await;
+            stream(&app, &cameras[index], io, client, &request, head_only).await;
             return;
         }
         if let Route::RecordingFile(name) = &route {
             // A file may take long to send: each chunk has the write timeout instead of the whole.
-            match super::recordings::locate(&cameras, name) {
-                Some(path) => {
+            // Opening is file work: off the runtime. What is served is the descriptor checked there.
+            let (which, file_name) = (cameras.clone(), name.clone());
+            let opened =
+                tokio::task::spawn_blocking(move || super::recordings::open(&which, &file_name))
+                    .await
+                    .ok()
+                    .flatten();
+            match opened {
+                Some(file) => {
                     let range = request.header("range");
                     if let Err(e) =
-                        super::recordings::serve_file(&app, &mut io, &path, range, head_only).await
+                        super::recordings::serve_file(&app, &mut io, file, range, head_only).await
                     {
-                        tracing::debug!(%addr, error = %e, "recording download ended");
+                        tracing::debug!(addr = %client, error = %e, "recording download ended");
                     }
                 }
                 None => {

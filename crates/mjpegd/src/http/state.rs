@@ -282,6 +282,7 @@ pub fn camera_state(
                     "frames_lost": r.frames_lost,
                     "bytes": r.bytes,
                     "last_error": r.last_error,
+                    "size_changes_absorbed": r.size_changes_absorbed,
                 })
             }),
             "encoder": {"type": source.encoder.as_str(), "quality": settings.options.quality},

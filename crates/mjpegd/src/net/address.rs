@@ -10,6 +10,10 @@
 //! | `systemd` | every socket systemd passed (socket activation), plain HTTP or as above with a scheme |
 //! | `systemd:NAME` | the passed sockets whose `FileDescriptorName=` is NAME |
 //!
+//! Any of them may end in `?proxy-protocol=1` (joined to a unix socket's `mode=` with `&`): every
+//! connection must then start with a PROXY protocol header (HAProxy's `send-proxy`), whose client address
+//! is believed ([`super::proxy_protocol`]); bind such a listener where only the proxy reaches it.
+//!
 //! The scheme is per listener, so one server can serve plain HTTP on loopback and HTTPS on every address.
 //! TLS over a unix socket is refused: a proxy on the same host terminates TLS itself.
 
@@ -55,6 +59,8 @@ pub enum Target {
 pub struct ListenSpec {
     pub scheme: Scheme,
     pub target: Target,
+    /// Every connection starts with a PROXY protocol header, which is believed.
+    pub proxy_protocol: bool,
 }
 
 impl ListenSpec {
@@ -63,6 +69,7 @@ impl ListenSpec {
         ListenSpec {
             scheme: Scheme::Default,
             target: Target::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            proxy_protocol: false,
         }
     }
 
@@ -71,6 +78,7 @@ impl ListenSpec {
         ListenSpec {
             scheme: Scheme::Default,
             target: Target::Systemd { name: None },
+            proxy_protocol: false,
         }
     }
 
@@ -84,7 +92,7 @@ impl ListenSpec {
     }
 }
 
-const EXPECTED: &str = "expected ADDRESS:PORT (e.g. 127.0.0.1:8080 or [::]:8080), optionally with http:// or https://, unix:/PATH[?mode=0660], or systemd[:NAME]";
+const EXPECTED: &str = "expected ADDRESS:PORT (e.g. 127.0.0.1:8080 or [::]:8080), optionally with http:// or https://, unix:/PATH[?mode=0660], or systemd[:NAME]; any of them with ?proxy-protocol=1";
 
 impl FromStr for ListenSpec {
     type Err = String;
@@ -98,18 +106,39 @@ impl FromStr for ListenSpec {
         } else {
             (Scheme::Default, s)
         };
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
         let rest = if scheme == Scheme::Default {
             rest
         } else {
             rest.strip_suffix('/').unwrap_or(rest)
         };
+        let mut mode = None;
+        let mut proxy_protocol = false;
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            match pair.split_once('=') {
+                Some(("mode", m)) if rest.starts_with("unix:") => {
+                    mode = Some(parse_mode(m).map_err(|e| format!("{text:?}: {e}"))?)
+                }
+                Some(("proxy-protocol", "1" | "true")) => proxy_protocol = true,
+                Some(("proxy-protocol", "0" | "false")) => proxy_protocol = false,
+                _ => {
+                    return Err(format!(
+                        "{text:?}: unknown option {pair:?} (mode=0660 on a unix socket, proxy-protocol=1)"
+                    ))
+                }
+            }
+        }
         let target = if let Some(unix) = rest.strip_prefix("unix:") {
             if scheme == Scheme::Https {
                 return Err(format!(
                     "{text:?}: TLS over a unix socket is not supported (the proxy in front of it terminates TLS)"
                 ));
             }
-            parse_unix(unix).map_err(|e| format!("{text:?}: {e}"))?
+            parse_unix(unix, mode.unwrap_or(DEFAULT_UNIX_MODE))
+                .map_err(|e| format!("{text:?}: {e}"))?
         } else if rest == "systemd" {
             Target::Systemd { name: None }
         } else if let Some(name) = rest.strip_prefix("systemd:") {
@@ -123,15 +152,15 @@ impl FromStr for ListenSpec {
                     .map_err(|_| format!("{text:?}: {EXPECTED}"))?,
             )
         };
-        Ok(ListenSpec { scheme, target })
+        Ok(ListenSpec {
+            scheme,
+            target,
+            proxy_protocol,
+        })
     }
 }
 
-fn parse_unix(s: &str) -> Result<Target, String> {
-    let (path, query) = match s.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (s, None),
-    };
+fn parse_unix(path: &str, mode: u32) -> Result<Target, String> {
     if !path.starts_with('/') {
         return Err("a unix socket needs an absolute path (unix:/run/mjpegd/mjpegd.sock)".into());
     }
@@ -143,19 +172,6 @@ fn parse_unix(s: &str) -> Result<Target, String> {
     }
     if path.contains('\0') || path.ends_with('/') {
         return Err("not a file path".into());
-    }
-    let mut mode = DEFAULT_UNIX_MODE;
-    if let Some(query) = query {
-        for pair in query.split('&') {
-            match pair.split_once('=') {
-                Some(("mode", m)) => mode = parse_mode(m)?,
-                _ => {
-                    return Err(format!(
-                        "unknown option {pair:?} (only mode=0660 and the like)"
-                    ))
-                }
-            }
-        }
     }
     Ok(Target::Unix {
         path: PathBuf::from(path),
@@ -206,7 +222,16 @@ impl fmt::Display for ListenSpec {
             Target::Unix { path, mode } => write!(f, "unix:{}?mode={mode:04o}", path.display()),
             Target::Systemd { name: None } => f.write_str("systemd"),
             Target::Systemd { name: Some(n) } => write!(f, "systemd:{n}"),
+        }?;
+        if self.proxy_protocol {
+            let join = if matches!(self.target, Target::Unix { .. }) {
+                '&'
+            } else {
+                '?'
+            };
+            write!(f, "{join}proxy-protocol=1")?;
         }
+        Ok(())
     }
 }
 
@@ -236,6 +261,18 @@ mod tests {
             ),
             ("systemd", "systemd"),
             ("https://systemd:public", "https://systemd:public"),
+            (
+                "127.0.0.1:8081?proxy-protocol=1",
+                "127.0.0.1:8081?proxy-protocol=1",
+            ),
+            (
+                "unix:/tmp/a.sock?proxy-protocol=1&mode=0600",
+                "unix:/tmp/a.sock?mode=0600&proxy-protocol=1",
+            ),
+            (
+                "systemd:edge?proxy-protocol=1",
+                "systemd:edge?proxy-protocol=1",
+            ),
         ] {
             let spec = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(spec.to_string(), printed);
@@ -264,6 +301,8 @@ mod tests {
             ("unix:/a.sock?mode=1777", "at most 0777"),
             ("unix:/a.sock?mode=0460", "owner needs write"),
             ("unix:/a.sock?user=x", "unknown option"),
+            ("127.0.0.1:1?mode=0600", "unknown option"),
+            ("127.0.0.1:1?proxy-protocol=yes", "unknown option"),
             ("unix:/dir/", "not a file path"),
             ("https://unix:/a.sock", "TLS over a unix socket"),
             ("systemd:", "socket name"),

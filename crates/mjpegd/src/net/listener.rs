@@ -39,6 +39,8 @@ pub struct Listener {
     pub tls: bool,
     /// Passed by systemd (with its name), rather than bound by mjpegd.
     pub passed: Option<String>,
+    /// Every connection starts with a PROXY protocol header (`?proxy-protocol=1`).
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug)]
@@ -156,6 +158,7 @@ pub fn bind_all(specs: &[ListenSpec], have_certificate: bool) -> anyhow::Result<
                     socket: Socket::Tcp(l),
                     tls,
                     passed: None,
+                    proxy_protocol: spec.proxy_protocol,
                 });
             }
             Target::Unix { path, mode } => {
@@ -170,6 +173,7 @@ pub fn bind_all(specs: &[ListenSpec], have_certificate: bool) -> anyhow::Result<
                     },
                     tls,
                     passed: None,
+                    proxy_protocol: spec.proxy_protocol,
                 });
             }
             Target::Systemd { name } => {
@@ -182,7 +186,10 @@ pub fn bind_all(specs: &[ListenSpec], have_certificate: bool) -> anyhow::Result<
                         continue;
                     }
                     if let Some(p) = slot.take() {
-                        listeners.push(from_passed(p, tls)?);
+                        listeners.push(Listener {
+                            proxy_protocol: spec.proxy_protocol,
+                            ..from_passed(p, tls)?
+                        });
                         any = true;
                     }
                 }
@@ -234,6 +241,7 @@ fn from_passed(p: PassedSocket, tls: bool) -> anyhow::Result<Listener> {
             local: Local::Unix(path),
             tls,
             passed: name,
+            proxy_protocol: false,
         });
     }
     let l = TcpListener::from_std(p.socket.into())?;
@@ -242,5 +250,6 @@ fn from_passed(p: PassedSocket, tls: bool) -> anyhow::Result<Listener> {
         socket: Socket::Tcp(l),
         tls,
         passed: name,
+        proxy_protocol: false,
     })
 }

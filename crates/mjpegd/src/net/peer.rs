@@ -15,13 +15,17 @@ pub enum Peer {
     Ip(SocketAddr),
     /// A process connected to a unix socket.
     Unix { pid: Option<i32>, uid: Option<u32> },
+    /// A client a trusted proxy spoke for (`Forwarded`/`X-Forwarded-For` from a peer in
+    /// `trusted-proxies`, or a PROXY protocol header on a listener that requires one); port 0 when the
+    /// proxy did not say.
+    Proxied { client: SocketAddr },
 }
 
 impl Peer {
     /// The address limits and password-check lanes count this client under.
     pub fn ip(&self) -> IpAddr {
         match self {
-            Peer::Ip(addr) => addr.ip(),
+            Peer::Ip(addr) | Peer::Proxied { client: addr } => addr.ip(),
             Peer::Unix { .. } => IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
@@ -60,6 +64,10 @@ impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Peer::Ip(addr) => addr.fmt(f),
+            Peer::Proxied { client } if client.port() == 0 => {
+                write!(f, "{} (via proxy)", client.ip())
+            }
+            Peer::Proxied { client } => write!(f, "{client} (via proxy)"),
             Peer::Unix { pid, uid } => {
                 f.write_str("unix")?;
                 let pid = pid.map(|p| format!("pid={p}"));

@@ -8,6 +8,7 @@
 //! control characters replaced; and at most [`LINES_PER_SECOND`] lines a second are logged, then one
 //! line saying how many were suppressed.
 
+use super::url::redact_urls;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
@@ -176,7 +177,9 @@ impl RateLimit {
 
     fn log(&mut self, name: &str, line: Line<'_>, now: Instant) {
         if self.allow(name, now) {
-            tracing::info!(target: "mjpegd::child", child = %name, "{}", line.text());
+            // (a command's own output may show the URLs it was given, credentials and all)
+            let text = line.text();
+            tracing::info!(target: "mjpegd::child", child = %redact_urls(name), "{}", redact_urls(&text));
         }
     }
 
@@ -185,7 +188,7 @@ impl RateLimit {
         if self.suppressed > 0 {
             tracing::info!(
                 target: "mjpegd::child",
-                child = %name,
+                child = %redact_urls(name),
                 suppressed = self.suppressed,
                 "more than {} stderr lines a second: {} not logged",
                 self.per_second,

@@ -15,6 +15,7 @@ pub mod pipe;
 pub mod relay;
 pub mod spec;
 pub mod supervisor;
+pub mod url;
 pub mod v4l2;
 
 use bytes::Bytes;

@@ -115,7 +115,7 @@ impl Pipe {
 impl Source for Pipe {
     fn describe(&self) -> String {
         match &self.from {
-            PipeFrom::Exec(cmd) => format!("command `{cmd}`"),
+            PipeFrom::Exec(cmd) => format!("command `{}`", super::url::redact_urls(cmd)),
             PipeFrom::Stdin => "standard input".to_string(),
         }
     }

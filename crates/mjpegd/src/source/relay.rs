@@ -9,6 +9,7 @@
 //! cannot make sense of drops the connection; the supervisor reconnects with back-off and shows "no signal"
 //! meanwhile.
 
+use super::url::RelayUrl;
 use super::{Captured, Source, SourceError, SourceInfo};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -25,8 +26,8 @@ pub const MAX_PART: usize = 16 << 20;
 /// Where and how to reach the upstream.
 #[derive(Clone, Debug)]
 pub struct RelayOptions {
-    /// `http://[user:pass@]host[:port]/path`.
-    pub url: String,
+    /// The upstream, parsed (and checked) with the configuration.
+    pub url: RelayUrl,
     /// Credentials for Basic auth (overrides any in the URL).
     pub credentials: Option<(String, String)>,
     pub connect_timeout: Duration,
@@ -39,16 +40,9 @@ pub struct RelayOptions {
 /// A relay source.
 pub struct Relay {
     options: RelayOptions,
-    target: Target,
-    running: Option<Running>,
-}
-
-#[derive(Clone, Debug)]
-struct Target {
-    host: String,
-    port: u16,
-    path_and_query: String,
+    /// The `Authorization` header, from the credentials (given, or in the URL).
     authorization: Option<String>,
+    running: Option<Running>,
 }
 
 struct Running {
@@ -57,72 +51,33 @@ struct Running {
     _conn: tokio::task::JoinHandle<()>,
 }
 
-/// Splits an `http://` URL into what a request needs; credentials in the URL become Basic auth.
-fn parse_url(url: &str, credentials: &Option<(String, String)>) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// upstreams are supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => match p.parse::<u16>() {
-            Ok(p) => (h, p),
-            Err(_) => return Err(format!("{url}: bad port {p:?}")),
-        },
-        _ => (hostport, 80),
-    };
-    if host.is_empty() {
-        return Err(format!("{url}: no host"));
-    }
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let creds = credentials.clone().or_else(|| {
-        userinfo.map(|u| match u.split_once(':') {
-            Some((user, pass)) => (decode(user), decode(pass)),
-            None => (decode(u), String::new()),
-        })
-    });
-    let authorization = creds.map(|(user, pass)| {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-        )
-    });
-    Ok(Target {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port,
-        path_and_query: path.to_string(),
-        authorization,
-    })
+/// Basic auth for `user:password`.
+fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
 }
 
 impl Relay {
-    /// Checks the URL now, so that a typo fails at start rather than in the retry loop.
-    pub fn new(options: RelayOptions) -> Result<Relay, String> {
-        let target = parse_url(&options.url, &options.credentials)?;
-        Ok(Relay {
+    /// A relay of an upstream whose URL was checked when the configuration was parsed: nothing here can
+    /// fail.
+    pub fn new(options: RelayOptions) -> Relay {
+        let authorization = options
+            .credentials
+            .as_ref()
+            .or(options.url.credentials.as_ref())
+            .map(|(user, pass)| basic(user, pass));
+        Relay {
             options,
-            target,
+            authorization,
             running: None,
-        })
+        }
     }
 
     /// The URL without credentials, for logs and `/state`.
     fn public_url(&self) -> String {
-        let t = &self.target;
-        format!("http://{}:{}{}", t.host, t.port, t.path_and_query)
+        self.options.url.to_string()
     }
 }
 
@@ -133,7 +88,7 @@ impl Source for Relay {
 
     async fn open(&mut self) -> Result<SourceInfo, SourceError> {
         self.close();
-        let t = self.target.clone();
+        let t = self.options.url.clone();
         let url = self.public_url();
         let stream = tokio::time::timeout(
             self.options.connect_timeout,
@@ -151,16 +106,12 @@ impl Source for Relay {
         let conn = tokio::spawn(async move {
             let _ = conn.await;
         });
-        let host = if t.port == 80 {
-            t.host.clone()
-        } else {
-            format!("{}:{}", t.host, t.port)
-        };
+        let host = t.host_header();
         let mut request = hyper::Request::get(t.path_and_query.as_str())
             .header("Host", host)
             .header("User-Agent", concat!("mjpegd/", env!("CARGO_PKG_VERSION")))
             .header("Accept", "multipart/x-mixed-replace, */*");
-        if let Some(auth) = &t.authorization {
+        if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
         let request = request
@@ -258,20 +209,24 @@ impl Source for Relay {
 mod tests {
     use super::*;
 
+    fn relay(url: &str, credentials: Option<(&str, &str)>) -> Relay {
+        Relay::new(RelayOptions {
+            url: RelayUrl::parse(url).unwrap(),
+            credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            fps: 30.0,
+        })
+    }
+
     #[test]
-    fn urls_and_credentials() {
-        let t = parse_url("http://admin:s%40cret@cam.local:8081/mjpeg/1?x=1", &None).unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.path_and_query.as_str()),
-            ("cam.local", 8081, "/mjpeg/1?x=1")
-        );
-        assert_eq!(t.authorization.as_deref(), Some("Basic YWRtaW46c0BjcmV0"));
-        let t = parse_url("http://10.0.0.5", &Some(("u".into(), "p".into()))).unwrap();
-        assert_eq!((t.port, t.path_and_query.as_str()), (80, "/"));
-        assert_eq!(t.authorization.as_deref(), Some("Basic dTpw"));
-        let t = parse_url("http://[::1]:9000/stream", &None).unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("::1", 9000));
-        assert!(parse_url("https://x/", &None).is_err());
-        assert!(parse_url("http://x:notaport/", &None).is_err());
+    fn credentials_become_basic_auth_and_are_not_described() {
+        let r = relay("http://admin:s%40cret@cam.local:8081/mjpeg/1?x=1", None);
+        assert_eq!(r.authorization.as_deref(), Some("Basic YWRtaW46c0BjcmV0"));
+        assert_eq!(r.describe(), "relay of http://cam.local:8081/mjpeg/1?x=1");
+        // --source-auth wins over the URL's.
+        let r = relay("http://x:y@10.0.0.5", Some(("u", "p")));
+        assert_eq!(r.authorization.as_deref(), Some("Basic dTpw"));
+        assert!(relay("http://10.0.0.5/", None).authorization.is_none());
     }
 }

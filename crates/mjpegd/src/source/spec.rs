@@ -1,10 +1,16 @@
 //! Naming a source (`--source`, `--device`, a camera's `source`/`device` keys) and starting it.
+//!
+//! Everything a source needs is checked when its name is parsed (a relay's URL whole, a folder's
+//! existence), so starting one cannot fail: a reload that has parsed its file can start and restart
+//! cameras without any of them failing half-way. Nothing here prints credentials: a relay URL's are kept
+//! for its `Authorization` header only, and `--source-auth`'s never reach `Debug`.
 
 use super::files::{Files, FilesFrom};
 use super::pattern::Pattern;
 use super::pipe::{Pipe, PipeFrom};
 use super::relay::{Relay, RelayOptions};
 use super::supervisor::{supervise, SupervisorConfig};
+use super::url::{redact, redact_urls, RelayUrl};
 use super::v4l2::FormatChoice;
 use super::v4l2::{V4l2Camera, V4l2Options};
 use crate::hub::SharedHub;
@@ -16,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// What a source is asked to deliver and how it is reached (the flags or a camera's keys).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct SourceOptions {
     /// Picture size asked of a camera or the pattern; the "no signal" size before frames say otherwise.
     pub resolution: (u32, u32),
@@ -32,6 +38,25 @@ pub struct SourceOptions {
     pub connect_timeout: Duration,
     /// Longest silence from an upstream before it is reconnected.
     pub read_timeout: Duration,
+}
+
+/// Every field but the credentials, which show only as being there.
+impl fmt::Debug for SourceOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceOptions")
+            .field("resolution", &self.resolution)
+            .field("fps", &self.fps)
+            .field("quality", &self.quality)
+            .field("format", &self.format)
+            .field("encoders", &self.encoders)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(user, _)| (user, "***")),
+            )
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .finish()
+    }
 }
 
 impl Default for SourceOptions {
@@ -57,7 +82,7 @@ pub enum SourceSpec {
     /// A V4L2 device.
     Device(PathBuf),
     /// An upstream MJPEG URL.
-    Relay(String),
+    Relay(RelayUrl),
     /// A shell command writing MJPEG to its stdout.
     Exec(String),
     /// MJPEG on standard input.
@@ -67,14 +92,16 @@ pub enum SourceSpec {
 }
 
 impl SourceSpec {
-    /// Parses a `--source` value.
+    /// Parses a `--source` value; what it names is checked as far as it can be before it starts.
     pub fn parse(s: &str) -> anyhow::Result<SourceSpec> {
         match s {
             "pattern" | "test" | "testsrc" => Ok(SourceSpec::Pattern),
             "-" => Ok(SourceSpec::Stdin),
-            url if url.starts_with("http://") => Ok(SourceSpec::Relay(url.to_string())),
+            url if url.starts_with("http://") => Ok(SourceSpec::Relay(
+                RelayUrl::parse(url).map_err(|e| anyhow::anyhow!(e))?,
+            )),
             url if url.starts_with("https://") => {
-                anyhow::bail!("{url}: https upstreams are not supported; relay over http:// on a trusted network")
+                anyhow::bail!("{}: https upstreams are not supported; relay over http:// on a trusted network", redact(url).escape_debug())
             }
             cmd if cmd.starts_with("exec:") => {
                 let cmd = cmd["exec:".len()..].trim();
@@ -93,21 +120,22 @@ impl SourceSpec {
             }
             dev if dev.starts_with("/dev/") => Ok(SourceSpec::Device(PathBuf::from(dev))),
             other => anyhow::bail!(
-                "unknown source {other:?}: use pattern, http://HOST/PATH, exec:COMMAND, -, files:DIR or FILE.mjpeg"
+                "unknown source {:?}: use pattern, http://HOST/PATH, exec:COMMAND, -, files:DIR or FILE.mjpeg",
+                redact(other)
             ),
         }
     }
 
-    /// Starts the source's supervisor.
+    /// Starts the source's supervisor (which opens it, and retries while it fails).
     pub fn spawn(
         &self,
         args: &SourceOptions,
         hub: Arc<SharedHub>,
         config: SupervisorConfig,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<JoinHandle<()>> {
+    ) -> JoinHandle<()> {
         let (width, height) = args.resolution;
-        Ok(match self {
+        match self {
             SourceSpec::Pattern => {
                 let source = Pattern::new(width, height, args.fps, args.quality);
                 tokio::spawn(supervise(source, hub, config, shutdown))
@@ -131,8 +159,7 @@ impl SourceSpec {
                     connect_timeout: args.connect_timeout,
                     read_timeout: args.read_timeout,
                     fps: args.fps,
-                })
-                .map_err(|e| anyhow::anyhow!(e))?;
+                });
                 // The relay's own read timeout decides when a silent upstream is dead.
                 let config = SupervisorConfig {
                     frame_timeout: args.read_timeout + Duration::from_secs(1),
@@ -152,7 +179,7 @@ impl SourceSpec {
                 let files = Files::new(from.clone(), args.fps);
                 tokio::spawn(supervise(files, hub, config, shutdown))
             }
-        })
+        }
     }
 }
 
@@ -161,15 +188,9 @@ impl fmt::Display for SourceSpec {
         match self {
             SourceSpec::Pattern => f.write_str("the test pattern"),
             SourceSpec::Device(p) => write!(f, "the camera {}", p.display()),
-            SourceSpec::Relay(url) => {
-                // Never print credentials.
-                let shown = match url.split_once('@') {
-                    Some((_, rest)) => format!("http://{rest}"),
-                    None => url.clone(),
-                };
-                write!(f, "a relay of {shown}")
-            }
-            SourceSpec::Exec(cmd) => write!(f, "the output of `{cmd}`"),
+            // (a RelayUrl never shows its credentials)
+            SourceSpec::Relay(url) => write!(f, "a relay of {url}"),
+            SourceSpec::Exec(cmd) => write!(f, "the output of `{}`", redact_urls(cmd)),
             SourceSpec::Stdin => f.write_str("MJPEG from standard input"),
             SourceSpec::Files(FilesFrom::Dir(d)) => write!(f, "the JPEG files in {}", d.display()),
             SourceSpec::Files(FilesFrom::Mjpeg(p)) => write!(f, "the MJPEG file {}", p.display()),
@@ -187,7 +208,7 @@ mod tests {
         assert_eq!(SourceSpec::parse("-").unwrap(), SourceSpec::Stdin);
         assert_eq!(
             SourceSpec::parse("http://cam/mjpeg/1").unwrap(),
-            SourceSpec::Relay("http://cam/mjpeg/1".into())
+            SourceSpec::Relay(RelayUrl::parse("http://cam/mjpeg/1").unwrap())
         );
         assert_eq!(
             SourceSpec::parse("exec: ffmpeg -f mjpeg -").unwrap(),
@@ -196,7 +217,30 @@ mod tests {
         assert!(SourceSpec::parse("exec:").is_err());
         assert!(SourceSpec::parse("files:/nonexistent-dir").is_err());
         assert!(SourceSpec::parse("bogus").is_err());
-        let shown = SourceSpec::Relay("http://admin:secret@cam/x".into()).to_string();
-        assert!(!shown.contains("secret"), "{shown}");
+        assert!(SourceSpec::parse("http://").is_err());
+        assert!(SourceSpec::parse("http://cam:99999/").is_err());
+        let spec = SourceSpec::parse("http://admin:secret@cam/x").unwrap();
+        for shown in [spec.to_string(), format!("{spec:?}")] {
+            assert!(
+                !shown.contains("secret") && shown.contains("cam"),
+                "{shown}"
+            );
+        }
+        for bad in [
+            "http://admin:secret@cam:0/",
+            "https://admin:secret@cam/",
+            "rtsp://admin:secret@cam/",
+        ] {
+            let e = SourceSpec::parse(bad).unwrap_err().to_string();
+            assert!(!e.contains("secret"), "{e}");
+        }
+        let options = SourceOptions {
+            credentials: Some(("bob".into(), "secret".into())),
+            ..SourceOptions::default()
+        };
+        assert!(!format!("{options:?}").contains("secret"));
+        let exec =
+            SourceSpec::parse("exec:ffmpeg -i rtsp://admin:secret@cam/s -f mjpeg -").unwrap();
+        assert!(!exec.to_string().contains("secret"), "{exec}");
     }
 }
