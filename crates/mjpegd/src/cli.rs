@@ -445,6 +445,9 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
         notifier.clone(),
         shutdown.clone(),
     )?;
+    // SIGTERM and SIGINT are caught from before the banner: a stop sent as soon as the server says it is
+    // up still shuts it down in order (the unix socket file removed), not by the default action.
+    let stop = stop_signals()?;
     // One write, errors ignored: a server must not die because whoever started it closed its stdout.
     let banner = banner(&spec, &listeners, &cameras, &app);
     {
@@ -488,7 +491,7 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!("WATCHDOG_USEC is set without NOTIFY_SOCKET: no watchdog pings");
         }
     }
-    wait_for_signal().await?;
+    stop.await;
     tracing::info!("shutting down");
     notifier.stopping();
     shutdown.cancel();
@@ -501,7 +504,8 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The startup banner: the URLs of the first TCP listener (or the first listener), every listener, the
-/// cameras and who may connect.
+/// cameras and who may connect. With `--log-format json` it is one JSON line with the same facts as fields
+/// (`page`, `stream`, `listen`, `cameras`, ...), so every line a JSON-logging server writes is JSON.
 fn banner(spec: &str, listeners: &[Listener], cameras: &[Arc<Camera>], app: &App) -> String {
     let main = listeners
         .iter()
@@ -511,6 +515,35 @@ fn banner(spec: &str, listeners: &[Listener], cameras: &[Arc<Camera>], app: &App
         crate::net::listener::Local::Tcp(_) => main.url(),
         crate::net::listener::Local::Unix(_) => "http://localhost".to_string(),
     };
+    let all: Vec<String> = listeners.iter().map(|l| l.to_string()).collect();
+    let access = crate::security::announce(listeners, &app.config);
+    let title = format!("mjpegd {} serving {spec}", env!("CARGO_PKG_VERSION"));
+    if crate::logging::format() == crate::logging::LogFormat::Json {
+        let cams: Vec<serde_json::Value> = cameras
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name(),
+                    "page": format!("{url}/cams/{}/", c.name()),
+                    "source": c.settings().source.to_string(),
+                })
+            })
+            .collect();
+        let fields = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "page": format!("{url}/"),
+            "stream": format!("{url}/stream"),
+            "snapshot": format!("{url}/snapshot"),
+            "state": format!("{url}/state"),
+            "listen": all,
+            "cameras": cams,
+            "access": access,
+        });
+        let serde_json::Value::Object(fields) = fields else {
+            unreachable!("a JSON object")
+        };
+        return crate::logging::json_line("INFO", "mjpegd::banner", &title, fields);
+    }
     let cams: String = cameras
         .iter()
         .map(|c| {
@@ -521,22 +554,21 @@ fn banner(spec: &str, listeners: &[Listener], cameras: &[Arc<Camera>], app: &App
             )
         })
         .collect();
-    let all: Vec<String> = listeners.iter().map(|l| l.to_string()).collect();
-    let access = crate::security::announce(listeners, &app.config);
     format!(
-        "mjpegd {} serving {spec}\n  page:     {url}/\n  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N, ?width=W, ?height=H, ?quality=Q)\n  snapshot: {url}/snapshot (?width=W, ?height=H, ?quality=Q, ?max_delay=MS)\n  state:    {url}/state\n  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot\n  listen:   {}\n{cams}{access}",
-        env!("CARGO_PKG_VERSION"),
+        "{title}\n  page:     {url}/\n  stream:   {url}/stream   (?delivery=latest|all|lockstep, ?fps=N, ?width=W, ?height=H, ?quality=Q)\n  snapshot: {url}/snapshot (?width=W, ?height=H, ?quality=Q, ?max_delay=MS)\n  state:    {url}/state\n  aliases:  /mjpeg/1 /jpg /?action=stream /?action=snapshot\n  listen:   {}\n{cams}  access:   {access}\n",
         all.join("  "),
     )
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Catches SIGTERM and SIGINT from now on; the future ends at the first of them.
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

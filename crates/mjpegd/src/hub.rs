@@ -25,6 +25,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// A stream client and its place in the hub, as `/state` lists it.
+pub type ListedClient = (Arc<ClientEntry>, Option<ClientPosition>);
+
 /// What the source is doing, as `/state` shows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SourceState {
@@ -491,6 +494,25 @@ impl SharedHub {
             .collect();
         out.sort_by_key(|(e, _)| e.id);
         out
+    }
+
+    /// A page of the connected stream clients in id order (from `offset`, at most `limit`) with their
+    /// positions, and how many there are in all: the positions are looked up for the page only.
+    pub fn clients_page(&self, offset: usize, limit: usize) -> (usize, Vec<ListedClient>) {
+        let mut entries: Vec<Arc<ClientEntry>> = lock(&self.clients).values().cloned().collect();
+        let total = entries.len();
+        entries.sort_by_key(|e| e.id);
+        let core = lock(&self.core);
+        let page = entries
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|e| {
+                let pos = core.hub.position(e.id);
+                (e, pos)
+            })
+            .collect();
+        (total, page)
     }
 
     /// Number of connected stream clients.

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("mjpegd: cannot start the runtime: {e}");
+            mjpegd::logging::fatal(&format_args!("cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mjpegd: {e}");
+            mjpegd::logging::fatal(&e);
             ExitCode::FAILURE
         }
     }

@@ -155,8 +155,8 @@ impl ConnectionBudget {
 }
 
 /// Says plainly who can reach the server and whether they need credentials; warns when a listener is
-/// reachable from other machines without them, or with passwords over plain HTTP. Returns the line for
-/// the startup banner.
+/// reachable from other machines without them, or with passwords over plain HTTP. Returns the access
+/// entry of the startup banner.
 pub fn announce(listeners: &[Listener], config: &ServerConfig) -> String {
     let access = match &config.auth {
         Some(auth) => {
@@ -179,7 +179,7 @@ pub fn announce(listeners: &[Listener], config: &ServerConfig) -> String {
         (true, true) => "HTTPS and plain HTTP",
         _ => "plain HTTP",
     };
-    let line = format!("  access:   {access}; {scope}; {scheme}\n");
+    let line = format!("{access}; {scope}; {scheme}");
     for l in &exposed {
         let addr = l.url();
         if config.auth.is_none() {

@@ -387,3 +387,178 @@ fn out_of_descriptors_every_listener_still_answers_newcomers_503() {
     );
     drop(held);
 }
+
+/// What the racer of [`a_racer_in_a_world_writable_folder_cannot_have_another_file_chmodded`] does to
+/// each new name in the folder.
+const SWAP_NAME: u8 = 0;
+/// ... or: renames a new directory away and puts its own in its place, with a symlink to the victim
+/// where the socket would be bound.
+const SWAP_DIR: u8 = 1;
+
+/// An attacker sharing a world-writable folder: watches it with inotify and, for every new entry but the
+/// final socket, renames a symlink to `victim` over it (or, in `SWAP_DIR` mode, steals a new directory and
+/// replaces it with one holding such a symlink). It only does what any user who can write the folder can
+/// do. Returns how many entries it went for.
+fn racer(
+    dir: std::path::PathBuf,
+    keep: String,
+    victim: std::path::PathBuf,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+        assert!(fd >= 0);
+        let c = CString::new(dir.as_os_str().as_bytes()).unwrap();
+        assert!(unsafe { libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_CREATE) } >= 0);
+        let mut seen = std::collections::HashSet::new();
+        let mut tries = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut k = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
+                continue;
+            }
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                continue;
+            }
+            let mut at = 0usize;
+            while at + 16 <= n as usize {
+                let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().unwrap()) as usize;
+                let raw = &buf[at + 16..at + 16 + len];
+                at += 16 + len;
+                let name =
+                    String::from_utf8_lossy(raw.split(|b| *b == 0).next().unwrap()).into_owned();
+                if name == keep || name.starts_with("racer-") || name.contains(".stolen") {
+                    continue;
+                }
+                if !seen.insert(name.clone()) {
+                    continue; // its own directory, made in place of a stolen one
+                }
+                tries += 1;
+                k += 1;
+                let target = dir.join(&name);
+                let link = dir.join(format!("racer-{k}"));
+                if mode.load(Ordering::Relaxed) == SWAP_DIR && target.is_dir() {
+                    if std::fs::rename(&target, dir.join(format!("{name}.stolen{k}"))).is_ok() {
+                        let _ = std::fs::create_dir(&target);
+                        let _ = std::os::unix::fs::symlink(&victim, target.join("s"));
+                    }
+                    continue;
+                }
+                let _ = std::os::unix::fs::symlink(&victim, &link);
+                if std::fs::rename(&link, &target).is_err() {
+                    let _ = std::fs::remove_file(&link);
+                }
+            }
+        }
+        unsafe { libc::close(fd) };
+        tries
+    })
+}
+
+/// Issue 18 item 10: mjpegd bound `.NAME.PID.tmp` in the socket's folder and then chmod-ed it by path, so
+/// a racer renaming a symlink over that name had a file of its choice (here a 0600 "secret") made 0666.
+/// Many starts against a racer: the victim's mode never changes, and every start the racer cannot stop
+/// places a socket with exactly the mode asked.
+#[test]
+fn a_racer_in_a_world_writable_folder_cannot_have_another_file_chmodded() {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    let tmp = TempDir::new("unix-race");
+    let shared = tmp.0.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let victim = tmp.0.join("secret");
+    std::fs::write(&victim, "secret").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sock = shared.join("m.sock");
+    let mode = Arc::new(AtomicU8::new(SWAP_NAME));
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = racer(
+        shared.clone(),
+        "m.sock".into(),
+        victim.clone(),
+        mode.clone(),
+        stop.clone(),
+    );
+    let unix = format!("unix:{}?mode=0666", sock.display());
+    let (mut placed, mut refused) = (0, 0);
+    for start in 0..80 {
+        mode.store(
+            if start % 4 == 3 { SWAP_DIR } else { SWAP_NAME },
+            Ordering::Relaxed,
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+            .args([
+                "--resolution",
+                "160x120",
+                "--listen",
+                "127.0.0.1:0",
+                "--listen",
+                &unix,
+            ])
+            .env("MJPEGD_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.trim().starts_with("listen:"));
+        let victim_mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        if victim_mode != 0o600 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("start {start}: the racer had the victim chmodded to {victim_mode:o}");
+        }
+        if started {
+            let meta = std::fs::symlink_metadata(&sock).unwrap();
+            assert!(meta.file_type().is_socket(), "start {start}: {meta:?}");
+            assert_eq!(meta.permissions().mode() & 0o7777, 0o666, "start {start}");
+            placed += 1;
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        } else {
+            refused += 1;
+        }
+        let _ = child.wait();
+        let victim_mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            victim_mode, 0o600,
+            "start {start}: the racer had the victim chmodded"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let tries = racer.join().unwrap();
+    eprintln!(
+        "{placed} starts placed the socket, {refused} refused; the racer went for {tries} names"
+    );
+    assert!(tries >= 80, "the racer saw the starts ({tries})");
+    // Every start the racer only renamed files at could place its socket.
+    assert!(placed >= 60, "{placed} of 80 starts placed the socket");
+    // Nothing of the server's is left behind in the folder (the racer's leftovers aside).
+    let left: Vec<_> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("racer-") && !n.contains(".stolen"))
+        .filter(|n| {
+            let p = shared.join(n);
+            // The racer's symlinks (renamed over names already gone), and its own replacement
+            // directories, which hold its symlink.
+            let racers = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_symlink())
+                || (p.is_dir()
+                    && std::fs::symlink_metadata(p.join("s")).is_ok_and(|m| m.is_symlink()));
+            !racers
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

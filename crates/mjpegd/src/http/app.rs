@@ -137,6 +137,8 @@ pub struct App {
     streams: AtomicUsize,
     /// Where changes to the configuration go (set once the server has started).
     control: std::sync::OnceLock<Arc<Control>>,
+    /// `/state` documents built lately (built off the runtime, one at a time).
+    pub state_cache: super::state_cache::StateCache,
 }
 
 /// A stream slot, released on drop.
@@ -173,6 +175,7 @@ impl App {
             connections,
             streams: AtomicUsize::new(0),
             control: std::sync::OnceLock::new(),
+            state_cache: Default::default(),
         })
     }
 

@@ -22,4 +22,5 @@ pub mod response;
 pub mod route;
 pub mod routes;
 pub mod state;
+pub mod state_cache;
 pub mod stream;

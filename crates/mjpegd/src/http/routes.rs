@@ -14,7 +14,7 @@ use super::query::{size_request, snapshot_query};
 use super::request::{read_request, Request, RequestError};
 use super::response::{Response, NO_CACHE};
 use super::route::{route, Resource, Route};
-use super::state::{camera_state, state_json};
+use super::state::{state_body, Page};
 use super::stream::{
     response_head, stream_frames, wants_advance_headers, StreamEnd, StreamOptions,
 };
@@ -203,6 +203,7 @@ pub async fn handle_connection<T: Transport>(
         let respond = async {
             let page;
             let body;
+            let shared;
             let response = match route {
                 Route::Camera {
                     index,
@@ -212,14 +213,22 @@ pub async fn handle_connection<T: Transport>(
                         .await
                 }
                 Route::State | Route::Camera { resource: Resource::State, .. } => {
-                    body = match route {
-                        Route::Camera { index, .. } => {
-                            camera_state(&app, &cameras[index], verdict.sees_clients())
+                    match Page::from_query(request.param("clients_offset"), request.param("clients_limit")) {
+                        Ok(page) => {
+                            let camera = match route {
+                                Route::Camera { index, .. } => Some(cameras[index].clone()),
+                                _ => None,
+                            };
+                            // Built off the runtime, and shared by the pollers of a crowded camera.
+                            shared = state_body(&app, camera, verdict.sees_clients(), page).await;
+                            Response::json(&shared)
                         }
-                        _ => state_json(&app, verdict.sees_clients()),
+                        Err(why) => {
+                            app.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+                            body = format!("{why}\n");
+                            Response::text(400, &body)
+                        }
                     }
-                    .to_string();
-                    Response::json(&body)
                 }
                 Route::Metrics => {
                     let content_type;

@@ -7,7 +7,13 @@
 //!
 //! A camera's document also lists its running size/quality variants (`result.variants`): each one's size
 //! and quality, its clients, the frame rate it delivers, and what its transcoder costs and skips.
+//!
+//! The client lists are bounded: a document lists one page of at most [`MAX_LISTED`] clients in id order
+//! (`?clients_offset=N&clients_limit=M`), with `clients_total`, so a camera with thousands of streams
+//! gives a document of bounded size. Documents are built off the runtime and shared while a camera is
+//! crowded ([`super::state_cache`]).
 
+use super::state_cache::{Key, CROWD};
 use crate::camera::Camera;
 use crate::http::app::App;
 use crate::hub::ClientEntry;
@@ -15,16 +21,94 @@ use mjpegd_core::hub::ClientPosition;
 use mjpegd_core::EvictCause;
 use serde_json::json;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::SystemTime;
+
+/// Clients listed in one document at most (per list: the camera's, each variant's).
+pub const MAX_LISTED: usize = 100;
+
+/// Which clients a document lists: from `offset` in id order, at most `limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl Default for Page {
+    fn default() -> Page {
+        Page {
+            offset: 0,
+            limit: MAX_LISTED,
+        }
+    }
+}
+
+impl Page {
+    /// The page `?clients_offset=` and `?clients_limit=` ask for, or why they are wrong (a 400).
+    pub fn from_query(offset: Option<&str>, limit: Option<&str>) -> Result<Page, String> {
+        let mut page = Page::default();
+        if let Some(v) = offset.filter(|v| !v.is_empty()) {
+            // Past the end is an empty page, however far.
+            page.offset = match v.parse::<u64>() {
+                Ok(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                Err(_) => return Err(format!("clients_offset must be a whole number, not {v:?}")),
+            };
+        }
+        if let Some(v) = limit.filter(|v| !v.is_empty()) {
+            page.limit = match v.parse::<usize>() {
+                Ok(n) if n <= MAX_LISTED => n,
+                _ => {
+                    return Err(format!(
+                        "clients_limit must be a whole number from 0 to {MAX_LISTED}, not {v:?}"
+                    ))
+                }
+            };
+        }
+        Ok(page)
+    }
+}
+
+/// The `/state` document (`camera`: None) or a camera's, as JSON text: built on the blocking pool, one
+/// build at a time, and shared for a short while when the camera is crowded.
+pub async fn state_body(
+    app: &Arc<App>,
+    camera: Option<Arc<Camera>>,
+    show_clients: bool,
+    page: Page,
+) -> Arc<String> {
+    let key = Key {
+        camera: camera.as_ref().map(|c| c.name().to_string()),
+        show_clients,
+        offset: page.offset,
+        limit: page.limit,
+    };
+    let builder = app.clone();
+    app.state_cache
+        .get(key, move || {
+            let app = &builder;
+            let (doc, clients) = match &camera {
+                Some(camera) => (
+                    camera_state(app, camera, show_clients, page),
+                    camera.hub.client_count(),
+                ),
+                None => (
+                    state_json(app, show_clients, page),
+                    app.cameras().first().map_or(0, |c| c.hub.client_count()),
+                ),
+            };
+            (doc.to_string(), clients >= CROWD)
+        })
+        .await
+}
 
 /// The `/state` document: the first camera's in µStreamer's shape (so its tools read it) with mjpegd's
 /// additions, and `cameras`, every camera by name with its state, clients and URLs. Without
 /// `show_clients` (a request let in by an access key: a player, not an operator) each client's address
 /// and user agent are left out.
-pub fn state_json(app: &App, show_clients: bool) -> serde_json::Value {
+pub fn state_json(app: &App, show_clients: bool, page: Page) -> serde_json::Value {
     let all = app.cameras();
     let mut doc = match all.first() {
-        Some(first) => camera_state(app, first, show_clients),
+        Some(first) => camera_state(app, first, show_clients, page),
         None => json!({"ok": true, "result": {}}),
     };
     let cameras: Vec<serde_json::Value> = all
@@ -128,14 +212,22 @@ fn crowsnest(index: usize) -> String {
 }
 
 /// One camera's `/state` document (`/cams/NAME/state`), in the single-camera shape.
-pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_json::Value {
+/// Its clients are one page of at most [`MAX_LISTED`] (`clients`, `stream.clients_stat` and each variant's
+/// `clients_list`), with the totals beside them.
+pub fn camera_state(
+    app: &App,
+    camera: &Camera,
+    show_clients: bool,
+    page: Page,
+) -> serde_json::Value {
     let hub = &camera.hub;
     let settings = camera.settings();
     let source = hub.source();
     let stats = hub.stats();
     let captured_fps = hub.measured_fps();
     let now = SystemTime::now();
-    let clients = hub.clients();
+    let limit = page.limit.min(MAX_LISTED);
+    let (total, clients) = hub.clients_page(page.offset, limit);
     let mut clients_stat = serde_json::Map::new();
     let mut list = Vec::with_capacity(clients.len());
     for (c, pos) in &clients {
@@ -152,7 +244,7 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
         .list()
         .iter()
         .map(|v| {
-            let clients = v.hub.clients();
+            let (total, clients) = v.hub.clients_page(page.offset, limit);
             let us = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64 / 1000.0;
             json!({
                 "width": v.key.width,
@@ -164,7 +256,7 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
                 "frames_skipped": v.stats.skipped.load(Ordering::Relaxed),
                 "errors": v.stats.errors.load(Ordering::Relaxed),
                 "transcode_ms": {"last": us(&v.stats.last_us), "average": us(&v.stats.average_us)},
-                "clients": clients.len(),
+                "clients": total,
                 "clients_list": clients.iter().map(|(c, pos)| client_json(c, *pos, now, show_clients)).collect::<Vec<_>>(),
             })
         })
@@ -212,7 +304,7 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
             },
             "stream": {
                 "queued_fps": captured_fps,
-                "clients": clients.len(),
+                "clients": total,
                 "clients_stat": clients_stat,
             },
             "hub": {
@@ -224,6 +316,10 @@ pub fn camera_state(app: &App, camera: &Camera, show_clients: bool) -> serde_jso
                 "clients_by_delivery": {"latest": stats.clients[0], "all": stats.clients[1], "lockstep": stats.clients[2]},
             },
             "clients": list,
+            "clients_total": total,
+            "clients_offset": page.offset,
+            "clients_limit": limit,
+            "built_at": humantime::format_rfc3339_micros(now).to_string(),
             "variants": variants,
             "max_variants": settings.max_variants,
             "evictions": evictions,

@@ -336,7 +336,16 @@ pub fn listening_address(child: &mut Child) -> SocketAddr {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("mjpegd prints its URLs").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("page:") {
+        // With --log-format json the banner is one JSON object with the page URL as a field.
+        let json_page = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["page"].as_str().map(|p| format!("page: {p}")));
+        if let Some(rest) = json_page
+            .as_deref()
+            .unwrap_or(&line)
+            .trim()
+            .strip_prefix("page:")
+        {
             let url = rest
                 .trim()
                 .trim_start_matches("http://")
