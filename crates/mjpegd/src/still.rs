@@ -19,6 +19,7 @@ use crate::camera::Camera;
 use crate::hub::SourceState;
 use crate::source::supervisor::Capture;
 use crate::variant::transcode::TranscodePool;
+use mjpegd_core::transcode_queue::Lane;
 use mjpegd_core::variant::VariantKey;
 use mjpegd_core::Frame;
 use std::sync::Arc;
@@ -116,16 +117,17 @@ pub async fn still(camera: &Camera, ask: &Ask, waits: Waits) -> Result<Arc<Frame
         return Ok(frame);
     };
     let transcoded = tokio::time::timeout(waits.snapshot, async {
-        TranscodePool::global()
-            .slot()
+        let slot = TranscodePool::global()
+            .slot(camera.name(), Lane::Snapshots)
+            .await?;
+        slot.transcode(frame.jpeg.clone(), key)
             .await
-            .transcode(frame.jpeg.clone(), key)
-            .await
+            .map_err(|e| format!("the frame could not be transcoded: {e}"))
     })
     .await;
     match transcoded {
         Ok(Ok((jpeg, _))) => Ok(Arc::new(Frame::new(frame.seq, frame.timestamp_us, jpeg))),
-        Ok(Err(e)) => Err(format!("the frame could not be transcoded: {e}")),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(format!(
             "no transcoder free within {}",
             humantime::format_duration(waits.snapshot)
