@@ -12,8 +12,10 @@
 //! These wait at most `--snapshot-timeout` (2 s), then the caller answers 503 with the reason.
 //!
 //! At a size or quality ([`VariantKey`]), a running variant's frame is taken as it is; otherwise the
-//! chosen frame is transcoded once, on the same bounded pool the variants use. Either way it keeps the
-//! original's number and capture time.
+//! chosen frame is transcoded once, on the same bounded pool the variants use, in the camera's snapshot
+//! lane: when [`SNAPSHOT_QUEUE`](crate::variant::transcode::SNAPSHOT_QUEUE) snapshots of the camera already
+//! wait for a turn, the reason comes back at once (a crowd of sized snapshots gets 503s, not a queue that
+//! starves the variants). Either way it keeps the original's number and capture time.
 
 use crate::camera::Camera;
 use crate::hub::SourceState;

@@ -13,10 +13,19 @@
 //!
 //! The pool admits one transcode fewer at once than the machine has cores, at least one
 //! ([`TranscodePool::global`]), whatever the number of cameras and variants, so a core stays free for the
-//! sources and the stream writers: a variant waits its turn for a slot (and, being a `latest` reader of
-//! the camera, skips the frames that went by meanwhile) instead of taking that core from the original
-//! stream. Each slot keeps its decoder, encoder and buffers, so memory is bounded by the number
-//! of slots, not of variants; a buffer that grew past [`KEEP_BUFFER`] is let go after use.
+//! sources and the stream writers. Its turns are shared by [`TranscodeQueue`]: round-robin between
+//! cameras, then between a camera's variants and its snapshots, so one camera's crowd (100 snapshots at
+//! distinct sizes, four variants of an 8K picture) never slows another camera's variants. A variant waits
+//! for one turn at a time and, being a `latest` reader of the camera, transcodes the newest frame when it
+//! gets it, skipping the ones that went by; at most [`SNAPSHOT_QUEUE`] snapshots wait per camera, and one
+//! more is refused at once.
+//!
+//! Transcodes run on the pool's own threads, one per slot, each keeping its decoder, encoder and buffers
+//! for its life. Run on the async runtime's blocking pool instead, whose threads come and go, each
+//! transcode's allocations landed in whichever thread's malloc arena ran it, and glibc kept them all: an
+//! 8K snapshot flood grew the server by hundreds of MiB that stayed. On fixed threads, memory is bounded by
+//! the number of slots, not of variants or requests; a buffer that grew past [`KEEP_BUFFER`] is let go
+//! after use.
 
 use bytes::Bytes;
 use fast_image_resize::images::{Image as ResizeImage, ImageRef};
