@@ -12,13 +12,16 @@
 //! These wait at most `--snapshot-timeout` (2 s), then the caller answers 503 with the reason.
 //!
 //! At a size or quality ([`VariantKey`]), a running variant's frame is taken as it is; otherwise the
-//! chosen frame is transcoded once, on the same bounded pool the variants use. Either way it keeps the
-//! original's number and capture time.
+//! chosen frame is transcoded once, on the same bounded pool the variants use, in the camera's snapshot
+//! lane: when [`SNAPSHOT_QUEUE`](crate::variant::transcode::SNAPSHOT_QUEUE) snapshots of the camera already
+//! wait for a turn, the reason comes back at once (a crowd of sized snapshots gets 503s, not a queue that
+//! starves the variants). Either way it keeps the original's number and capture time.
 
 use crate::camera::Camera;
 use crate::hub::SourceState;
 use crate::source::supervisor::Capture;
 use crate::variant::transcode::TranscodePool;
+use mjpegd_core::transcode_queue::Lane;
 use mjpegd_core::variant::VariantKey;
 use mjpegd_core::Frame;
 use std::sync::Arc;
@@ -116,16 +119,17 @@ pub async fn still(camera: &Camera, ask: &Ask, waits: Waits) -> Result<Arc<Frame
         return Ok(frame);
     };
     let transcoded = tokio::time::timeout(waits.snapshot, async {
-        TranscodePool::global()
-            .slot()
+        let slot = TranscodePool::global()
+            .slot(camera.name(), Lane::Snapshots)
+            .await?;
+        slot.transcode(frame.jpeg.clone(), key)
             .await
-            .transcode(frame.jpeg.clone(), key)
-            .await
+            .map_err(|e| format!("the frame could not be transcoded: {e}"))
     })
     .await;
     match transcoded {
         Ok(Ok((jpeg, _))) => Ok(Arc::new(Frame::new(frame.seq, frame.timestamp_us, jpeg))),
-        Ok(Err(e)) => Err(format!("the frame could not be transcoded: {e}")),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(format!(
             "no transcoder free within {}",
             humantime::format_duration(waits.snapshot)

@@ -556,3 +556,227 @@ fn a_snapshot_of_an_idle_on_demand_camera_lets_the_warmup_frames_go_by() {
     let r = cold.get("/snapshot");
     assert_eq!(r.headers["x-frame-sequence"], "0");
 }
+
+/// Reads `s` on a thread until `until`; the receipt times of its parts and their sizes.
+fn read_until(
+    mut s: Stream,
+    until: Instant,
+) -> std::thread::JoinHandle<Vec<(Instant, (usize, usize))>> {
+    std::thread::spawn(move || {
+        s.set_timeout(Duration::from_secs(15));
+        let mut parts = Vec::new();
+        while Instant::now() < until {
+            match s.next_part() {
+                Ok(p) => parts.push((p.received, size_of(&p.body))),
+                Err(_) => break,
+            }
+        }
+        parts
+    })
+}
+
+/// The longest time between two receipts, from `from` to `to` included.
+fn longest_silence(receipts: &[Instant], from: Instant, to: Instant) -> Duration {
+    let mut times = vec![from];
+    times.extend(receipts.iter().copied().filter(|&t| t > from && t < to));
+    times.push(to);
+    times.windows(2).map(|w| w[1] - w[0]).max().unwrap()
+}
+
+/// Frames of noise (a full decode, resize and encode at a size no DCT scale reaches costs tens of ms at
+/// 1280x720), three of them, as a `files:` camera's folder.
+fn noisy_folder(dir: &TempDir, name: &str, width: usize, height: usize, quality: i32) -> String {
+    let folder = dir.0.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    for i in 0..3 {
+        // The same picture three times (the noise is seeded): the source's frames differ by their numbers.
+        let jpeg = make_jpeg(width, height, true, quality);
+        std::fs::write(folder.join(format!("{i}.jpg")), jpeg).unwrap();
+    }
+    folder.display().to_string()
+}
+
+#[test]
+fn a_crowd_of_sized_snapshots_does_not_starve_a_variant_and_the_excess_gets_503_at_once() {
+    let dir = TempDir::new("variants-snapshot-crowd");
+    let source = format!("files:{}", noisy_folder(&dir, "cam", 1280, 720, 90));
+    let server = Server::start(&[
+        "--source",
+        &source,
+        "--resolution",
+        "1280x720",
+        "--fps",
+        "15",
+        "--capture",
+        "always",
+        // Long enough that, served first come first served, the crowd's wait is the variant's silence.
+        "--snapshot-timeout",
+        "5s",
+        "--max-connections",
+        "500",
+        "--max-connections-per-address",
+        "500",
+    ]);
+    let mut stream = server.stream("/stream?width=320");
+    assert_eq!(stream.head.status, 200);
+    assert_eq!(size_of(&stream.next_part().unwrap().body), (320, 180));
+    let started = Instant::now();
+    let reader = read_until(stream, started + Duration::from_secs(60));
+    // Two waves of 100 snapshots at distinct sizes (no DCT scale reaches them: each is a full decode,
+    // resize and encode of 0.9 Mpx of noise), all at once.
+    let mut answers = Vec::new();
+    let published = || server.state()["hub"]["frames_published"].as_u64().unwrap() as usize;
+    let published_before = published();
+    let mut flood = (started, started);
+    for wave in 0..2 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(100));
+        let addr = server.addr;
+        let threads: Vec<_> = (0..100)
+            .map(|i| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let width = 660 + wave * 200 + i * 2;
+                    barrier.wait();
+                    let asked = Instant::now();
+                    let r = request(
+                        addr,
+                        &format!("GET /snapshot?width={width} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+                    );
+                    (r, asked.elapsed())
+                })
+            })
+            .collect();
+        if wave == 0 {
+            flood.0 = Instant::now();
+        }
+        answers.extend(threads.into_iter().map(|t| t.join().unwrap()));
+        flood.1 = Instant::now();
+    }
+    let published_during = published() - published_before;
+    // The stream's reader stops at its next frame after the flood (if the stream still runs).
+    let stop = Instant::now();
+    let parts = {
+        // Let the reader see a frame or two more, then stop it by dropping the server's side: the window is
+        // cut at `flood.1` below anyway.
+        std::thread::sleep(Duration::from_millis(500));
+        drop(server);
+        reader.join().unwrap()
+    };
+    let receipts: Vec<Instant> = parts.iter().map(|p| p.0).collect();
+    assert!(parts.iter().all(|p| p.1 == (320, 180)));
+    let window = flood.1 - flood.0;
+    let during = receipts
+        .iter()
+        .filter(|&&t| t > flood.0 && t < flood.1)
+        .count();
+    let silence = longest_silence(&receipts, flood.0, flood.1.min(stop));
+    let ok = answers.iter().filter(|(r, _)| r.status == 200).count();
+    let refused: Vec<&(Response, Duration)> = answers
+        .iter()
+        .filter(|(r, _)| {
+            r.status == 503 && String::from_utf8_lossy(&r.body).contains("too many snapshots")
+        })
+        .collect();
+    let slowest_refusal = refused.iter().map(|(_, took)| *took).max();
+    eprintln!(
+        "flood of {:?}: the camera published {published_during} frames, the ?width=320 stream got {during} ({:.1} fps), longest silence {silence:?}; snapshots: {ok} answered, {} refused at once (slowest {slowest_refusal:?}), {} other",
+        window,
+        during as f64 / window.as_secs_f64(),
+        refused.len(),
+        answers.len() - ok - refused.len()
+    );
+    // Served first come, first served, the variant waits behind the whole crowd for each frame: one
+    // frame in a wave (main: 1 frame of 33 published, 200 snapshots answered, 1.0-1.2 s silences on a
+    // quiet machine; 0.1 fps and 5 s silences on a loaded one). Sharing the camera's turns with the
+    // snapshots, it transcodes about as often as they do, or every frame its camera makes if fewer.
+    let fair = ok.min(published_during);
+    assert!(
+        (during + 1) * 10 >= fair * 3,
+        "the variant got {during} frames while {ok} snapshots were transcoded and the camera published {published_during}"
+    );
+    assert!(
+        silence < Duration::from_millis(2500),
+        "the variant went silent for {silence:?} during the flood"
+    );
+    assert!(
+        during as f64 >= window.as_secs_f64(),
+        "{during} frames in {window:?}"
+    );
+    assert!(ok >= 2, "some snapshots are transcoded: {ok}");
+    assert!(
+        refused.len() >= 100,
+        "the excess is refused: {} of 200",
+        refused.len()
+    );
+    for (r, took) in &refused {
+        assert_eq!(r.headers.get("retry-after").map(String::as_str), Some("1"));
+        assert!(
+            *took < Duration::from_millis(1500),
+            "a refusal took {took:?}"
+        );
+    }
+    for (r, _) in &answers {
+        if r.status == 200 {
+            assert_whole_jpeg(&r.body);
+        }
+    }
+}
+
+#[test]
+fn a_camera_with_heavy_variants_does_not_take_another_cameras_variant_down() {
+    let dir = TempDir::new("variants-fair-cameras");
+    let heavy = noisy_folder(&dir, "heavy", 2560, 1440, 90);
+    let light = noisy_folder(&dir, "light", 320, 240, 75);
+    let conf = dir.0.join("cams.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[cameras.heavy]\nsource = \"files:{heavy}\"\nresolution = \"2560x1440\"\nfps = 10\ncapture = \"always\"\n\n\
+             [cameras.light]\nsource = \"files:{light}\"\nresolution = \"320x240\"\nfps = 30\ncapture = \"always\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["--config", conf.to_str().unwrap()]);
+    // Four variants of the heavy camera at sizes no DCT scale reaches (a full decode of 3.7 Mpx of noise,
+    // a resize and an encode each: together more than the slot can do), and one small variant of the light camera.
+    let mut heavies = Vec::new();
+    for width in [2540, 2400, 2200, 2000] {
+        let mut s = server.stream(&format!("/cams/heavy/stream?width={width}"));
+        assert_eq!(s.head.status, 200, "{width}");
+        s.set_timeout(Duration::from_secs(15));
+        assert_eq!(size_of(&s.next_part().unwrap().body).0, width as usize);
+        heavies.push(s);
+    }
+    let mut light = server.stream("/cams/light/stream?width=160");
+    assert_eq!(size_of(&light.next_part().unwrap().body), (160, 120));
+    let published = || {
+        let r = server.get("/cams/light/state");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["result"]["hub"]["frames_published"].as_u64().unwrap() as usize
+    };
+    let window = Duration::from_secs(6);
+    let until = Instant::now() + window;
+    let first = published();
+    let heavy_readers: Vec<_> = heavies.into_iter().map(|s| read_until(s, until)).collect();
+    let light_reader = read_until(light, until);
+    let heavy_frames: usize = heavy_readers
+        .into_iter()
+        .map(|r| r.join().unwrap().len())
+        .sum();
+    let light_frames = light_reader.join().unwrap().len();
+    let light_published = published() - first;
+    eprintln!(
+        "in {window:?}: the light camera published {light_published} frames, its variant got {light_frames}; the heavy camera's 4 variants {heavy_frames} in all"
+    );
+    // Served first come, first served, each variant gets one turn in five, the light one as many as each
+    // heavy one (a quarter of the heavy frames: main's binary gave 0.25-0.26 on a quiet machine, 0.13-0.15
+    // on a loaded one). Shared by camera, the light camera gets every other turn it is waiting for: about
+    // as many frames as the heavy camera's variants together (0.95 measured quiet, 0.47-0.55 on a loaded
+    // machine with the debug binary), or every frame its source makes if it has fewer.
+    let fair = heavy_frames.min(light_published);
+    assert!(
+        light_frames * 100 >= fair * 35,
+        "light {light_frames} (of {light_published} published) vs heavy {heavy_frames} in all"
+    );
+    assert!(light_frames >= 6, "{light_frames} frames in {window:?}");
+}

@@ -15,6 +15,7 @@
 pub mod transcode;
 
 use crate::hub::{ClientMeta, SharedHub, SourceStatus};
+use mjpegd_core::transcode_queue::Lane;
 use mjpegd_core::variant::VariantKey;
 use mjpegd_core::{HubConfig, Policy};
 use std::collections::BTreeMap;
@@ -226,8 +227,20 @@ async fn run(source: Arc<SharedHub>, variant: Arc<Variant>, camera: String) {
             continue;
         };
         let slot = tokio::select! {
-            s = pool.slot() => s,
+            s = pool.slot(&camera, Lane::Variant(variant.key)) => s,
             _ = stop.cancelled() => return,
+        };
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(e) => {
+                // Not expected (a variant waits once); counted, and tried again with a later frame.
+                variant.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%camera, variant = %variant.key, error = %e, "no transcode slot");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
         };
         // Frames that came while waiting for the slot: the newest is the one worth the work.
         if let Some(Ok(newer)) = sub.try_next() {

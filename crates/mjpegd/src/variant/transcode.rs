@@ -13,18 +13,29 @@
 //!
 //! The pool admits one transcode fewer at once than the machine has cores, at least one
 //! ([`TranscodePool::global`]), whatever the number of cameras and variants, so a core stays free for the
-//! sources and the stream writers: a variant waits its turn for a slot (and, being a `latest` reader of
-//! the camera, skips the frames that went by meanwhile) instead of taking that core from the original
-//! stream. Each slot keeps its decoder, encoder and buffers, so memory is bounded by the number
-//! of slots, not of variants; a buffer that grew past [`KEEP_BUFFER`] is let go after use.
+//! sources and the stream writers. Its turns are shared by [`TranscodeQueue`]: round-robin between
+//! cameras, then between a camera's variants and its snapshots, so one camera's crowd (100 snapshots at
+//! distinct sizes, four variants of an 8K picture) never slows another camera's variants. A variant waits
+//! for one turn at a time and, being a `latest` reader of the camera, transcodes the newest frame when it
+//! gets it, skipping the ones that went by; at most [`SNAPSHOT_QUEUE`] snapshots wait per camera, and one
+//! more is refused at once.
+//!
+//! Transcodes run on the pool's own threads, one per slot, each keeping its decoder, encoder and buffers
+//! for its life. Run on the async runtime's blocking pool instead, whose threads come and go, each
+//! transcode's allocations landed in whichever thread's malloc arena ran it, and glibc kept them all: an
+//! 8K snapshot flood grew the server by hundreds of MiB that stayed. On fixed threads, memory is bounded by
+//! the number of slots, not of variants or requests; a buffer that grew past [`KEEP_BUFFER`] is let go
+//! after use.
 
 use bytes::Bytes;
 use fast_image_resize::images::{Image as ResizeImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use mjpegd_core::transcode_queue::{Admit, Lane, TranscodeQueue};
 use mjpegd_core::variant::{dct_denominator, dct_scaled, fit, VariantKey};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::panic::AssertUnwindSafe;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 use turbojpeg::{Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
 
 /// Decoded pixels a transcode may hold at most (4096x4096, 48 MiB of RGB; a 4K UHD picture is 8.3 Mpx): a
@@ -167,20 +178,54 @@ impl Transcoder {
     }
 }
 
-/// A bounded number of transcodes at once, each on the blocking pool with a [`Transcoder`] of its own.
+/// Snapshot transcodes one camera may have waiting for a slot; one more is refused at once (a 503).
+pub const SNAPSHOT_QUEUE: usize = 8;
+
+/// Work for a transcode thread: the frame, the variant, the slot it holds until done, and where the result
+/// goes.
+struct Job {
+    jpeg: Bytes,
+    key: VariantKey,
+    slot: Slot,
+    reply: oneshot::Sender<Result<(Bytes, Duration), String>>,
+}
+
+type Waiter = oneshot::Sender<Slot>;
+
+struct Inner {
+    queue: Mutex<TranscodeQueue<String, Waiter>>,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// A bounded number of transcodes at once, each on one of the pool's own threads, which keeps its
+/// [`Transcoder`]; the turns are shared fairly between cameras and their variants ([`TranscodeQueue`]).
 pub struct TranscodePool {
-    slots: Arc<Semaphore>,
-    idle: Mutex<Vec<Transcoder>>,
+    inner: Arc<Inner>,
     size: usize,
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl TranscodePool {
-    /// A pool of `size` slots (at least 1).
+    /// A pool of `size` slots (at least 1), and as many threads.
     pub fn new(size: usize) -> TranscodePool {
         let size = size.max(1);
+        let (jobs, rx) = mpsc::channel();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..size {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("transcode-{i}"))
+                .spawn(move || work(&rx))
+                .expect("cannot start a transcode thread");
+        }
         TranscodePool {
-            slots: Arc::new(Semaphore::new(size)),
-            idle: Mutex::new(Vec::with_capacity(size)),
+            inner: Arc::new(Inner {
+                queue: Mutex::new(TranscodeQueue::new(size)),
+                jobs,
+            }),
             size,
         }
     }
@@ -199,59 +244,130 @@ impl TranscodePool {
         self.size
     }
 
-    /// Waits for a free slot (first come, first served).
-    pub async fn slot(&self) -> Slot<'_> {
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the pool's semaphore is never closed");
-        Slot { pool: self, permit }
+    /// Waits for a slot for `camera`'s `lane`, its fair turn. A variant's lane holds its one waiter; a
+    /// camera's snapshots wait at most [`SNAPSHOT_QUEUE`] at once, and one more gets the reason at once.
+    pub async fn slot(&self, camera: &str, lane: Lane) -> Result<Slot, String> {
+        let capacity = match lane {
+            Lane::Snapshots => SNAPSHOT_QUEUE,
+            Lane::Variant(_) => 1,
+        };
+        let (tx, rx) = oneshot::channel();
+        let admitted = {
+            let mut queue = lock(&self.inner.queue);
+            match queue.admit(camera.to_string(), lane, capacity, tx) {
+                Admit::Full(tx) => {
+                    // Waiters that stopped waiting (a snapshot that timed out) give their places back.
+                    queue.retain(|w| !w.is_closed());
+                    queue.admit(camera.to_string(), lane, capacity, tx)
+                }
+                a => a,
+            }
+        };
+        match admitted {
+            Admit::Now => Ok(Slot {
+                inner: self.inner.clone(),
+                armed: true,
+            }),
+            Admit::Queued => rx
+                .await
+                .map_err(|_| "the transcode pool stopped".to_string()),
+            Admit::Full(_) => Err(match lane {
+                Lane::Snapshots => format!(
+                    "too many snapshots at a size: camera {camera} already has {SNAPSHOT_QUEUE} waiting for a transcoder; try again shortly, or ask for the original size"
+                ),
+                Lane::Variant(key) => format!("variant {key} of camera {camera} already waits for a transcoder"),
+            }),
+        }
     }
 }
 
-/// A turn on the pool, taken before choosing the frame, so the frame transcoded is the newest one.
-pub struct Slot<'a> {
-    pool: &'a TranscodePool,
-    permit: tokio::sync::OwnedSemaphorePermit,
+/// A pool thread: takes the next job, transcodes it with the thread's own [`Transcoder`] (whose buffers
+/// are allocated, reused and freed on this thread, so memory stays with the slot), frees the slot, answers.
+fn work(jobs: &Mutex<mpsc::Receiver<Job>>) {
+    let mut transcoder: Option<Transcoder> = None;
+    loop {
+        let Ok(job) = lock(jobs).recv() else {
+            return;
+        };
+        if job.reply.is_closed() {
+            // Nobody waits for it any more (a snapshot that timed out): dropping the job frees the slot.
+            continue;
+        }
+        let t = match &mut transcoder {
+            Some(t) => t,
+            None => match Transcoder::new() {
+                Ok(t) => transcoder.insert(t),
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                    continue;
+                }
+            },
+        };
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| t.transcode(&job.jpeg, job.key)));
+        let took = started.elapsed();
+        let result = match result {
+            Ok(r) => {
+                t.trim();
+                r
+            }
+            Err(_) => {
+                transcoder = None;
+                Err("the transcoder failed on this frame".to_string())
+            }
+        };
+        drop(job.slot);
+        let _ = job.reply.send(result.map(|b| (b, took)));
+    }
 }
 
-impl Slot<'_> {
-    /// Transcodes `jpeg` for `key` on the blocking pool; returns it with the time the transcode took.
+/// A turn on the pool, taken before choosing the frame, so the frame transcoded is the newest one. Given
+/// back when dropped: by the caller that did not use it, or by the thread once the transcode is done.
+pub struct Slot {
+    inner: Arc<Inner>,
+    armed: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut queue = lock(&self.inner.queue);
+        while let Some(waiter) = queue.release() {
+            let slot = Slot {
+                inner: self.inner.clone(),
+                armed: true,
+            };
+            match waiter.send(slot) {
+                Ok(()) => return,
+                // That waiter is gone: the slot (disarmed, it is still this one) goes to the next.
+                Err(mut slot) => slot.armed = false,
+            }
+        }
+    }
+}
+
+impl Slot {
+    /// Transcodes `jpeg` for `key` on a pool thread; returns it with the time the transcode took.
     /// The slot stays taken until the work ends, even if the caller stops waiting for it.
     pub async fn transcode(
         self,
         jpeg: Bytes,
         key: VariantKey,
     ) -> Result<(Bytes, Duration), String> {
-        let idle = self
-            .pool
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
-        let permit = self.permit;
-        let work = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut transcoder = match idle {
-                Some(t) => t,
-                None => Transcoder::new()?,
-            };
-            let started = Instant::now();
-            let result = transcoder.transcode(&jpeg, key);
-            let took = started.elapsed();
-            transcoder.trim();
-            Ok::<_, String>((transcoder, result.map(|b| (b, took))))
-        });
-        let (transcoder, result) = work
-            .await
-            .map_err(|e| format!("transcode task failed: {e}"))??;
-        let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < self.pool.size {
-            idle.push(transcoder);
-        }
+        let (reply, result) = oneshot::channel();
+        let jobs = self.inner.jobs.clone();
+        jobs.send(Job {
+            jpeg,
+            key,
+            slot: self,
+            reply,
+        })
+        .map_err(|_| "the transcode threads stopped".to_string())?;
         result
+            .await
+            .map_err(|_| "the transcode thread stopped".to_string())?
     }
 }
 
@@ -358,20 +474,78 @@ mod tests {
         );
     }
 
+    fn snapshots() -> Lane {
+        Lane::Snapshots
+    }
+
+    fn variant(width: u32) -> Lane {
+        Lane::Variant(key(width, width * 3 / 4, 50))
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_pool_runs_no_more_than_its_slots_at_once() {
         let pool = Arc::new(TranscodePool::new(2));
         let hd = Bytes::from(jpeg(640, 480, Subsamp::Sub2x2));
-        let held_a = pool.slot().await;
-        let _held_b = pool.slot().await;
+        let held_a = pool.slot("a", variant(320)).await.unwrap();
+        let _held_b = pool.slot("a", variant(160)).await.unwrap();
         let p = pool.clone();
-        let waiting =
-            tokio::spawn(async move { p.slot().await.transcode(hd, key(160, 120, 50)).await });
+        let waiting = tokio::spawn(async move {
+            p.slot("b", snapshots())
+                .await
+                .unwrap()
+                .transcode(hd, key(160, 120, 50))
+                .await
+        });
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!waiting.is_finished(), "a third transcode waits for a slot");
         drop(held_a);
         let (out, took) = waiting.await.unwrap().unwrap();
         assert_eq!(size(&out), (160, 120));
         assert!(took > Duration::ZERO);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn excess_snapshots_are_refused_at_once_and_abandoned_waits_free_their_places() {
+        let pool = Arc::new(TranscodePool::new(1));
+        let held = pool.slot("a", variant(320)).await.unwrap();
+        let mut waiting = Vec::new();
+        for _ in 0..SNAPSHOT_QUEUE {
+            let p = pool.clone();
+            waiting.push(tokio::spawn(async move {
+                p.slot("a", snapshots()).await.map(drop)
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refused = pool.slot("a", snapshots()).await.err().unwrap();
+        assert!(refused.contains("too many snapshots"), "{refused}");
+        // Another camera's snapshots have places of their own.
+        let p = pool.clone();
+        let other = tokio::spawn(async move { p.slot("b", snapshots()).await.map(drop) });
+        // Snapshots that stopped waiting give their places back.
+        for w in &waiting {
+            w.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let p = pool.clone();
+        let again = tokio::spawn(async move { p.slot("a", snapshots()).await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!again.is_finished(), "it waits, it is not refused");
+        // The slot goes past the abandoned waiters to the live ones, and comes back free.
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            other.await.unwrap().unwrap();
+            again.await.unwrap().unwrap();
+        })
+        .await
+        .expect("the live waiters got the slot");
+        let hd = Bytes::from(jpeg(640, 480, Subsamp::Sub2x2));
+        let slot = tokio::time::timeout(Duration::from_secs(5), pool.slot("c", snapshots()))
+            .await
+            .expect("the slot is free again")
+            .unwrap();
+        assert_eq!(
+            size(&slot.transcode(hd, key(320, 240, 50)).await.unwrap().0),
+            (320, 240)
+        );
     }
 }
