@@ -12,16 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-/// How a request's body is framed, from its headers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// No body.
-    None,
-    /// `Content-Length: N` (N > 0).
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-}
+pub use super::request::Framing;
 
 /// Why a body could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,7 +7,6 @@
 //! Content-Length together with Transfer-Encoding, repeated or non-numeric Content-Length, a transfer
 //! coding other than `chunked`) are refused outright.
 
-use super::body::Framing;
 use bytes::{Buf, BytesMut};
 use percent_encoding::percent_decode_str;
 use std::time::Duration;
@@ -35,6 +34,17 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// How a request's body is framed, from its headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// `Content-Length: N` (N > 0).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
 }
 
 /// The parts of a request mjpegd routes on.
