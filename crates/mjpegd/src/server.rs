@@ -9,8 +9,8 @@
 //! (or after a short grace period).
 
 use crate::http::app::App;
+use crate::http::connection::handle_connection;
 use crate::http::limits::{refuse, Permit, Refused};
-use crate::http::routes::handle_connection;
 use crate::net::proxy_protocol::read_header;
 use crate::net::{Conn, Listener, Peer};
 use crate::service::watchdog::AcceptProbe;

@@ -4,15 +4,20 @@
 //! several embedded players reject chunked MJPEG), and hyper always chunks a body of unknown length on
 //! HTTP/1.1. The stream path is also the hot path: each part should leave as one sendfile from the frame's
 //! shared memfd (or, over TLS, one vectored write of three shared buffers), with no per-client copy,
-//! allocation or task beyond the connection's own. What mjpegd
-//! serves is small (GET and HEAD, a few routes), so owning it costs little: [`request`] reads a head with
-//! httparse within size and time limits, [`route`] names the camera and resource, [`routes`] acts, [`response`] writes small complete
-//! responses, [`stream`] writes MJPEG, and [`metrics`] the Prometheus exposition.
+//! allocation or task beyond the connection's own. What mjpegd serves is small, so owning it costs
+//! little. Request to response, in order: [`connection`] runs the loop of one connection; [`request`]
+//! reads a head with httparse within size and time limits, and [`body`] a request body within its bound;
+//! [`auth`] says who is asking and [`access`] whether they may write; [`route`] names the camera and
+//! resource; [`handlers`] holds one handler per route (those that answer, and those that take the
+//! connection over); [`response`] writes small complete responses, [`stream`] writes MJPEG, and
+//! [`metrics`] the Prometheus exposition.
 
 pub mod access;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod connection;
+pub mod handlers;
 pub mod limits;
 pub mod metrics;
 pub mod query;
@@ -20,7 +25,6 @@ pub mod recordings;
 pub mod request;
 pub mod response;
 pub mod route;
-pub mod routes;
 pub mod state;
 pub mod state_cache;
 pub mod stream;

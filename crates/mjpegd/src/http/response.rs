@@ -1,67 +1,68 @@
 //! Writing the small, complete responses: errors, snapshots, status JSON, the page.
 
-use std::borrow::Cow;
+use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Headers that forbid any cache from keeping a response (the same set µStreamer sends).
 pub const NO_CACHE: &str = "Cache-Control: no-store, no-cache, must-revalidate, proxy-revalidate, pre-check=0, post-check=0, max-age=0\r\nPragma: no-cache\r\nExpires: Mon, 3 Jan 2000 12:34:56 GMT\r\n";
 
-/// A complete response: status, extra header lines (each ending in CRLF), body.
-pub struct Response<'a> {
+/// A complete response: status, extra header lines (each ending in CRLF), body. It owns its body (a
+/// frame's JPEG is shared, not copied), so a handler builds it and the connection writes it.
+pub struct Response {
     pub status: u16,
-    pub content_type: &'a str,
+    pub content_type: &'static str,
     pub headers: String,
-    pub body: Cow<'a, [u8]>,
+    pub body: Bytes,
     /// Close the connection after this response.
     pub close: bool,
 }
 
-impl<'a> Response<'a> {
+impl Response {
     /// A plain-text response (errors, one-line reasons).
-    pub fn text(status: u16, body: &'a str) -> Response<'a> {
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
         Response {
             status,
             content_type: "text/plain; charset=utf-8",
             headers: String::new(),
-            body: Cow::Borrowed(body.as_bytes()),
+            body: Bytes::from(body.into()),
             close: status >= 400,
-        }
-    }
-
-    /// A plain-text response of a text made for it.
-    pub fn text_owned(status: u16, body: String) -> Response<'static> {
-        Response {
-            body: Cow::Owned(body.into_bytes()),
-            ..Response::text(status, "")
-        }
-    }
-
-    /// A JSON document made for this response, with its status.
-    pub fn json_owned(status: u16, body: &serde_json::Value) -> Response<'static> {
-        Response {
-            status,
-            body: Cow::Owned(body.to_string().into_bytes()),
-            close: status >= 400,
-            ..Response::json("")
         }
     }
 
     /// A JSON document that must not be cached.
-    pub fn json(body: &'a str) -> Response<'a> {
+    pub fn json(body: impl Into<Bytes>) -> Response {
         Response {
             status: 200,
             content_type: "application/json",
             headers: NO_CACHE.to_string(),
-            body: Cow::Borrowed(body.as_bytes()),
+            body: body.into(),
             close: false,
         }
     }
 
+    /// A JSON value with its status (an error closes the connection).
+    pub fn json_value(status: u16, value: &serde_json::Value) -> Response {
+        Response {
+            status,
+            close: status >= 400,
+            ..Response::json(value.to_string())
+        }
+    }
+
     /// An HTML page that must not be cached.
-    pub fn html(body: &'a str) -> Response<'a> {
+    pub fn html(body: impl Into<Bytes>) -> Response {
         Response {
             content_type: "text/html; charset=utf-8",
             ..Response::json(body)
+        }
+    }
+
+    /// Keeps the connection open after this (error) response: a miss such as a browser's
+    /// `/favicon.ico` does not cost the connection.
+    pub fn keep(self) -> Response {
+        Response {
+            close: false,
+            ..self
         }
     }
 
@@ -142,7 +143,7 @@ pub fn reason(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
-    async fn head_of(r: Response<'_>) -> String {
+    async fn head_of(r: Response) -> String {
         let mut out = Vec::new();
         r.write(&mut out, true, "").await.unwrap();
         String::from_utf8(out).unwrap()

@@ -46,6 +46,8 @@ pub enum Route {
     RecordingFile(String),
     /// A camera that does not exist (by name or number).
     NoSuchCamera(String),
+    /// The cameras API (`/api/cameras`, `/api/cameras/NAME`).
+    Api(super::handlers::api::Target),
     /// `?action=` with a value no dialect knows.
     UnknownAction(String),
     NotFound,
@@ -74,6 +76,9 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
             }
         }
         _ => {}
+    }
+    if path.starts_with("/api/") {
+        return super::handlers::api::target(path).map_or(Route::NotFound, Route::Api);
     }
     if let Some(file) = path.strip_prefix("/recordings/") {
         return match recording_name(file) {

@@ -114,47 +114,7 @@ pub fn state_json(app: &App, show_clients: bool, page: Page) -> serde_json::Valu
     let cameras: Vec<serde_json::Value> = all
         .iter()
         .enumerate()
-        .map(|(n, camera)| {
-            let hub = &camera.hub;
-            let source = hub.source();
-            let name = camera.name();
-            let mut urls = json!({
-                "stream": format!("/cams/{name}/stream"),
-                "snapshot": format!("/cams/{name}/snapshot"),
-                "state": format!("/cams/{name}/state"),
-                "page": format!("/cams/{name}/"),
-                "mjpg_streamer": {
-                    "stream": format!("/?action=stream_{n}"),
-                    "snapshot": format!("/?action=snapshot_{n}"),
-                },
-                "crowsnest": {
-                    "stream": format!("{}?action=stream", crowsnest(n)),
-                    "snapshot": format!("{}?action=snapshot", crowsnest(n)),
-                },
-            });
-            if n == 0 {
-                urls["aliases"] = json!([
-                    "/stream",
-                    "/snapshot",
-                    "/mjpeg/1",
-                    "/jpg",
-                    "/?action=stream",
-                    "/?action=snapshot"
-                ]);
-            }
-            json!({
-                "name": name,
-                "description": source.description,
-                "state": source.state.as_str(),
-                "online": source.online,
-                "error": source.error,
-                "resolution": {"width": source.width, "height": source.height},
-                "captured_fps": hub.measured_fps(),
-                "clients": hub.client_count(),
-                "variants": camera.variants.list().len(),
-                "urls": urls,
-            })
-        })
+        .map(|(n, camera)| camera_summary(n, camera))
         .collect();
     doc["result"]["cameras"] = json!(cameras);
     let reload = app.reload.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -169,6 +129,50 @@ pub fn state_json(app: &App, show_clients: bool, page: Page) -> serde_json::Valu
         "needs_restart": reload.needs_restart,
     });
     doc
+}
+
+/// One camera as the camera lists show it (`/state` `cameras`, the API): its name, source state,
+/// picture, clients and URLs; `n` is its place in the file.
+pub fn camera_summary(n: usize, camera: &Camera) -> serde_json::Value {
+    let hub = &camera.hub;
+    let source = hub.source();
+    let name = camera.name();
+    let mut urls = json!({
+        "stream": format!("/cams/{name}/stream"),
+        "snapshot": format!("/cams/{name}/snapshot"),
+        "state": format!("/cams/{name}/state"),
+        "page": format!("/cams/{name}/"),
+        "mjpg_streamer": {
+            "stream": format!("/?action=stream_{n}"),
+            "snapshot": format!("/?action=snapshot_{n}"),
+        },
+        "crowsnest": {
+            "stream": format!("{}?action=stream", crowsnest(n)),
+            "snapshot": format!("{}?action=snapshot", crowsnest(n)),
+        },
+    });
+    if n == 0 {
+        urls["aliases"] = json!([
+            "/stream",
+            "/snapshot",
+            "/mjpeg/1",
+            "/jpg",
+            "/?action=stream",
+            "/?action=snapshot"
+        ]);
+    }
+    json!({
+        "name": name,
+        "description": source.description,
+        "state": source.state.as_str(),
+        "online": source.online,
+        "error": source.error,
+        "resolution": {"width": source.width, "height": source.height},
+        "captured_fps": hub.measured_fps(),
+        "clients": hub.client_count(),
+        "variants": camera.variants.list().len(),
+        "urls": urls,
+    })
 }
 
 /// One stream client as `/state` lists it.

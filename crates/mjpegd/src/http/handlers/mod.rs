@@ -1,0 +1,159 @@
+//! The handlers: what each route does, one function per route in a module of its own concern.
+//!
+//! A routed request ([`Route`]) is given to exactly one handler, of one of two kinds, and the kind is in
+//! the type ([`Handler`]):
+//! - [`Answer`]: answers with one [`Response`] (reading the request body if it takes one); the connection
+//!   then carries the next request;
+//! - [`TakeOver`]: takes the connection over (a stream, a download) and ends it.
+//!
+//! [`handler`] is the table from routes to handlers; [`answer`] and [`take_over`] call them.
+
+pub mod api;
+pub mod download;
+pub mod metrics;
+pub mod page;
+pub mod recordings;
+pub mod snapshot;
+pub mod state;
+pub mod stream;
+
+use super::auth::Verdict;
+use super::body::Body;
+use super::request::Request;
+use super::response::Response;
+use super::route::{Resource, Route};
+use crate::camera::Camera;
+use crate::http::app::App;
+use crate::net::{Peer, Transport};
+use mjpegd_core::variant::{SizeRequest, VariantKey};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// One request as its handler sees it.
+pub struct Ctx<'a> {
+    pub app: &'a Arc<App>,
+    pub request: &'a Request,
+    /// The client (behind a trusted proxy, the one the proxy names).
+    pub client: Peer,
+    /// How the request got in (and whether it may see clients, or write).
+    pub verdict: Verdict,
+    /// The cameras as they were when the request was routed (a reload swaps the list; this request
+    /// keeps the one it was routed by).
+    pub cameras: &'a [Arc<Camera>],
+    /// When the request head arrived (a snapshot's `max_delay` counts from here).
+    pub arrived: SystemTime,
+}
+
+impl Ctx<'_> {
+    /// A HEAD request: the answer's body is left out.
+    pub fn head_only(&self) -> bool {
+        self.request.method == "HEAD"
+    }
+}
+
+/// A handler that answers with one response.
+pub enum Answer {
+    Snapshot(Arc<Camera>),
+    /// `/state` (None: every camera, the first at the top level) or a camera's.
+    State(Option<Arc<Camera>>),
+    Metrics,
+    /// The page: a camera's, or the wall of every camera.
+    Page(Option<Arc<Camera>>),
+    /// The segments of a camera, or of all of them.
+    Recordings(Option<Arc<Camera>>),
+    Api(api::Target),
+    UnknownAction,
+    NoSuchCamera(String),
+    NotFound,
+    /// A method other than GET or HEAD on a route that only reads.
+    MethodNotAllowed,
+}
+
+/// A handler that takes the connection over.
+pub enum TakeOver {
+    Stream(Arc<Camera>),
+    Download(String),
+}
+
+/// What serves a request.
+pub enum Handler {
+    Answer(Answer),
+    TakeOver(TakeOver),
+}
+
+/// The table: which handler serves `route` for `method`. (`cameras` are those `route` was made from.)
+pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
+    let reads = matches!(method, "GET" | "HEAD");
+    let camera = |index: usize| cameras[index].clone();
+    let answer = match route {
+        Route::Api(target) => Answer::Api(target),
+        _ if !reads => Answer::MethodNotAllowed,
+        Route::Camera { index, resource } => match resource {
+            Resource::Stream => return Handler::TakeOver(TakeOver::Stream(camera(index))),
+            Resource::Snapshot => Answer::Snapshot(camera(index)),
+            Resource::State => Answer::State(Some(camera(index))),
+            Resource::Page => Answer::Page(Some(camera(index))),
+            Resource::Recordings => Answer::Recordings(Some(camera(index))),
+        },
+        Route::RecordingFile(name) => return Handler::TakeOver(TakeOver::Download(name)),
+        Route::State => Answer::State(None),
+        Route::Metrics => Answer::Metrics,
+        Route::Page => Answer::Page(None),
+        Route::Recordings => Answer::Recordings(None),
+        Route::NoSuchCamera(what) => Answer::NoSuchCamera(what),
+        Route::UnknownAction(_) => Answer::UnknownAction,
+        Route::NotFound => Answer::NotFound,
+    };
+    Handler::Answer(answer)
+}
+
+/// The variant a request's `?width=`, `?height=`, `?quality=` name on `camera` (None: the original), or
+/// why they cannot be served (a 400).
+pub(crate) fn variant_of(
+    camera: &Camera,
+    size: &SizeRequest,
+) -> Result<Option<VariantKey>, String> {
+    if size.is_empty() {
+        return Ok(None);
+    }
+    size.resolve(camera.source_size(), camera.settings().options.quality)
+}
+
+/// Runs an answering handler.
+pub async fn answer<T: Transport>(
+    ctx: &Ctx<'_>,
+    answer: Answer,
+    body: &mut Body<'_, T>,
+) -> Response {
+    match answer {
+        Answer::Snapshot(camera) => snapshot::get(ctx, &camera).await,
+        Answer::State(camera) => state::get(ctx, camera).await,
+        Answer::Metrics => metrics::get(ctx),
+        Answer::Page(camera) => page::get(ctx, camera.as_deref()),
+        Answer::Recordings(camera) => recordings::list(ctx, camera).await,
+        Answer::Api(target) => api::answer(ctx, target, body).await,
+        Answer::UnknownAction => Response::text(
+            400,
+            "unknown action: use action=stream or action=snapshot (or stream_N, snapshot_N)\n",
+        ),
+        Answer::NoSuchCamera(what) => Response::text(
+            404,
+            format!("not found: no {what}; /state lists the cameras\n"),
+        )
+        .keep(),
+        Answer::NotFound => {
+            Response::text(404, "not found: try /stream, /snapshot, /state or /\n").keep()
+        }
+        Answer::MethodNotAllowed => {
+            Response::text(405, "only GET and HEAD are served here\n").header("Allow", "GET, HEAD")
+        }
+    }
+}
+
+/// Runs a handler that takes the connection over.
+pub async fn take_over<T: Transport>(ctx: &Ctx<'_>, take_over: TakeOver, io: T) {
+    match take_over {
+        TakeOver::Stream(camera) => stream::serve(ctx, &camera, io).await,
+        TakeOver::Download(name) => download::serve(ctx, &name, io).await,
+    }
+}
