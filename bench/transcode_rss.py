@@ -63,7 +63,7 @@ def run():
                 width = 1000 + ((i * 7919 + n * CLIENTS * 2) % 1420) * 2
                 n += 1
                 try:
-                    with urllib.request.urlopen(f"{base}/snapshot?width={width}", timeout=10) as r:
+                    with urllib.request.urlopen(f"{base}/snapshot?width={width}", timeout=70) as r:
                         r.read()
                         code = "200"
                 except urllib.error.HTTPError as e:
