@@ -3,7 +3,7 @@
 //!
 //! | request | does |
 //! |---|---|
-//! | `GET /api/cameras` | every camera: its keys as the file gives them, its state, its URLs |
+//! | `GET /api/cameras` | every camera: its keys as the file gives them, its state, its URLs; and whether the asker may write (`can_write`) |
 //! | `GET /api/cameras/NAME` | one camera |
 //! | `PUT /api/cameras/NAME` | creates the camera, or makes it have exactly the keys given (201 / 200) |
 //! | `PATCH /api/cameras/NAME` | changes only the keys given; `null` removes a key |
@@ -62,7 +62,12 @@ pub async fn answer<R: AsyncRead + AsyncWrite + Unpin>(
             for (index, camera) in cameras.iter().enumerate() {
                 list.push(described(app, index, camera.name()).await);
             }
-            Response::json_value(200, &json!({ "cameras": list, "saved_to": saved_to(app) }))
+            // What the asker may do, so a page shows admins their controls and viewers none.
+            let can_write = access::may_write(ctx.verdict, &ctx.client).is_ok();
+            Response::json_value(
+                200,
+                &json!({ "cameras": list, "saved_to": saved_to(app), "can_write": can_write }),
+            )
         }
         ("GET" | "HEAD", Target::Camera(name)) => match index_of(app, &name) {
             Some(index) => Response::json_value(200, &described(app, index, &name).await),
