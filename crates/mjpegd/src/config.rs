@@ -540,10 +540,22 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 /// `USER:PASSWORD`.
 pub fn parse_credentials(s: &str) -> Result<(String, String), String> {
+    // They go into an Authorization header, whose line the upstream must accept.
+    if s.len() > MAX_CREDENTIALS {
+        return Err(format!(
+            "expected USER:PASSWORD of at most {MAX_CREDENTIALS} bytes"
+        ));
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err("expected USER:PASSWORD without control characters".to_string());
+    }
     s.split_once(':')
         .map(|(u, p)| (u.to_string(), p.to_string()))
         .ok_or_else(|| "expected USER:PASSWORD".to_string())
 }
+
+/// Longest `source-auth` (`--source-auth`) accepted.
+pub const MAX_CREDENTIALS: usize = 1024;
 
 /// `WIDTHxHEIGHT` of a picture, 16 to 8192 each.
 pub fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
@@ -838,6 +850,14 @@ capture = "always"
                 "systemd"
             ]
         );
+    }
+
+    #[test]
+    fn source_credentials_are_bounded() {
+        assert!(parse_credentials("user:pass").is_ok());
+        assert!(parse_credentials(&format!("u:{}", "p".repeat(2000))).is_err());
+        assert!(parse_credentials("u:p\r\nX-Evil: 1").is_err());
+        assert!(parse_credentials("nocolon").is_err());
     }
 
     #[test]

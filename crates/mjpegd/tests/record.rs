@@ -537,6 +537,18 @@ fn a_source_alternating_picture_sizes_turns_segments_at_a_bounded_rate() {
         .filter(|l| l.contains("recording") || l.contains("picture size"))
         .count();
     assert!(lines <= 6, "{lines} log lines: {:?}", log.lines());
+    // Nor does the source's log grow with the changes: one line as it comes online, then at most one a
+    // minute about its size changes.
+    let source_lines = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("source online") || l.contains("size changed"))
+        .count();
+    assert!(
+        source_lines <= 3,
+        "{source_lines} source lines: {:?}",
+        log.lines()
+    );
     // A segment holding both sizes plays: every frame copies out whole and ffmpeg decodes them all.
     drop(server);
     let jpegs = jpegs_of(&files[0]);

@@ -298,6 +298,7 @@ async fn capture<S: Source>(
     let mut last_frame = Instant::now();
     let mut delivered = 0u64;
     let mut size = (0, 0);
+    let mut size_changes = SizeChanges::default();
     let mut warned = Warned::default();
     loop {
         let stall = if delivered == 0 {
@@ -357,8 +358,10 @@ async fn capture<S: Source>(
         // no-signal delay.
         let was_silent = last_frame.elapsed() >= config.no_signal_after;
         if delivered == 0 || was_silent || size != (width, height) {
-            if delivered == 0 || size != (width, height) {
+            if delivered == 0 {
                 tracing::info!(source = %hub.source().description, width, height, "source online");
+            } else if size != (width, height) {
+                size_changes.note(&hub.source().description, width, height);
             }
             size = (width, height);
             let first_seq = (delivered == 0).then(|| hub.next_seq());
@@ -584,5 +587,32 @@ mod tests {
             accept(Bytes::from_static(b"not a jpeg"), max),
             Err(Rejected::NotJpeg(_))
         ));
+    }
+}
+
+/// Picture size changes within a run, logged at most once per [`SizeChanges::EVERY`] with how many there
+/// were: a source that alternates sizes frame by frame must not write a log line per frame.
+#[derive(Default)]
+struct SizeChanges {
+    last_log: Option<Instant>,
+    unlogged: u64,
+}
+
+impl SizeChanges {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn note(&mut self, source: &str, width: u32, height: u32) {
+        self.unlogged += 1;
+        if self.last_log.is_none_or(|t| t.elapsed() >= Self::EVERY) {
+            tracing::info!(
+                source,
+                width,
+                height,
+                changes = self.unlogged,
+                "the source's picture size changed"
+            );
+            self.unlogged = 0;
+            self.last_log = Some(Instant::now());
+        }
     }
 }
