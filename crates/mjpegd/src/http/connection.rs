@@ -182,7 +182,7 @@ async fn refuse<T: Transport>(
         app.counters
             .password_checks_busy
             .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(addr = %client, path, "password checks busy");
+        tracing::debug!(addr = %client, path = %path, "password checks busy");
         Response::text(
             503,
             "too many password checks waiting: try again in a few seconds\n",
@@ -190,7 +190,7 @@ async fn refuse<T: Transport>(
         .header("Retry-After", "2")
     } else {
         app.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(addr = %client, path, "unauthorized");
+        tracing::debug!(addr = %client, path = %path, "unauthorized");
         Response::text(401, "authentication required\n")
             .header("WWW-Authenticate", super::auth::CHALLENGE)
     };
