@@ -42,7 +42,9 @@ fn config(dir: &TempDir, names: &[&str]) -> String {
             "[cameras.{name}]\nsource = \"pattern\"\nresolution = \"160x120\"\nfps = 5\n"
         ));
         if i == 0 {
-            text.push_str("capture = \"always\" # a comment on a key\nmax-variants = 3\nlinger = \"7s\"\n");
+            text.push_str(
+                "capture = \"always\" # a comment on a key\nmax-variants = 3\nlinger = \"7s\"\n",
+            );
         }
         text.push('\n');
     }
@@ -80,7 +82,14 @@ fn a_basic_auth_admin_manages_cameras_from_the_wall() {
     let dir = TempDir::new("page-admin-basic");
     let config = config(&dir, &["front", "back"]);
     let users = users(&dir);
-    let server = Server::start(&["--config", &config, "--auth-file", &users, "--admin", "alice"]);
+    let server = Server::start(&[
+        "--config",
+        &config,
+        "--auth-file",
+        &users,
+        "--admin",
+        "alice",
+    ]);
     playwright(&[
         "admin",
         &url(&server),
@@ -96,7 +105,14 @@ fn a_viewer_sees_no_management_buttons() {
     let dir = TempDir::new("page-viewer");
     let config = config(&dir, &["front", "back"]);
     let users = users(&dir);
-    let server = Server::start(&["--config", &config, "--auth-file", &users, "--admin", "alice"]);
+    let server = Server::start(&[
+        "--config",
+        &config,
+        "--auth-file",
+        &users,
+        "--admin",
+        "alice",
+    ]);
     playwright(&[
         "viewer",
         &url(&server),
@@ -116,4 +132,9 @@ fn the_camera_page_shows_no_raw_json() {
     // And the page's source has no JSON.stringify of state left.
     let html = String::from_utf8(server.get("/").body).unwrap();
     assert!(!html.contains("JSON.stringify(s."), "state printed as JSON");
+    // Self-contained: the admin part is in the page itself, nothing is loaded from elsewhere.
+    assert!(html.contains("mjpegdAdmin") && !html.contains("{{ADMIN}}"));
+    for external in ["src=\"http", "href=\"http", "<link", "@import", "url("] {
+        assert!(!html.contains(external), "{external}");
+    }
 }
