@@ -6,13 +6,14 @@
 #   ffmpeg            tests of the pipe source and player compatibility
 #   ustreamer         the peer the benchmarks compare against
 #   chromium          the test of what a browser really shows
+#   python3-pip       Python's playwright (from PyPI, below): the page tests drive that chromium with it
 #   systemd           systemd-socket-activate, systemd-analyze verify and systemd-sysusers for the tests
 #                     of socket activation, the units and the service user (nothing is started)
 #   man-db            man(1), which checks the generated man page (and systemd-analyze its Documentation=)
 #   nginx-light, caddy, haproxy   the tests of the recipes in docs/recipes (proxies in front, scale-out);
 #                     started by the tests themselves on loopback, never as system services
 set -euo pipefail
-packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg ustreamer curl chromium systemd man-db nginx-light caddy haproxy)
+packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg ustreamer curl chromium python3-pip systemd man-db nginx-light caddy haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -30,5 +31,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
   if [ -n "$own_policy" ]; then $SUDO rm -f "$policy"; fi
+fi
+# playwright's own browser download is not used: the tests launch Debian's /usr/bin/chromium.
+if ! python3 -c 'import playwright' 2>/dev/null; then
+  echo "setup: installing playwright (Python)" >&2
+  python3 -m pip install --quiet playwright 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages playwright
 fi
 command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }

@@ -9,12 +9,15 @@ use crate::http::response::Response;
 const INDEX_HTML: &str = include_str!("../index.html");
 /// Every camera at once, fed by snapshot long polls (the file says why).
 const WALL_HTML: &str = include_str!("../wall.html");
+/// Camera management for admins, in both pages where they say `{{ADMIN}}` (shows nothing to viewers).
+const ADMIN_HTML: &str = include_str!("../admin.html");
 
 /// `camera`'s page, or (None: `/`) the first camera's page, or the wall when there are several.
 pub fn get(ctx: &Ctx<'_>, camera: Option<&Camera>) -> Response {
-    match camera {
-        Some(c) => Response::html(INDEX_HTML.replace("{{BASE}}", &format!("/cams/{}/", c.name()))),
-        None if ctx.cameras.len() > 1 => Response::html(WALL_HTML),
-        None => Response::html(INDEX_HTML.replace("{{BASE}}", "/")),
-    }
+    let page = match camera {
+        Some(c) => INDEX_HTML.replace("{{BASE}}", &format!("/cams/{}/", c.name())),
+        None if ctx.cameras.len() > 1 => WALL_HTML.to_string(),
+        None => INDEX_HTML.replace("{{BASE}}", "/"),
+    };
+    Response::html(page.replace("{{ADMIN}}", ADMIN_HTML))
 }
