@@ -40,14 +40,7 @@ fn call_from(
 ) -> (u16, Value) {
     let mut s = match from {
         None => TcpStream::connect(server).unwrap(),
-        Some(ip) => {
-            let sock =
-                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            sock.bind(&format!("{ip}:0").parse::<SocketAddr>().unwrap().into())
-                .unwrap();
-            sock.connect(&server.into()).unwrap();
-            sock.into()
-        }
+        Some(ip) => connect_from(ip, server),
     };
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let length = if body.is_empty() && method == "DELETE" {

@@ -7,7 +7,7 @@ mod common;
 use base64::Engine;
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -26,15 +26,6 @@ fn users_file(what: &str, lines: &[(&str, String)]) -> std::path::PathBuf {
     let text: String = lines.iter().map(|(u, h)| format!("{u}:{h}\n")).collect();
     std::fs::write(&file, text).unwrap();
     file
-}
-
-/// A connection to `server` from the loopback address `ip`.
-fn connect_from(ip: &str, server: SocketAddr) -> TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(&format!("{ip}:0").parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    sock.connect(&server.into()).unwrap();
-    sock.into()
 }
 
 /// GET /state with `credentials` on `s`; the response (status 0 if none came within `within`) and how

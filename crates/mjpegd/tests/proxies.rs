@@ -9,15 +9,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// A connection to `server` from the loopback address `ip`.
-fn connect_from(ip: &str, server: SocketAddr) -> TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(&format!("{ip}:0").parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    sock.connect(&server.into()).unwrap();
-    sock.into()
-}
-
 /// Opens a stream from `ip` with `extra` header lines, and reads until its first part has begun.
 fn stream_from(ip: &str, server: SocketAddr, extra: &str) -> TcpStream {
     let mut s = connect_from(ip, server);

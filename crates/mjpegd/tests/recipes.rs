@@ -506,16 +506,6 @@ fn frigates_ffmpeg_command_detects_and_records_with_wallclock_timestamps() {
     assert!((2.5..3.5).contains(&duration), "{v}");
 }
 
-/// A connection to `to` from the loopback address `ip` (nginx, Caddy and HAProxy then forward `ip` as the
-/// client's address).
-fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(&format!("{ip}:0").parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    sock.connect(&to.into()).unwrap();
-    sock.into()
-}
-
 /// The status of `GET /state` with Basic `credentials`, sent from `ip` to `to` (0: no answer in `within`).
 /// (The Host is `to` itself: Caddy answers an empty 200 for a host it does not serve.)
 fn state_status(ip: &str, to: SocketAddr, credentials: &str, within: Duration) -> u16 {

@@ -358,6 +358,16 @@ pub fn listening_address(child: &mut Child) -> SocketAddr {
     addr
 }
 
+/// A TCP connection to `to` from the local address `ip` (loopback is a whole /8: 127.0.0.2 is another
+/// client than 127.0.0.1).
+pub fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&format!("{ip}:0").parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.connect(&to.into()).unwrap();
+    sock.into()
+}
+
 /// A loopback port free now, for a program of the test's (a proxy, systemd-socket-activate) to bind.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
