@@ -345,7 +345,7 @@ fn only_admins_write_and_keys_and_viewers_only_watch() {
     assert_eq!(status, 401, "anonymous");
     let (status, e) = patch(&basic("bob:bob pw"), "/api/cameras/front");
     assert_eq!(status, 403, "a viewer: {e}");
-    assert!(e.as_str().unwrap().contains("admins"), "{e}");
+    assert!(e["error"].as_str().unwrap().contains("admins"), "{e}");
     let (status, _) = patch("", &format!("/api/cameras/front?key={key}"));
     assert_eq!(status, 403, "an access key is a viewer");
     let (status, _) = patch(&basic("alice:wrong"), "/api/cameras/front");
@@ -427,7 +427,7 @@ fn without_credentials_only_this_machine_writes() {
         body,
     );
     assert_eq!(status, 403, "a client a proxy speaks for is not local: {e}");
-    assert!(e.as_str().unwrap().contains("admin"), "{e}");
+    assert!(e["error"].as_str().unwrap().contains("admin"), "{e}");
     if let Some(ip) = outside {
         let there: SocketAddr = format!("{ip}:{port}").parse().unwrap();
         let (status, e) = call_from(Some(&ip), there, "PATCH", "/api/cameras/front", JSON, body);

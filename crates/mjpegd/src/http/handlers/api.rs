@@ -89,7 +89,7 @@ async fn write<R: AsyncRead + AsyncWrite + Unpin>(
     let with_body = method != "DELETE";
     // Who and from where first: a refused write is answered before its body is read.
     if let Err(refusal) = access::check_write(ctx.verdict, &ctx.client, ctx.request, with_body) {
-        let response = Response::text(refusal.status, refusal.reason);
+        let response = error(refusal.status, refusal.reason.trim_end().to_string());
         return if refusal.status == 401 {
             response.header("WWW-Authenticate", crate::http::auth::CHALLENGE)
         } else {
