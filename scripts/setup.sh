@@ -4,6 +4,7 @@
 #   libclang-dev      bindings of the v4l crate (V4L2 cameras)
 #   fuse3, libfuse3-dev, pkg-config   the fake V4L2 camera used by tests and benchmarks
 #   ffmpeg            tests of the pipe source and player compatibility
+#   libjpeg-turbo-progs   jpegtran, the reference the tests of --rotate/--flip compare with
 #   ustreamer         the peer the benchmarks compare against
 #   chromium          the test of what a browser really shows
 #   python3-pip       Python's playwright (from PyPI, below): the page tests drive that chromium with it
@@ -13,7 +14,7 @@
 #   nginx-light, caddy, haproxy   the tests of the recipes in docs/recipes (proxies in front, scale-out);
 #                     started by the tests themselves on loopback, never as system services
 set -euo pipefail
-packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg ustreamer curl chromium python3-pip systemd man-db nginx-light caddy haproxy)
+packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg libjpeg-turbo-progs ustreamer curl chromium python3-pip systemd man-db nginx-light caddy haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -101,6 +101,13 @@ pub struct ServeArgs {
     /// URL). The EXIF fields travelling with the thumbnail go too.
     #[arg(long)]
     pub drop_thumbnails: bool,
+    /// Rotate the picture clockwise by 0, 90, 180 or 270 degrees, losslessly at the source (after --flip).
+    /// Edge blocks that cannot move are trimmed: the picture may lose up to 15 pixels of width or height.
+    #[arg(long, default_value = "0", value_parser = crate::source::orient::Orientation::parse_rotate)]
+    pub rotate: u16,
+    /// Mirror the picture, horizontal or vertical (before --rotate), losslessly at the source.
+    #[arg(long, value_parser = parse_flip)]
+    pub flip: Option<crate::source::orient::Flip>,
     /// Record the camera into Matroska segments in this folder (frames as they are, capture-time stamps).
     #[arg(long)]
     pub record: Option<std::path::PathBuf>,
@@ -206,6 +213,13 @@ pub enum CaptureArg {
     OnDemand,
 }
 
+/// `--flip`: horizontal or vertical (leaving it out is no flip).
+fn parse_flip(s: &str) -> Result<crate::source::orient::Flip, String> {
+    crate::source::orient::Orientation::parse_flip(s)?.ok_or_else(|| {
+        "flip: expected horizontal or vertical (leave --flip out for none)".to_string()
+    })
+}
+
 fn default_encoders() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -272,6 +286,10 @@ impl ServeArgs {
                 no_signal_after: self.no_signal_after,
                 max_picture: self.max_picture_size,
                 drop_thumbnails: self.drop_thumbnails,
+                orientation: crate::source::orient::Orientation {
+                    rotate: self.rotate,
+                    flip: self.flip,
+                },
                 ..SupervisorConfig::default()
             },
             buffer_memory: usize::try_from(self.buffer_memory).unwrap_or(usize::MAX),

@@ -15,6 +15,7 @@
 use crate::net::forwarded::{TrustedProxies, TrustedProxy};
 use crate::net::ListenSpec;
 use crate::record::RecordSettings;
+use crate::source::orient::Orientation;
 use crate::source::spec::{SourceOptions, SourceSpec};
 use crate::source::supervisor::{Capture, SupervisorConfig};
 use crate::source::v4l2::FormatChoice;
@@ -162,6 +163,8 @@ struct CameraKeys {
     no_signal_after: Option<Spanned<String>>,
     max_picture_size: Option<Spanned<String>>,
     drop_thumbnails: Option<Spanned<bool>>,
+    rotate: Option<Spanned<i64>>,
+    flip: Option<Spanned<String>>,
     record: Option<Spanned<PathBuf>>,
     record_segment: Option<Spanned<String>>,
     record_keep: Option<Spanned<String>>,
@@ -414,6 +417,13 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
         }
         if let Some(d) = &k.drop_thumbnails {
             c.supervisor.drop_thumbnails = *d.get_ref();
+        }
+        if let Some(r) = &k.rotate {
+            c.supervisor.orientation.rotate =
+                Orientation::parse_rotate(&r.get_ref().to_string()).map_err(|e| at(r.span(), e))?;
+        }
+        if let Some(f) = value(&k.flip, Orientation::parse_flip, &at)? {
+            c.supervisor.orientation.flip = f;
         }
         if let Some(dir) = &k.record {
             let (segment, keep, max_size) = c
@@ -874,6 +884,27 @@ capture = "always"
             e.contains("cams.toml:1:19:") && e.contains("10.0.0.0/99"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn rotate_and_flip_per_camera_and_bad_values_are_placed() {
+        use crate::source::orient::Flip;
+        let text = "[cameras.a]\nrotate = 90\nflip = \"horizontal\"\n[cameras.b]\nrotate = 0\nflip = \"none\"\n";
+        let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
+        let o = c.cameras[0].supervisor.orientation;
+        assert_eq!((o.rotate, o.flip), (90, Some(Flip::Horizontal)));
+        assert!(c.cameras[1].supervisor.orientation.is_identity());
+        let e = err("[cameras.a]\nrotate = 45\n");
+        assert!(
+            e.contains("cams.toml:2:10:") && e.contains("0, 90, 180 or 270"),
+            "{e}"
+        );
+        let e = err("[cameras.a]\nflip = \"diagonal\"\n");
+        assert!(
+            e.contains("cams.toml:2:8:") && e.contains("horizontal, vertical or none"),
+            "{e}"
+        );
+        assert!(err("[cameras.a]\nrotate = \"90\"\n").contains("cams.toml:2:"));
     }
 
     #[test]

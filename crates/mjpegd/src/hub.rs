@@ -107,6 +107,10 @@ pub struct SourceStatus {
     pub dropped_too_large: u64,
     /// Frames published without the embedded thumbnail they came with (`drop_thumbnails`).
     pub thumbnails_dropped: u64,
+    /// Frames dropped because libjpeg could not rotate or flip them (`rotate`, `flip`).
+    pub dropped_untransformable: u64,
+    /// Frames that came without Huffman tables and were given the standard ones.
+    pub huffman_tables_added: u64,
     /// Times the source was (re)opened after a failure.
     pub reconnects: u64,
     /// Why the source is down now (None while it delivers frames or is idle).
@@ -123,7 +127,7 @@ pub struct SourceStatus {
 impl SourceStatus {
     /// Frames dropped for any cause.
     pub fn dropped_frames(&self) -> u64 {
-        self.dropped_not_jpeg + self.dropped_too_large
+        self.dropped_not_jpeg + self.dropped_too_large + self.dropped_untransformable
     }
 }
 

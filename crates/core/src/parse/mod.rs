@@ -5,6 +5,7 @@
 //! whole frames. Both bound their memory whatever the input, and neither panics on any input: they are run
 //! on bytes from the network and from child processes.
 
+pub mod huffman;
 pub mod jpeg;
 pub mod multipart;
 pub mod thumbnail;

@@ -58,6 +58,8 @@ struct CameraSample {
     dropped_not_jpeg: u64,
     dropped_too_large: u64,
     thumbnails_dropped: u64,
+    dropped_untransformable: u64,
+    huffman_tables_added: u64,
     reconnects: u64,
     state: SourceState,
     stats: HubStats,
@@ -146,6 +148,8 @@ impl Scrape {
                     dropped_not_jpeg: source.dropped_not_jpeg,
                     dropped_too_large: source.dropped_too_large,
                     thumbnails_dropped: source.thumbnails_dropped,
+                    dropped_untransformable: source.dropped_untransformable,
+                    huffman_tables_added: source.huffman_tables_added,
                     reconnects: source.reconnects,
                     state: source.state,
                     stats: hub.stats(),
@@ -263,12 +267,13 @@ impl Collector for Scrape {
         counter(
             &mut enc,
             "mjpegd_frames_dropped",
-            "Frames from the source dropped, by cause: not a whole JPEG, picture larger than --max-picture-size.",
+            "Frames from the source dropped, by cause: not a whole JPEG, picture larger than --max-picture-size, could not be rotated or flipped.",
             None,
             cams.iter().flat_map(|c| {
                 [
                     ("not_jpeg", c.dropped_not_jpeg),
                     ("picture_too_large", c.dropped_too_large),
+                    ("untransformable", c.dropped_untransformable),
                 ]
                 .map(|(cause, v)| ([("camera", c.name.as_str()), ("cause", cause)], v))
             }),
@@ -279,6 +284,13 @@ impl Collector for Scrape {
             "Frames published without the embedded thumbnail they came with (--drop-thumbnails).",
             None,
             per_camera(|c| c.thumbnails_dropped),
+        )?;
+        counter(
+            &mut enc,
+            "mjpegd_huffman_tables_added",
+            "Frames that came without Huffman tables and were given the standard ones (T.81 annex K.3).",
+            None,
+            per_camera(|c| c.huffman_tables_added),
         )?;
         counter(
             &mut enc,

@@ -151,4 +151,14 @@ mod tests {
             Step::Replace(_)
         ));
     }
+
+    #[test]
+    fn a_change_of_orientation_restarts_the_source_on_the_same_hub() {
+        let mut turned = camera("a");
+        turned.supervisor.orientation.rotate = 180;
+        assert!(matches!(
+            Plan::new(&[camera("a")], vec![turned]).cameras[0].1,
+            Step::Restart(_)
+        ));
+    }
 }

@@ -10,6 +10,7 @@ pub mod child;
 pub mod child_log;
 pub mod encode;
 pub mod files;
+pub mod orient;
 pub mod pattern;
 pub mod pipe;
 pub mod relay;

@@ -14,13 +14,20 @@
 //! size and encoded on the blocking pool, so the supervisor's other branches (frames, shutdown) stay
 //! responsive.
 //!
+//! Frames are also made fit for every decoder and turned here, once, before the hub: a frame without
+//! Huffman tables gets the standard ones ([`mjpegd_core::parse::huffman`]), and a camera with `rotate` or
+//! `flip` has each frame turned losslessly on its own worker ([`super::orient`]); a frame that cannot be
+//! turned is dropped and counted.
+//!
 //! When a run of the source ends, its newest frame stops being "live": a client that arrives later waits
 //! for the next run's first frame (or "no signal") instead of being handed a picture from minutes ago.
 
+use super::orient::{OrientError, Orientation, Orienter};
 use super::{Captured, ErrorKind, Source, SourceError};
 use crate::hub::{SharedHub, SourceState};
 use crate::render::NoSignal;
 use bytes::Bytes;
+use mjpegd_core::parse::huffman::add_standard_tables;
 use mjpegd_core::parse::jpeg::{check, JpegError};
 use mjpegd_core::parse::thumbnail::drop_thumbnails;
 use std::sync::{Arc, Mutex};
@@ -58,6 +65,8 @@ pub struct SupervisorConfig {
     /// Leave out header segments that carry a picture of their own (EXIF thumbnails), for clients that
     /// cut stills at the first FF D9 ([`mjpegd_core::parse::thumbnail`]).
     pub drop_thumbnails: bool,
+    /// How the picture is turned (rotated, flipped) before anyone sees it.
+    pub orientation: Orientation,
 }
 
 impl Default for SupervisorConfig {
@@ -71,6 +80,7 @@ impl Default for SupervisorConfig {
             placeholder_interval: Duration::from_secs(1),
             max_picture: (8192, 8192),
             drop_thumbnails: false,
+            orientation: Orientation::default(),
         }
     }
 }
@@ -124,6 +134,11 @@ async fn run<S: Source>(
     let mut backoff = FIRST_BACKOFF;
     let mut failures = 0u64;
     let mut log = FailureLog::default();
+    let mut orienter =
+        (!config.orientation.is_identity()).then(|| Orienter::new(config.orientation));
+    if !config.orientation.is_identity() {
+        tracing::info!(source = %description, orientation = %config.orientation, "frames are turned losslessly at the source");
+    }
     loop {
         if let Capture::OnDemand { .. } = config.capture {
             hub.update_source(|s| {
@@ -153,6 +168,11 @@ async fn run<S: Source>(
         };
         let stopped = match opened {
             Ok(info) => {
+                let mut info = info;
+                if config.orientation.swaps_sides() {
+                    // Until the first turned frame says exactly (edge blocks may be trimmed).
+                    std::mem::swap(&mut info.width, &mut info.height);
+                }
                 if info.width > 0 && info.height > 0 {
                     tracing::info!(source = %description, width = info.width, height = info.height, fps = info.fps, "source open");
                 } else {
@@ -174,6 +194,7 @@ async fn run<S: Source>(
                     source,
                     hub,
                     config,
+                    orienter.as_mut(),
                     &mut placeholder,
                     &mut watchers,
                     shutdown,
@@ -230,12 +251,17 @@ async fn run<S: Source>(
 /// Why a frame was not published.
 enum Rejected {
     NotJpeg(JpegError),
-    TooLarge { width: u32, height: u32 },
+    TooLarge {
+        width: u32,
+        height: u32,
+    },
+    /// libjpeg could not turn it (`rotate`, `flip`).
+    Untransformable(OrientError),
 }
 
 /// Checks a frame from the source: a whole JPEG, of a picture no larger than allowed. Returns the JPEG
-/// alone (cameras may pad a buffer with zeros after EOI), without embedded thumbnails if asked, and its
-/// size.
+/// alone (cameras may pad a buffer with zeros after EOI), without embedded thumbnails if asked, with the
+/// standard Huffman tables if it had none, and its size. A frame that needs none of this is not copied.
 fn accept(jpeg: Bytes, config: &SupervisorConfig) -> Result<Accepted, Rejected> {
     let info = check(&jpeg).map_err(Rejected::NotJpeg)?;
     let (width, height) = (info.width as u32, info.height as u32);
@@ -243,23 +269,26 @@ fn accept(jpeg: Bytes, config: &SupervisorConfig) -> Result<Accepted, Rejected> 
     if width == 0 || height == 0 || width > max.0 || height > max.1 {
         return Err(Rejected::TooLarge { width, height });
     }
-    if config.drop_thumbnails {
-        if let Some(slim) = drop_thumbnails(&jpeg).map_err(Rejected::NotJpeg)? {
-            return Ok(Accepted {
-                jpeg: Bytes::from(slim),
-                width,
-                height,
-                thumbnail_dropped: true,
-            });
-        }
-    }
     let mut jpeg = jpeg;
     jpeg.truncate(info.len);
+    let mut thumbnail_dropped = false;
+    if config.drop_thumbnails {
+        if let Some(slim) = drop_thumbnails(&jpeg).map_err(Rejected::NotJpeg)? {
+            jpeg = Bytes::from(slim);
+            thumbnail_dropped = true;
+        }
+    }
+    let mut tables_added = false;
+    if let Some(whole) = add_standard_tables(&jpeg).map_err(Rejected::NotJpeg)? {
+        jpeg = Bytes::from(whole);
+        tables_added = true;
+    }
     Ok(Accepted {
         jpeg,
         width,
         height,
-        thumbnail_dropped: false,
+        thumbnail_dropped,
+        tables_added,
     })
 }
 
@@ -269,12 +298,25 @@ struct Accepted {
     width: u32,
     height: u32,
     thumbnail_dropped: bool,
+    /// It came without Huffman tables and was given the standard ones.
+    tables_added: bool,
+}
+
+/// The frame turned, and its new size (edge blocks may have been trimmed).
+async fn turn(orienter: &mut Orienter, jpeg: Bytes) -> Result<(Bytes, u32, u32), Rejected> {
+    let turned = orienter
+        .apply(jpeg)
+        .await
+        .map_err(Rejected::Untransformable)?;
+    let info = check(&turned).map_err(Rejected::NotJpeg)?;
+    Ok((turned, info.width as u32, info.height as u32))
 }
 
 async fn capture<S: Source>(
     source: &mut S,
     hub: &SharedHub,
     config: &SupervisorConfig,
+    mut orienter: Option<&mut Orienter>,
     placeholder: &mut Placeholder,
     watchers: &mut watch::Receiver<usize>,
     shutdown: &CancellationToken,
@@ -344,13 +386,24 @@ async fn capture<S: Source>(
                     }
                 }
             };
-            match accept(captured.jpeg, config) {
-                Ok(a) => {
-                    if a.thumbnail_dropped {
-                        hub.update_source(|s| s.thumbnails_dropped += 1);
-                    }
-                    break (a.jpeg, captured.at, a.width, a.height);
+            let a = match accept(captured.jpeg, config) {
+                Ok(a) => a,
+                Err(rejected) => {
+                    warned.count(hub, rejected, config.max_picture);
+                    continue;
                 }
+            };
+            if a.thumbnail_dropped || a.tables_added {
+                hub.update_source(|s| {
+                    s.thumbnails_dropped += u64::from(a.thumbnail_dropped);
+                    s.huffman_tables_added += u64::from(a.tables_added);
+                });
+            }
+            let Some(orienter) = orienter.as_deref_mut() else {
+                break (a.jpeg, captured.at, a.width, a.height);
+            };
+            match turn(orienter, a.jpeg).await {
+                Ok((jpeg, width, height)) => break (jpeg, captured.at, width, height),
                 Err(rejected) => warned.count(hub, rejected, config.max_picture),
             }
         };
@@ -387,6 +440,7 @@ async fn capture<S: Source>(
 struct Warned {
     not_jpeg: bool,
     too_large: bool,
+    untransformable: bool,
 }
 
 impl Warned {
@@ -407,6 +461,14 @@ impl Warned {
                     tracing::warn!(width, height, %max, "dropped a frame whose picture is larger than --max-picture-size (counted in /state; further ones logged at debug)");
                 } else {
                     tracing::debug!(width, height, %max, "dropped a frame larger than --max-picture-size");
+                }
+            }
+            Rejected::Untransformable(e) => {
+                hub.update_source(|s| s.dropped_untransformable += 1);
+                if !std::mem::replace(&mut self.untransformable, true) {
+                    tracing::warn!(error = %e, "dropped a frame that could not be rotated or flipped (counted in /state; further ones logged at debug)");
+                } else {
+                    tracing::debug!(error = %e, "dropped a frame that could not be rotated or flipped");
                 }
             }
         }
@@ -587,6 +649,47 @@ mod tests {
             accept(Bytes::from_static(b"not a jpeg"), max),
             Err(Rejected::NotJpeg(_))
         ));
+    }
+
+    /// `jpeg` without its DHT segments.
+    fn without_tables(jpeg: &[u8]) -> Vec<u8> {
+        let mut out = jpeg[..2].to_vec();
+        let mut pos = 2;
+        loop {
+            let marker = jpeg[pos + 1];
+            if marker == 0xDA {
+                out.extend_from_slice(&jpeg[pos..]);
+                return out;
+            }
+            let len = u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]) as usize;
+            if marker != 0xC4 {
+                out.extend_from_slice(&jpeg[pos..pos + 2 + len]);
+            }
+            pos += 2 + len;
+        }
+    }
+
+    #[test]
+    fn a_frame_without_tables_gets_the_standard_ones_and_decodes_the_same() {
+        let original = crate::source::orient::tests::picture(64, 48);
+        let bare = without_tables(&original);
+        assert!(bare.len() < original.len() && !bare.windows(2).any(|w| w == [0xFF, 0xC4]));
+        let config = SupervisorConfig::default();
+        let fixed = accept(Bytes::from(bare.clone()), &config).ok().unwrap();
+        assert!(fixed.tables_added);
+        let decode = |j: &[u8]| turbojpeg::decompress(j, turbojpeg::PixelFormat::RGB).unwrap();
+        let (a, b) = (decode(&original), decode(&fixed.jpeg));
+        assert_eq!((a.width, a.height), (b.width, b.height));
+        assert!(
+            a.pixels == b.pixels,
+            "the standard tables decode to the same picture"
+        );
+        // A frame with its tables is passed on as it came: the same bytes, not a copy.
+        let with = Bytes::from(original);
+        let kept = accept(with.clone(), &config).ok().unwrap();
+        assert!(!kept.tables_added);
+        assert_eq!(kept.jpeg.as_ptr(), with.as_ptr());
+        assert_eq!(kept.jpeg, with);
     }
 }
 
