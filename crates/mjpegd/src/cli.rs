@@ -274,6 +274,7 @@ impl ServeArgs {
                 credentials: self.source_auth.clone(),
                 connect_timeout: self.connect_timeout,
                 read_timeout: self.read_timeout,
+                control_url: None,
             },
             supervisor: SupervisorConfig {
                 capture: match self.capture {

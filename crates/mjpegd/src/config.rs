@@ -159,6 +159,7 @@ struct CameraKeys {
     capture: Option<Spanned<String>>,
     linger: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
+    control_url: Option<Spanned<String>>,
     read_timeout: Option<Spanned<String>>,
     no_signal_after: Option<Spanned<String>>,
     max_picture_size: Option<Spanned<String>>,
@@ -408,6 +409,17 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
         }
         if let Some(d) = value(&k.read_timeout, parse_duration, &at)? {
             c.options.read_timeout = d;
+        }
+        if let Some(u) = &k.control_url {
+            if !matches!(c.source, SourceSpec::Relay(_)) {
+                return Err(at(
+                    u.span(),
+                    "control-url: only for a relayed camera (an ESP32-CAM's settings address, e.g. \"http://192.168.1.50/\")".into(),
+                ));
+            }
+            let url = crate::source::url::RelayUrl::parse(u.get_ref())
+                .map_err(|e| at(u.span(), format!("control-url: {e}")))?;
+            c.options.control_url = Some(url);
         }
         if let Some(d) = value(&k.no_signal_after, parse_no_signal_after, &at)? {
             c.supervisor.no_signal_after = d;
@@ -860,6 +872,27 @@ capture = "always"
                 "systemd"
             ]
         );
+    }
+
+    #[test]
+    fn a_control_url_is_for_relayed_cameras_and_checked() {
+        let c = parse(
+            "[cameras.door]\nsource = \"http://cam:81/stream\"\ncontrol-url = \"http://cam/\"\n",
+            Path::new("cams.toml"),
+            &base(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.cameras[0].options.control_url.as_ref().map(|u| u.port),
+            Some(80)
+        );
+        let e = err("[cameras.a]\nsource = \"pattern\"\ncontrol-url = \"http://cam/\"\n");
+        assert!(
+            e.contains("cams.toml:3:15:") && e.contains("relayed"),
+            "{e}"
+        );
+        let e = err("[cameras.a]\nsource = \"http://cam:81/stream\"\ncontrol-url = \"http://\"\n");
+        assert!(e.contains("control-url"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum Resource {
     Page,
     /// The list of the camera's recordings.
     Recordings,
+    /// A relayed ESP32-CAM's settings: `/cams/NAME/control?var=&val=`.
+    Control,
+    /// A relayed ESP32-CAM's status: `/cams/NAME/status`.
+    Status,
 }
 
 /// Where a request goes.
@@ -128,6 +132,14 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
                 index,
                 resource: Resource::Recordings,
             },
+            "control" => Route::Camera {
+                index,
+                resource: Resource::Control,
+            },
+            "status" => Route::Camera {
+                index,
+                resource: Resource::Status,
+            },
             "" | "index.html" => match action {
                 Some(a) => by_action(a, index, &camera),
                 None => Route::Camera {
@@ -207,6 +219,8 @@ mod tests {
         assert_eq!(r("/cams/printer/stream", None), cam(1, Stream));
         assert_eq!(r("/cams/garage/snapshot", None), cam(2, Snapshot));
         assert_eq!(r("/cams/garage/state", None), cam(2, State));
+        assert_eq!(r("/cams/garage/control", None), cam(2, Control));
+        assert_eq!(r("/cams/garage/status", None), cam(2, Status));
         assert_eq!(r("/cams/front/", None), cam(0, Page));
         assert_eq!(r("/cams/front", None), cam(0, Page));
         assert_eq!(r("/cams/printer/", Some("stream")), cam(1, Stream));

@@ -9,6 +9,7 @@
 pub mod child;
 pub mod child_log;
 pub mod encode;
+pub mod esp32;
 pub mod files;
 pub mod orient;
 pub mod pattern;

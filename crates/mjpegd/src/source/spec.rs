@@ -38,6 +38,8 @@ pub struct SourceOptions {
     pub connect_timeout: Duration,
     /// Longest silence from an upstream before it is reconnected.
     pub read_timeout: Duration,
+    /// Where a relayed ESP32-CAM takes its settings (`control-url`); see [`crate::source::esp32`].
+    pub control_url: Option<super::url::RelayUrl>,
 }
 
 /// Every field but the credentials, which show only as being there.
@@ -55,6 +57,7 @@ impl fmt::Debug for SourceOptions {
             )
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
+            .field("control_url", &self.control_url)
             .finish()
     }
 }
@@ -70,6 +73,7 @@ impl Default for SourceOptions {
             credentials: None,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(10),
+            control_url: None,
         }
     }
 }

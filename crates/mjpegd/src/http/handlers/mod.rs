@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod download;
+pub mod esp32;
 pub mod metrics;
 pub mod page;
 pub mod recordings;
@@ -62,6 +63,9 @@ pub enum Answer {
     /// The segments of a camera, or of all of them.
     Recordings(Option<Arc<Camera>>),
     Api(api::Target),
+    /// A relayed ESP32-CAM's `/control?var=&val=` (a write) and `/status`.
+    Esp32Control(Arc<Camera>),
+    Esp32Status(Arc<Camera>),
     UnknownAction,
     NoSuchCamera(String),
     NotFound,
@@ -94,6 +98,8 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
             Resource::State => Answer::State(Some(camera(index))),
             Resource::Page => Answer::Page(Some(camera(index))),
             Resource::Recordings => Answer::Recordings(Some(camera(index))),
+            Resource::Control => Answer::Esp32Control(camera(index)),
+            Resource::Status => Answer::Esp32Status(camera(index)),
         },
         Route::RecordingFile(name) => return Handler::TakeOver(TakeOver::Download(name)),
         Route::State => Answer::State(None),
@@ -132,6 +138,8 @@ pub async fn answer<T: Transport>(
         Answer::Page(camera) => page::get(ctx, camera.as_deref()),
         Answer::Recordings(camera) => recordings::list(ctx, camera).await,
         Answer::Api(target) => api::answer(ctx, target, body).await,
+        Answer::Esp32Control(camera) => esp32::control(ctx, &camera).await,
+        Answer::Esp32Status(camera) => esp32::status(ctx, &camera).await,
         Answer::UnknownAction => Response::text(
             400,
             "unknown action: use action=stream or action=snapshot (or stream_N, snapshot_N)\n",

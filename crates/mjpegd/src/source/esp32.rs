@@ -1,0 +1,298 @@
+//! The settings of a relayed ESP32-CAM: its `/control?var=&val=` and `/status`, forwarded.
+//!
+//! Espressif's CameraWebServer firmware (the seed's own camera) serves its stream on port 81 and takes its
+//! settings on port 80: `GET /control?var=framesize&val=8` (an empty 200, 500 for an unknown var) and
+//! `GET /status` (flat JSON of integers). For a relayed camera, mjpegd forwards `/cams/NAME/control` and
+//! `/cams/NAME/status` to that address (the camera key `control-url`; without it, port 80 of a stream URL
+//! on port 81), with the relay's credentials, so one server is the one place a person sets the camera up.
+//!
+//! Forwarding is bounded, as anything that reaches another machine must be: a var must be one the firmware
+//! knows and its value in that var's range before anything is sent; one request is in flight per camera
+//! (a second is answered 503 at once); the connection and the answer each have a deadline, and the answer
+//! is read up to [`MAX_ANSWER`] bytes. A camera that is down is a 502 with the reason, never a hang.
+
+use super::spec::SourceSpec;
+use super::url::RelayUrl;
+use crate::config::CameraSettings;
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Longest answer read from the camera.
+pub const MAX_ANSWER: usize = 64 * 1024;
+/// Longest a forwarded request may take, connection included.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+
+/// The settings the firmware takes, with the values it accepts (`app_httpd.cpp` and the sensor drivers).
+pub const VARS: &[(&str, i32, i32)] = &[
+    ("framesize", 0, 24),
+    ("quality", 4, 63),
+    ("brightness", -2, 2),
+    ("contrast", -2, 2),
+    ("saturation", -2, 2),
+    ("sharpness", -2, 2),
+    ("denoise", 0, 255),
+    ("gainceiling", 0, 6),
+    ("colorbar", 0, 1),
+    ("awb", 0, 1),
+    ("agc", 0, 1),
+    ("aec", 0, 1),
+    ("hmirror", 0, 1),
+    ("vflip", 0, 1),
+    ("awb_gain", 0, 1),
+    ("agc_gain", 0, 30),
+    ("aec_value", 0, 1200),
+    ("aec2", 0, 1),
+    ("dcw", 0, 1),
+    ("bpc", 0, 1),
+    ("wpc", 0, 1),
+    ("raw_gma", 0, 1),
+    ("lenc", 0, 1),
+    ("special_effect", 0, 6),
+    ("wb_mode", 0, 4),
+    ("ae_level", -2, 2),
+    ("face_detect", 0, 1),
+    ("face_recognize", 0, 1),
+    ("face_enroll", 0, 1),
+    ("led_intensity", 0, 255),
+];
+
+/// A `/control` request checked against [`VARS`]: the query to forward, or why not (a 400).
+pub fn check_control(var: Option<&str>, val: Option<&str>) -> Result<String, String> {
+    let var = var.ok_or("control: expected ?var=NAME&val=NUMBER")?;
+    let val = val.ok_or("control: expected ?var=NAME&val=NUMBER")?;
+    let Some(&(name, min, max)) = VARS.iter().find(|(n, _, _)| *n == var) else {
+        let known: Vec<&str> = VARS.iter().map(|(n, _, _)| *n).collect();
+        return Err(format!(
+            "control: unknown var {:?}; the firmware knows {}",
+            var.chars().take(40).collect::<String>(),
+            known.join(", ")
+        ));
+    };
+    let value: i32 = val.parse().map_err(|_| {
+        format!(
+            "control: {name} takes a whole number, not {:?}",
+            val.chars().take(20).collect::<String>()
+        )
+    })?;
+    if !(min..=max).contains(&value) {
+        return Err(format!("control: {name} takes {min} to {max}, not {value}"));
+    }
+    Ok(format!("control?var={name}&val={value}"))
+}
+
+/// Where `camera` takes its settings: its `control-url`, or for a relay of `http://HOST:81/...` (the
+/// firmware's stream port) `http://HOST/`. None for a camera that is not relayed, or a relay elsewhere.
+pub fn control_address(camera: &CameraSettings) -> Option<RelayUrl> {
+    if let Some(url) = &camera.options.control_url {
+        return Some(url.clone());
+    }
+    match &camera.source {
+        SourceSpec::Relay(url) if url.port == 81 => Some(RelayUrl {
+            port: 80,
+            path_and_query: "/".to_string(),
+            ..url.clone()
+        }),
+        _ => None,
+    }
+}
+
+/// Why a forwarded request got no answer to pass on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ForwardError {
+    /// Another request to this camera is in flight (503).
+    Busy,
+    /// Nothing, or nothing usable, came back in time (502 / 504).
+    Unreachable(String),
+    TimedOut,
+}
+
+/// What the camera answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+/// Cameras with a forwarded request in flight.
+static IN_FLIGHT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// Holds a camera's one place in flight.
+struct Turn(String);
+
+impl Turn {
+    fn take(camera: &str) -> Option<Turn> {
+        let mut set = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+        set.get_or_insert_with(HashSet::new)
+            .insert(camera.to_string())
+            .then(|| Turn(camera.to_string()))
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut set = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = set.as_mut() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+/// Sends `GET {base}{path}` (path without its leading `/`) for `camera` with the relay's credentials,
+/// one at a time per camera, within [`DEADLINE`], and reads at most [`MAX_ANSWER`] bytes of the answer.
+pub async fn forward(camera: &CameraSettings, path: &str) -> Result<Answer, ForwardError> {
+    let base = control_address(camera)
+        .ok_or_else(|| ForwardError::Unreachable("no control address".into()))?;
+    let _turn = Turn::take(&camera.name).ok_or(ForwardError::Busy)?;
+    let credentials = camera
+        .options
+        .credentials
+        .clone()
+        .or_else(|| match &camera.source {
+            SourceSpec::Relay(url) => url.credentials.clone(),
+            _ => None,
+        });
+    let credentials = base.credentials.clone().or(credentials);
+    tokio::time::timeout(DEADLINE, get(&base, path, credentials))
+        .await
+        .map_err(|_| ForwardError::TimedOut)?
+}
+
+async fn get(
+    base: &RelayUrl,
+    path: &str,
+    credentials: Option<(String, String)>,
+) -> Result<Answer, ForwardError> {
+    let shown = base.to_string();
+    let unreachable =
+        |e: &dyn std::fmt::Display| ForwardError::Unreachable(format!("{shown}: {e}"));
+    let stream = TcpStream::connect((base.host.as_str(), base.port))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(MAX_ANSWER.max(8192))
+        .handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let prefix = base.path_and_query.split('?').next().unwrap_or("/");
+    let prefix = if prefix.ends_with('/') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/")
+    };
+    let mut request = hyper::Request::get(format!("{prefix}{path}"))
+        .header("Host", base.host_header())
+        .header("User-Agent", concat!("mjpegd/", env!("CARGO_PKG_VERSION")));
+    if let Some((user, pass)) = &credentials {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        request = request.header("Authorization", format!("Basic {token}"));
+    }
+    let request = request
+        .body(http_body_util::Empty::new())
+        .map_err(|e| unreachable(&e))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(100).collect());
+    let mut body = response.into_body();
+    let mut all = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| unreachable(&e))?;
+        if let Some(data) = frame.data_ref() {
+            if all.len() + data.len() > MAX_ANSWER {
+                return Err(unreachable(&format!(
+                    "an answer longer than {MAX_ANSWER} bytes"
+                )));
+            }
+            all.extend_from_slice(data);
+        }
+    }
+    conn.abort();
+    Ok(Answer {
+        status,
+        content_type,
+        body: all.freeze(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vars_and_values_are_checked_before_anything_is_sent() {
+        assert_eq!(
+            check_control(Some("framesize"), Some("8")).unwrap(),
+            "control?var=framesize&val=8"
+        );
+        assert_eq!(
+            check_control(Some("brightness"), Some("-2")).unwrap(),
+            "control?var=brightness&val=-2"
+        );
+        assert!(check_control(Some("framesize"), Some("99"))
+            .unwrap_err()
+            .contains("0 to 24"));
+        assert!(check_control(Some("hmirror"), Some("x")).is_err());
+        assert!(check_control(Some("reboot"), Some("1"))
+            .unwrap_err()
+            .contains("unknown var"));
+        assert!(check_control(Some("quality&x=1"), Some("10")).is_err());
+        assert!(check_control(None, Some("1")).is_err());
+        assert!(check_control(Some("quality"), None).is_err());
+    }
+
+    #[test]
+    fn the_control_address_is_given_or_guessed_from_the_stream_port() {
+        let mut camera = CameraSettings {
+            name: "door".into(),
+            source: SourceSpec::Relay(RelayUrl::parse("http://u:p@cam.local:81/stream").unwrap()),
+            options: Default::default(),
+            supervisor: Default::default(),
+            buffer_memory: 1 << 20,
+            delivery: mjpegd_core::Policy::Latest,
+            lockstep_timeout: Duration::from_secs(2),
+            record: None,
+            max_variants: 4,
+            warmup_frames: 0,
+        };
+        let guessed = control_address(&camera).unwrap();
+        assert_eq!((guessed.host.as_str(), guessed.port), ("cam.local", 80));
+        assert_eq!(guessed.path_and_query, "/");
+        assert_eq!(guessed.credentials, Some(("u".into(), "p".into())));
+        camera.source = SourceSpec::Relay(RelayUrl::parse("http://cam.local:8080/stream").unwrap());
+        assert!(
+            control_address(&camera).is_none(),
+            "no guess off the firmware's port"
+        );
+        camera.options.control_url = Some(RelayUrl::parse("http://10.0.0.9:8000/").unwrap());
+        assert_eq!(control_address(&camera).unwrap().port, 8000);
+        camera.source = SourceSpec::Pattern;
+        camera.options.control_url = None;
+        assert!(control_address(&camera).is_none());
+    }
+
+    #[test]
+    fn one_request_in_flight_per_camera() {
+        let a = Turn::take("esp-a").unwrap();
+        assert!(Turn::take("esp-a").is_none());
+        let b = Turn::take("esp-b").unwrap();
+        drop(a);
+        assert!(Turn::take("esp-a").is_some());
+        drop(b);
+    }
+}
