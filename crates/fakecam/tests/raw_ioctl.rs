@@ -244,7 +244,8 @@ fn s_parm_changes_fps_and_g_parm_reports_it() {
     assert_eq!(parm(VIDIOC_S_PARM, 1001, 30000), (1, 30));
     assert_eq!(parm(VIDIOC_S_PARM, 10, 1), (1, 1));
 
-    // ENUM_FRAMEINTERVALS lists the configured rate; controls: none; unknown ioctls: ENOTTY.
+    // ENUM_FRAMEINTERVALS lists the configured rate; QUERYCTRL of id 0 (no control) is EINVAL;
+    // unknown ioctls: ENOTTY.
     let mut iv = [0u8; 52];
     put(&mut iv, 4, u32::from_le_bytes(*b"MJPG"));
     put(&mut iv, 8, 64);
