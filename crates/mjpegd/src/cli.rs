@@ -288,6 +288,7 @@ impl ServeArgs {
                 }),
             max_variants: self.max_variants,
             warmup_frames: self.warmup_frames,
+            controls: Default::default(),
         })
     }
 

@@ -9,6 +9,7 @@
 //! [`handler`] is the table from routes to handlers; [`answer`] and [`take_over`] call them.
 
 pub mod api;
+pub mod controls;
 pub mod download;
 pub mod metrics;
 pub mod page;
@@ -62,6 +63,8 @@ pub enum Answer {
     /// The segments of a camera, or of all of them.
     Recordings(Option<Arc<Camera>>),
     Api(api::Target),
+    /// A V4L2 camera's controls (reads and writes: the method decides).
+    Controls(Arc<Camera>, controls::Which),
     UnknownAction,
     NoSuchCamera(String),
     NotFound,
@@ -87,6 +90,10 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
     let camera = |index: usize| cameras[index].clone();
     let answer = match route {
         Route::Api(target) => Answer::Api(target),
+        Route::Camera {
+            index,
+            resource: Resource::Controls(which),
+        } => Answer::Controls(camera(index), which),
         _ if !reads => Answer::MethodNotAllowed,
         Route::Camera { index, resource } => match resource {
             Resource::Stream => return Handler::TakeOver(TakeOver::Stream(camera(index))),
@@ -94,6 +101,7 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
             Resource::State => Answer::State(Some(camera(index))),
             Resource::Page => Answer::Page(Some(camera(index))),
             Resource::Recordings => Answer::Recordings(Some(camera(index))),
+            Resource::Controls(which) => Answer::Controls(camera(index), which),
         },
         Route::RecordingFile(name) => return Handler::TakeOver(TakeOver::Download(name)),
         Route::State => Answer::State(None),
@@ -132,6 +140,7 @@ pub async fn answer<T: Transport>(
         Answer::Page(camera) => page::get(ctx, camera.as_deref()),
         Answer::Recordings(camera) => recordings::list(ctx, camera).await,
         Answer::Api(target) => api::answer(ctx, target, body).await,
+        Answer::Controls(camera, which) => controls::answer(ctx, &camera, which, body).await,
         Answer::UnknownAction => Response::text(
             400,
             "unknown action: use action=stream or action=snapshot (or stream_N, snapshot_N)\n",
