@@ -338,6 +338,13 @@ impl Worker {
                     reason: Some(inactive_reason(&dev, &controls, &info)),
                     value: None,
                 }
+            } else if dev.get(info.id).ok() == Some(value) {
+                // Already there: no control transfer (some take seconds).
+                Outcome {
+                    result: "done",
+                    reason: None,
+                    value: Some(info.shown(value)),
+                }
             } else {
                 self.write_one(&dev, &controls, &info, value)
             };
