@@ -142,7 +142,26 @@ impl Camera {
 
     /// Restarts the source with `new` settings on the same hub; clients stay connected. The caller checks
     /// that only source settings changed ([`crate::reload::plan::can_restart`]).
+    ///
+    /// When only the `[cameras.NAME.controls]` table changed, the source is not restarted at all: the
+    /// new values are applied to the open device (and at every later open).
     pub async fn restart(&self, new: CameraSettings) {
+        let old = self.settings();
+        let only_controls = old.controls != new.controls && {
+            let with_new_controls = CameraSettings {
+                controls: new.controls.clone(),
+                ..old
+            };
+            with_new_controls == new
+        };
+        if only_controls {
+            if let Some(controls) = self.controls() {
+                controls.set_file(new.controls.clone());
+                controls.opened();
+            }
+            *self.settings.write().unwrap_or_else(|e| e.into_inner()) = new;
+            return;
+        }
         self.stop_source().await;
         let (width, height) = new.options.resolution;
         self.hub.update_source(|s| {

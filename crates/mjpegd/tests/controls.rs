@@ -658,3 +658,69 @@ fn only_admins_write_controls() {
     );
     assert_eq!(cam.cam.control(fakecam::CID_BRIGHTNESS), Some(0));
 }
+
+#[test]
+fn save_writes_the_values_into_the_file_and_the_next_server_applies_them() {
+    let cam = camera("save");
+    let file = cam.dir.0.join("cams.toml");
+    let text = format!(
+        "# the workshop\n{}# the lens is fixed\ncontrast = 40 # flat light\n",
+        config(
+            &cam,
+            "always",
+            "focus_automatic_continuous = false # the bed moves\n"
+        )
+    );
+    std::fs::write(&file, &text).unwrap();
+    let server = Server::start(&["--config", file.to_str().unwrap()]);
+    let c = &cam.cam;
+    wait_control(c, fakecam::CID_CONTRAST, 40, "the file's contrast");
+    let mut s = server.stream("/stream?delivery=all");
+    let first = s.next_part().unwrap().seq();
+    let (status, body) = call_with(
+        server.addr,
+        "PATCH",
+        "/cams/default/controls?save=1",
+        JSON,
+        &json!({"focus_absolute": 45, "exposure_auto": "Manual Mode", "exposure_time_absolute": 500, "brightness": 99})
+            .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["save"], json!({"saved": true}), "{body}");
+    assert_eq!(body["results"]["brightness"]["result"], "out_of_range");
+    let saved = std::fs::read_to_string(&file).unwrap();
+    for line in [
+        "# the workshop",
+        "# the lens is fixed",
+        "contrast = 40 # flat light",
+        "focus_automatic_continuous = false # the bed moves",
+        "focus_absolute = 45",
+        "auto_exposure = \"Manual Mode\"",
+        "exposure_time_absolute = 500",
+    ] {
+        assert!(saved.contains(line), "{line:?} in:\n{saved}");
+    }
+    assert!(
+        !saved.contains("brightness"),
+        "a refused value is not saved:\n{saved}"
+    );
+    // The camera's all client saw no gap: saving did not restart its source.
+    for k in 1..=30 {
+        assert_eq!(s.next_part().unwrap().seq(), first + k, "no gap");
+    }
+    drop(s);
+    drop(server);
+    // A new server (the HTTP writes forgotten with the old one) on a camera back at its defaults.
+    c.unplug();
+    c.replug();
+    assert_eq!(c.control(fakecam::CID_FOCUS_ABSOLUTE), Some(0));
+    let _server = Server::start(&["--config", file.to_str().unwrap()]);
+    wait_control(c, fakecam::CID_FOCUS_ABSOLUTE, 45, "the saved focus");
+    wait_control(
+        c,
+        fakecam::CID_EXPOSURE_TIME_ABSOLUTE,
+        500,
+        "the saved exposure",
+    );
+    assert_eq!(c.control(fakecam::CID_AUTO_EXPOSURE), Some(1));
+}

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /cams/NAME/controls` | every control: key (v4l2-ctl's name), name, type, range, step, default, value read from the camera now, flags, menu entries, the auto control it depends on; and what is kept (`wanted`: the file's table, the HTTP writes) |
 //! | `PATCH /cams/NAME/controls` | `{"auto_exposure": "Manual Mode", "exposure_time_absolute": 250}`: a result per key, then every control read back |
+//! | `PATCH /cams/NAME/controls?save=1` | the same, and the values the camera took are also written into the camera's `[cameras.NAME.controls]` in the config file, through the control plane ([`crate::control`]: a hand edit is never clobbered, the camera's clients see nothing) |
 //! | `POST /cams/NAME/controls/reset` | every control back to the driver's default (or the file's value); the HTTP writes are forgotten |
 //!
 //! A camera that is not a V4L2 camera has no controls here: 404 with the reason. Reads are a viewer's;
@@ -14,6 +15,7 @@
 
 use super::Ctx;
 use crate::camera::Camera;
+use crate::control::Change;
 use crate::http::access;
 use crate::http::body::{Body, BodyError};
 use crate::http::response::Response;
@@ -79,6 +81,11 @@ pub async fn answer<R: AsyncRead + AsyncWrite + Unpin>(
             response
         };
     }
+    let save = with_body
+        && ctx
+            .request
+            .param("save")
+            .is_some_and(|v| matches!(v, "1" | "true" | "yes"));
     let result = if with_body {
         let asked = match read_values(ctx, body).await {
             Ok(a) => a,
@@ -89,8 +96,71 @@ pub async fn answer<R: AsyncRead + AsyncWrite + Unpin>(
         controls.reset().await
     };
     match result {
-        Ok(report) => Response::json_value(200, &report_json(camera, &controls, &report)),
+        Ok(report) => {
+            let mut doc = report_json(camera, &controls, &report);
+            if save {
+                doc["save"] = save_to_file(ctx, camera, &report).await;
+            }
+            Response::json_value(200, &doc)
+        }
         Err(e) => unreachable(e),
+    }
+}
+
+/// Writes the values the camera took into its `[cameras.NAME.controls]` (a menu by its label), keeping
+/// the rest of the table; what the control plane answered.
+async fn save_to_file(ctx: &Ctx<'_>, camera: &Camera, report: &Report) -> Json {
+    let Some(control) = ctx.app.control() else {
+        return json!({ "saved": false, "error": "the server is starting: nothing was saved" });
+    };
+    let taken: Vec<(String, Json)> = report
+        .results
+        .iter()
+        .filter(|(_, o)| o.result == "done")
+        .filter_map(|(key, _)| {
+            let r = report
+                .controls
+                .iter()
+                .find(|r| values::canonical(&r.info.key) == values::canonical(key))?;
+            let v = *r.value.as_ref().ok()?;
+            let shown = match r.info.label(v) {
+                Some(label) if r.info.kind == values::Kind::Menu => json!(label),
+                _ => r.info.shown(v),
+            };
+            Some((r.info.key.clone(), shown))
+        })
+        .collect();
+    if taken.is_empty() {
+        return json!({ "saved": false, "note": "the camera took no value: nothing to save" });
+    }
+    let name = camera.name().to_string();
+    let mut table = control
+        .camera_keys(&name)
+        .await
+        .and_then(|keys| keys.get("controls").and_then(Json::as_object).cloned())
+        .unwrap_or_default();
+    for (key, value) in taken {
+        // One key per control, in the spelling the file already uses when it has one.
+        let existing = table
+            .keys()
+            .find(|k| values::canonical(k) == values::canonical(&key))
+            .cloned();
+        table.insert(existing.unwrap_or(key), value);
+    }
+    let change = Change::Patch(
+        name,
+        Map::from_iter([("controls".to_string(), Json::Object(table))]),
+    );
+    match control.write(ctx.app, change).await {
+        Ok(written) => {
+            let mut doc = json!({ "saved": written.saved });
+            if !written.saved {
+                doc["note"] =
+                    json!("mjpegd runs without --config: kept until it restarts, in no file");
+            }
+            doc
+        }
+        Err(e) => json!({ "saved": false, "error": e.status().1 }),
     }
 }
 
