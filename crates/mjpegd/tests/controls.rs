@@ -724,3 +724,70 @@ fn save_writes_the_values_into_the_file_and_the_next_server_applies_them() {
     );
     assert_eq!(c.control(fakecam::CID_AUTO_EXPOSURE), Some(1));
 }
+
+#[test]
+fn queued_writes_to_one_control_are_coalesced_and_a_busy_camera_holds_no_other_back() {
+    let (a, b) = (camera("busy-a"), camera("busy-b"));
+    let file = a.dir.0.join("cams.toml");
+    let mut text = String::new();
+    for (name, cam) in [("a", &a), ("b", &b)] {
+        text += &format!(
+            "[cameras.{name}]\ndevice = \"{}\"\nresolution = \"320x240\"\nfps = 30\ncapture = \"always\"\n\n",
+            cam.cam.device_path().display()
+        );
+    }
+    std::fs::write(&file, text).unwrap();
+    let server = Server::start(&["--config", file.to_str().unwrap()]);
+    let addr = server.addr;
+    let send = move |path: &'static str, body: String| {
+        std::thread::spawn(move || call_with(addr, "PATCH", path, JSON, &body))
+    };
+    // Camera a's worker is busy for 2 s with a slow control...
+    let slow = send(
+        "/cams/a/controls",
+        json!({"pan_absolute": 3600}).to_string(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // ...meanwhile camera b answers, and its writes reach it.
+    let (status, body) = call_with(
+        addr,
+        "PATCH",
+        "/cams/b/controls",
+        JSON,
+        "{\"brightness\": 5}",
+    );
+    assert_eq!((status, body["ok"].clone()), (200, json!(true)), "{body}");
+    assert!(
+        !slow.is_finished(),
+        "b answered while a's slow write was still running"
+    );
+    assert_eq!(b.cam.control(fakecam::CID_BRIGHTNESS), Some(5));
+    // Writes to one control of a queue up behind the slow one: only the last reaches the camera.
+    let mut queued = Vec::new();
+    for v in 1..=4 {
+        queued.push(send(
+            "/cams/a/controls",
+            json!({"brightness": v * 10}).to_string(),
+        ));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(
+        !slow.is_finished(),
+        "the writes were queued behind the slow one"
+    );
+    let results: Vec<String> = queued
+        .into_iter()
+        .map(|t| {
+            let (status, body) = t.join().unwrap();
+            assert_eq!(status, 200, "{body}");
+            body["results"]["brightness"]["result"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(results, ["coalesced", "coalesced", "coalesced", "done"]);
+    assert_eq!(a.cam.control(fakecam::CID_BRIGHTNESS), Some(40));
+    let (status, body) = slow.join().unwrap();
+    assert_eq!((status, body["ok"].clone()), (200, json!(true)), "{body}");
+}
