@@ -471,6 +471,15 @@ fn the_files_values_and_http_writes_survive_replug_and_reload_and_reset_goes_bac
 
     // Unplug and replug: the camera powers up with its defaults; mjpegd sets them again.
     c.unplug();
+    let (status, body) = call_with(server.addr, "GET", "/cams/default/controls", "", "");
+    assert_eq!(status, 503, "unplugged: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"),
+        "{body}"
+    );
     std::thread::sleep(Duration::from_millis(300));
     c.replug();
     wait_control(
