@@ -13,6 +13,8 @@
 //! - values clamped and rounded to the step by S_CTRL, as the kernel does (a value out of range is
 //!   silently changed, never refused);
 //! - every value back to its default on replug, as a real camera powers up with its defaults;
+//! - on request ([`crate::FakeCam::reset_focus_on_stream`]), `focus_absolute` back to its default shortly
+//!   after streaming starts, as some cameras do (why crowsnest sets focus again);
 //! - a visible effect: `brightness` shifts the generated picture's luma by its value.
 //!
 //! Only the fixed-size ioctls are served (QUERYCTRL with V4L2_CTRL_FLAG_NEXT_CTRL, QUERY_EXT_CTRL,
@@ -156,6 +158,13 @@ impl Values {
     pub(crate) fn set(&mut self, id: u32, value: i32) {
         if let Some(i) = DEFS.iter().position(|d| d.id == id) {
             self.0[i] = clamp(&DEFS[i], value);
+        }
+    }
+
+    /// Control `id` back to its default.
+    pub(crate) fn reset(&mut self, id: u32) {
+        if let Some(i) = DEFS.iter().position(|d| d.id == id) {
+            self.0[i] = DEFS[i].default;
         }
     }
 

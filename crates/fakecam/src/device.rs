@@ -37,6 +37,8 @@ pub(crate) const DEVICE_NAME: &str = "video0";
 const FIRST_DEV_INO: u64 = 2;
 const ENTRY_TTL: Duration = Duration::from_secs(1);
 const ATTR_TTL: Duration = Duration::from_secs(3600);
+/// With `focus_reset_on_stream`, the frame after STREAMON at which focus goes back to its default.
+const FOCUS_RESET_AFTER_FRAMES: u64 = 10;
 /// Pending poll handles kept at most (the oldest is woken when more arrive), as the prototype.
 const MAX_POLLS: usize = 16;
 
@@ -127,6 +129,8 @@ pub(crate) struct State {
     polls: Vec<PollNotifier>,
     /// The controls' values (back to their defaults at every replug).
     pub(crate) controls: Values,
+    /// Plays a camera that puts its focus back to the default shortly after streaming starts.
+    pub(crate) focus_reset_on_stream: bool,
 }
 
 /// Everything shared by the FUSE handlers, the producer thread and the `FakeCam` handle.
@@ -186,6 +190,7 @@ impl Shared {
                 waiters: VecDeque::new(),
                 polls: Vec::new(),
                 controls: Values::defaults(),
+                focus_reset_on_stream: false,
             }),
             wake: Condvar::new(),
             bufs,
@@ -681,6 +686,9 @@ impl Shared {
             let n = st.produced;
             st.produced += 1;
             let owner_ino = st.owner.map(|o| o.1).unwrap_or(FIRST_DEV_INO);
+            if st.focus_reset_on_stream && n == FOCUS_RESET_AFTER_FRAMES {
+                st.controls.reset(controls::CID_FOCUS_ABSOLUTE);
+            }
             let brightness = st.controls.get(controls::CID_BRIGHTNESS).unwrap_or(0);
             drop(st);
 

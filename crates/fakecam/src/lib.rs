@@ -254,6 +254,12 @@ impl FakeCam {
         self.shared.lock().controls.set(id, value);
     }
 
+    /// Plays a camera that puts `focus_absolute` back to its default shortly after each STREAMON (10
+    /// frames in), as some real cameras do.
+    pub fn reset_focus_on_stream(&self, on: bool) {
+        self.shared.lock().focus_reset_on_stream = on;
+    }
+
     /// Current counters.
     ///
     /// Note: `close()` returns before the kernel tells the FUSE server about it, so

@@ -800,3 +800,32 @@ fn queued_writes_to_one_control_are_coalesced_and_a_busy_camera_holds_no_other_b
     let (status, body) = slow.join().unwrap();
     assert_eq!((status, body["ok"].clone()), (200, json!(true)), "{body}");
 }
+
+#[test]
+fn a_camera_that_resets_its_focus_once_streaming_gets_it_set_again() {
+    let cam = camera("refocus");
+    let c = &cam.cam;
+    c.reset_focus_on_stream(true);
+    let file = cam.dir.0.join("cams.toml");
+    std::fs::write(
+        &file,
+        config(
+            &cam,
+            "always",
+            "focus_automatic_continuous = false\nfocus_absolute = 30\n",
+        ),
+    )
+    .unwrap();
+    let _server = Server::start(&["--config", file.to_str().unwrap()]);
+    // The fake resets focus 10 frames after STREAMON; mjpegd's check 2 s after the open sets it again.
+    c.wait_stats(Duration::from_secs(10), |s| s.frames_served > 20)
+        .expect("frames flow");
+    wait_control(
+        c,
+        fakecam::CID_FOCUS_ABSOLUTE,
+        30,
+        "focus set again after the camera's reset",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.control(fakecam::CID_FOCUS_ABSOLUTE), Some(30));
+}
