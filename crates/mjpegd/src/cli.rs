@@ -376,6 +376,18 @@ pub fn check_config(args: &ServeArgs, path: &std::path::Path) -> anyhow::Result<
                 "  and /stream /snapshot /mjpeg/1 /jpg /?action=stream /?action=snapshot\n",
             );
         }
+        if matches!(c.source, crate::source::spec::SourceSpec::Device(_)) {
+            let kept: Vec<String> = c
+                .controls
+                .iter()
+                .map(|(k, v)| format!("{k} = {}", v.to_json()))
+                .collect();
+            out.push_str(&format!("  /cams/{name}/controls"));
+            if !kept.is_empty() {
+                out.push_str(&format!(" (set at every open: {})", kept.join(", ")));
+            }
+            out.push('\n');
+        }
     }
     if let Some(listen) = file.server.listen {
         let list: Vec<String> = listen.iter().map(|l| l.to_string()).collect();
