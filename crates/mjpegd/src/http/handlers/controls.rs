@@ -246,13 +246,13 @@ fn report_json(camera: &Camera, controls: &Controls, report: &Report) -> Json {
             (key.clone(), doc)
         })
         .collect();
-    let mut doc = listing(camera, controls, &report.controls);
     let all_done = report.results.iter().all(|(_, o)| o.result == "done");
-    let rest = std::mem::take(doc.as_object_mut().expect("an object"));
     let mut out = Map::new();
     out.insert("ok".into(), json!(all_done));
     out.insert("results".into(), Json::Object(results));
-    out.extend(rest);
+    if let Json::Object(rest) = listing(camera, controls, &report.controls) {
+        out.extend(rest);
+    }
     Json::Object(out)
 }
 
