@@ -23,6 +23,7 @@ use fuser::{
     WriteFlags,
 };
 
+use crate::controls::{self, Values, Write};
 use crate::frames::Source;
 use crate::v4l2::{self, Bytes};
 use crate::{Format, Stats};
@@ -36,6 +37,8 @@ pub(crate) const DEVICE_NAME: &str = "video0";
 const FIRST_DEV_INO: u64 = 2;
 const ENTRY_TTL: Duration = Duration::from_secs(1);
 const ATTR_TTL: Duration = Duration::from_secs(3600);
+/// With `focus_reset_on_stream`, the frame after STREAMON at which focus goes back to its default.
+const FOCUS_RESET_AFTER_FRAMES: u64 = 10;
 /// Pending poll handles kept at most (the oldest is woken when more arrive), as the prototype.
 const MAX_POLLS: usize = 16;
 
@@ -124,6 +127,10 @@ pub(crate) struct State {
     produced: u64,
     waiters: VecDeque<Waiter>,
     polls: Vec<PollNotifier>,
+    /// The controls' values (back to their defaults at every replug).
+    pub(crate) controls: Values,
+    /// Plays a camera that puts its focus back to the default shortly after streaming starts.
+    pub(crate) focus_reset_on_stream: bool,
 }
 
 /// Everything shared by the FUSE handlers, the producer thread and the `FakeCam` handle.
@@ -182,6 +189,8 @@ impl Shared {
                 produced: 0,
                 waiters: VecDeque::new(),
                 polls: Vec::new(),
+                controls: Values::defaults(),
+                focus_reset_on_stream: false,
             }),
             wake: Condvar::new(),
             bufs,
@@ -252,6 +261,8 @@ impl Shared {
             }
             st.epoch += 1;
             st.plugged = true;
+            // A camera powers up with its defaults.
+            st.controls = Values::defaults();
         }
         if let Some(n) = self.notifier.get() {
             let _ = n.inval_entry(INodeNo::ROOT, OsStr::new(DEVICE_NAME));
@@ -337,7 +348,7 @@ impl Shared {
     /// Handles one ioctl. `Ok(Some(bytes))` is the reply payload, `Ok(None)` means the reply was
     /// parked (blocking DQBUF) and `reply` was consumed.
     fn ioctl(
-        &self,
+        self: &std::sync::Arc<Self>,
         fh: u64,
         cmd: u32,
         input: &[u8],
@@ -370,6 +381,26 @@ impl Shared {
                     st.waiters.push_back(Waiter { fh, reply });
                     drop(st);
                     d.send();
+                    return None;
+                }
+                Dispatch::Slow { id, value, payload } => {
+                    // A slow control transfer: answered from a thread of its own, so the FUSE
+                    // threads (and the frames) carry on meanwhile.
+                    let epoch = st.epoch;
+                    drop(st);
+                    d.send();
+                    let shared = self.clone();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(controls::SLOW_WRITE);
+                        let mut st = shared.lock();
+                        if !st.plugged || st.epoch != epoch {
+                            drop(st);
+                            return reply.error(Errno::ENODEV);
+                        }
+                        st.controls.set(id, value);
+                        drop(st);
+                        reply.ioctl(0, &payload);
+                    });
                     return None;
                 }
             }
@@ -587,14 +618,24 @@ impl Shared {
                 Self::stop_streaming(st, Errno::EINVAL, d);
                 R(Ok(Vec::new()))
             }
-            v4l2::VIDIOC_QUERYCTRL
-            | v4l2::VIDIOC_QUERY_EXT_CTRL
-            | v4l2::VIDIOC_QUERYMENU
-            | v4l2::VIDIOC_G_CTRL
-            | v4l2::VIDIOC_S_CTRL
-            | v4l2::VIDIOC_G_EXT_CTRLS
-            | v4l2::VIDIOC_S_EXT_CTRLS
-            | v4l2::VIDIOC_TRY_EXT_CTRLS => R(Err(Errno::EINVAL)),
+            v4l2::VIDIOC_QUERYCTRL => R(st.controls.query(b)),
+            v4l2::VIDIOC_QUERY_EXT_CTRL => R(st.controls.query_ext(b)),
+            v4l2::VIDIOC_QUERYMENU => R(st.controls.query_menu(b)),
+            v4l2::VIDIOC_G_CTRL => R(st.controls.get_ctrl(b)),
+            v4l2::VIDIOC_S_CTRL => match st.controls.set_ctrl(b) {
+                Ok(Write::Done(payload)) => R(Ok(payload)),
+                Ok(Write::Slow { id, value }) => {
+                    let mut payload = vec![0u8; 8];
+                    payload.set_u32(0, id);
+                    payload.set_u32(4, value as u32);
+                    Dispatch::Slow { id, value, payload }
+                }
+                Err(e) => R(Err(e)),
+            },
+            // Arrays behind a pointer: a FUSE restricted ioctl cannot carry them.
+            v4l2::VIDIOC_G_EXT_CTRLS | v4l2::VIDIOC_S_EXT_CTRLS | v4l2::VIDIOC_TRY_EXT_CTRLS => {
+                R(Err(Errno::EINVAL))
+            }
             _ => R(Err(Errno::ENOTTY)),
         }
     }
@@ -645,11 +686,15 @@ impl Shared {
             let n = st.produced;
             st.produced += 1;
             let owner_ino = st.owner.map(|o| o.1).unwrap_or(FIRST_DEV_INO);
+            if st.focus_reset_on_stream && n == FOCUS_RESET_AFTER_FRAMES {
+                st.controls.reset(controls::CID_FOCUS_ABSOLUTE);
+            }
+            let brightness = st.controls.get(controls::CID_BRIGHTNESS).unwrap_or(0);
             drop(st);
 
             let mut len = {
                 let mut mem = self.bufs[i].write().unwrap_or_else(|e| e.into_inner());
-                source.render(n, self.cfg.width, self.cfg.height, &mut mem)
+                source.render(n, self.cfg.width, self.cfg.height, brightness, &mut mem)
             };
             if let Some(every) = self.cfg.bad_every.filter(|&e| e > 0) {
                 let k = n + 1;
@@ -714,6 +759,12 @@ impl Shared {
 enum Dispatch {
     Reply(Result<Vec<u8>, Errno>),
     Park,
+    /// A slow control write, answered later.
+    Slow {
+        id: u32,
+        value: i32,
+        payload: Vec<u8>,
+    },
 }
 
 fn monotonic_now() -> (u64, u64) {

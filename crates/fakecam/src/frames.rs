@@ -78,8 +78,16 @@ impl Source {
         }
     }
 
-    /// Writes frame `n` into `out` and returns its length.
-    pub(crate) fn render(&mut self, n: u64, width: u32, height: u32, out: &mut [u8]) -> usize {
+    /// Writes frame `n` into `out` and returns its length. `brightness` (the control's value, 0 by
+    /// default) shifts the generated pattern's luma by that much; files are served as they are.
+    pub(crate) fn render(
+        &mut self,
+        n: u64,
+        width: u32,
+        height: u32,
+        brightness: i32,
+        out: &mut [u8],
+    ) -> usize {
         match self {
             Source::JpegFiles(files) => {
                 let f = &files[(n % files.len() as u64) as usize];
@@ -87,7 +95,7 @@ impl Source {
                 f.len()
             }
             Source::GeneratedJpeg(p) => {
-                p.render(n);
+                p.render(n, brightness);
                 let img = turbojpeg::Image {
                     pixels: &p.pixels[..],
                     width: width as usize,
@@ -115,7 +123,7 @@ impl Source {
                 frame.len()
             }
             Source::GeneratedYuyv(p) => {
-                p.render(n);
+                p.render(n, brightness);
                 out[..p.pixels.len()].copy_from_slice(&p.pixels);
                 p.pixels.len()
             }
@@ -191,14 +199,22 @@ impl Pattern {
         }
     }
 
-    pub(crate) fn render(&mut self, n: u64) {
+    pub(crate) fn render(&mut self, n: u64, brightness: i32) {
         let bpp = self.bpp();
         let row = self.width * bpp;
         // Offset in pixels, kept even so YUYV macropixels stay aligned.
         let shift = ((n as usize * 8) % self.width) & !1;
-        let src = &self.strip[shift * bpp..shift * bpp + row];
+        let mut src = self.strip[shift * bpp..shift * bpp + row].to_vec();
+        if brightness != 0 {
+            // One row shifted, then copied: as cheap as the plain pattern.
+            let luma = |v: &mut u8| *v = (*v as i32 + brightness).clamp(0, 255) as u8;
+            match self.kind {
+                PixelKind::Rgb => src.iter_mut().for_each(luma),
+                PixelKind::Yuyv => src.iter_mut().step_by(2).for_each(luma),
+            }
+        }
         for r in self.pixels.chunks_exact_mut(row) {
-            r.copy_from_slice(src);
+            r.copy_from_slice(&src);
         }
         self.draw_number(n);
     }

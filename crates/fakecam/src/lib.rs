@@ -8,9 +8,12 @@
 //! What it serves:
 //! - **ioctls** through FUSE "restricted" ioctls (the kernel copies the size encoded in the ioctl
 //!   number): QUERYCAP, ENUM_FMT, G/S/TRY_FMT, ENUM_FRAMESIZES, ENUM_FRAMEINTERVALS, G/S_PARM,
-//!   ENUMINPUT, G/S_INPUT, REQBUFS (MMAP only), QUERYBUF, QBUF, DQBUF, STREAMON/OFF. Controls
-//!   answer EINVAL (there are none), anything else ENOTTY. USERPTR, DMABUF, EXPBUF and the
-//!   `read()` I/O method are not offered.
+//!   ENUMINPUT, G/S_INPUT, REQBUFS (MMAP only), QUERYBUF, QBUF, DQBUF, STREAMON/OFF, and the
+//!   controls of a UVC webcam through QUERYCTRL (with NEXT_CTRL), QUERY_EXT_CTRL, QUERYMENU,
+//!   G_CTRL and S_CTRL (see the `controls` module: auto/manual pairs, menu gaps, a slow control,
+//!   defaults at replug, brightness visible in the generated picture). The *_EXT_CTRLS arrays
+//!   answer EINVAL, anything else ENOTTY. USERPTR, DMABUF, EXPBUF and the `read()` I/O method are
+//!   not offered.
 //! - **one format**: the configured size and pixel format (MJPEG or YUYV) is all ENUM_FMT and
 //!   ENUM_FRAMESIZES list, and S_FMT grants it whatever is asked, as a real driver grants what it
 //!   can. S_PARM changes the frame rate (clamped to 1..=120); G_PARM reports it.
@@ -34,9 +37,17 @@
 //! (Debian package `fuse3`). Each `FakeCam` needs its own (empty) mount directory; distinct
 //! directories can be mounted concurrently, so tests may run in parallel.
 
+mod controls;
 mod device;
 mod frames;
 mod v4l2;
+
+/// The V4L2 ids of the fake camera's controls, for tests.
+pub use controls::{
+    CID_AUTO_EXPOSURE, CID_BRIGHTNESS, CID_CONTRAST, CID_EXPOSURE_TIME_ABSOLUTE,
+    CID_FOCUS_ABSOLUTE, CID_FOCUS_AUTO, CID_IRIS_ABSOLUTE, CID_PAN_ABSOLUTE, CID_PAN_RELATIVE,
+    CID_PAN_RESET, SLOW_WRITE,
+};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -230,6 +241,23 @@ impl FakeCam {
     /// streamed again. Idempotent.
     pub fn replug(&self) {
         self.shared.replug();
+    }
+
+    /// The current value of control `id` (None: no such control), as the camera holds it.
+    pub fn control(&self, id: u32) -> Option<i32> {
+        self.shared.lock().controls.get(id)
+    }
+
+    /// Changes control `id` behind the client's back (clamped to its range), as another program
+    /// running `v4l2-ctl` would.
+    pub fn set_control(&self, id: u32, value: i32) {
+        self.shared.lock().controls.set(id, value);
+    }
+
+    /// Plays a camera that puts `focus_absolute` back to its default shortly after each STREAMON (10
+    /// frames in), as some real cameras do.
+    pub fn reset_focus_on_stream(&self, on: bool) {
+        self.shared.lock().focus_reset_on_stream = on;
     }
 
     /// Current counters.

@@ -244,7 +244,8 @@ fn s_parm_changes_fps_and_g_parm_reports_it() {
     assert_eq!(parm(VIDIOC_S_PARM, 1001, 30000), (1, 30));
     assert_eq!(parm(VIDIOC_S_PARM, 10, 1), (1, 1));
 
-    // ENUM_FRAMEINTERVALS lists the configured rate; controls: none; unknown ioctls: ENOTTY.
+    // ENUM_FRAMEINTERVALS lists the configured rate; QUERYCTRL of id 0 (no control) is EINVAL;
+    // unknown ioctls: ENOTTY.
     let mut iv = [0u8; 52];
     put(&mut iv, 4, u32::from_le_bytes(*b"MJPG"));
     put(&mut iv, 8, 64);
@@ -345,4 +346,106 @@ fn dropping_the_cam_while_a_client_holds_it_detaches_without_hanging() {
     // The client's fd is dead, but its mapped buffer is still readable (no SIGBUS).
     assert_eq!(fd.buf_op(VIDIOC_QBUF, i as u32).unwrap_err(), libc::ENODEV);
     assert_eq!(maps[i].bytes(get(&b, 8) as usize), files[0]);
+}
+
+const VIDIOC_QUERYMENU: u64 = 0xc02c_5625;
+const VIDIOC_G_CTRL: u64 = 0xc008_561b;
+const VIDIOC_S_CTRL: u64 = 0xc008_561c;
+const VIDIOC_QUERY_EXT_CTRL: u64 = 0xc0e8_5667;
+const NEXT_CTRL: u32 = 0x8000_0000;
+
+fn ctrl(fd: &Fd, cmd: u64, id: u32, value: i32) -> Result<i32, i32> {
+    let mut b = [0u8; 8];
+    put(&mut b, 0, id);
+    put(&mut b, 4, value as u32);
+    fd.ioctl(cmd, &mut b).map(|_| get(&b, 4) as i32)
+}
+
+fn c_str(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+#[test]
+fn controls_enumerate_with_next_ctrl_and_menus_have_gaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cam, _) = mjpeg_dir_cam(tmp.path(), 2, 30, None);
+    let fd = Fd::open(&cam.device_path(), false).unwrap();
+    let mut names = Vec::new();
+    let mut id = 0;
+    loop {
+        let mut q = [0u8; 68];
+        put(&mut q, 0, id | NEXT_CTRL);
+        if fd.ioctl(VIDIOC_QUERYCTRL, &mut q) == Err(libc::EINVAL) {
+            break;
+        }
+        assert!(get(&q, 0) > id, "ids go up");
+        id = get(&q, 0);
+        names.push(c_str(&q[8..40]));
+    }
+    assert_eq!(names.len(), 12, "{names:?}");
+    assert_eq!(
+        names[0], "User Controls",
+        "class headings come too, as UVC's"
+    );
+    assert!(names.contains(&"Exposure Time, Absolute".to_string()));
+    let menu = |index: u32| {
+        let mut m = [0u8; 44];
+        put(&mut m, 0, fakecam::CID_AUTO_EXPOSURE);
+        put(&mut m, 4, index);
+        fd.ioctl(VIDIOC_QUERYMENU, &mut m).map(|_| c_str(&m[8..40]))
+    };
+    assert_eq!(menu(0), Err(libc::EINVAL));
+    assert_eq!(menu(1).as_deref(), Ok("Manual Mode"));
+    assert_eq!(menu(2), Err(libc::EINVAL));
+    assert_eq!(menu(3).as_deref(), Ok("Aperture Priority Mode"));
+    let mut q = [0u8; 232];
+    put(&mut q, 0, fakecam::CID_BRIGHTNESS);
+    fd.ioctl(VIDIOC_QUERY_EXT_CTRL, &mut q).unwrap();
+    assert_eq!(i64::from_ne_bytes(q[40..48].try_into().unwrap()), -64);
+    // Inactive while auto is on: the write is refused, as uvcvideo refuses it.
+    assert_eq!(
+        ctrl(&fd, VIDIOC_S_CTRL, fakecam::CID_EXPOSURE_TIME_ABSOLUTE, 100),
+        Err(libc::EACCES)
+    );
+    // Out of range: clamped silently, as the kernel does.
+    ctrl(&fd, VIDIOC_S_CTRL, fakecam::CID_BRIGHTNESS, 500).unwrap();
+    assert_eq!(ctrl(&fd, VIDIOC_G_CTRL, fakecam::CID_BRIGHTNESS, 0), Ok(64));
+    assert_eq!(
+        ctrl(&fd, VIDIOC_G_CTRL, fakecam::CID_PAN_RELATIVE, 0),
+        Err(libc::EACCES),
+        "write-only"
+    );
+    // Defaults again after a replug.
+    drop(fd);
+    cam.unplug();
+    cam.replug();
+    let fd = Fd::open(&cam.device_path(), false).unwrap();
+    assert_eq!(ctrl(&fd, VIDIOC_G_CTRL, fakecam::CID_BRIGHTNESS, 0), Ok(0));
+}
+
+#[test]
+fn a_slow_control_write_does_not_hold_frames_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cam, _) = mjpeg_dir_cam(tmp.path(), 2, 30, None);
+    let capture = Fd::open(&cam.device_path(), false).unwrap();
+    let _maps = capture.start(4);
+    let path = cam.device_path();
+    let writer = std::thread::spawn(move || {
+        let fd = Fd::open(&path, false).unwrap();
+        let started = Instant::now();
+        let r = ctrl(&fd, VIDIOC_S_CTRL, fakecam::CID_PAN_ABSOLUTE, 3600);
+        (r, started.elapsed())
+    });
+    let mut frames = 0;
+    while !writer.is_finished() {
+        let b = capture.buf_op(VIDIOC_DQBUF, 0).unwrap();
+        capture.buf_op(VIDIOC_QBUF, get(&b, 0)).unwrap();
+        frames += 1;
+    }
+    let (r, took) = writer.join().unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert!(took >= fakecam::SLOW_WRITE, "{took:?}");
+    assert!(frames >= 20, "{frames} frames during a {took:?} write");
+    assert_eq!(cam.control(fakecam::CID_PAN_ABSOLUTE), Some(3600));
 }

@@ -9,12 +9,17 @@
 //! see "no signal" in between, as on any source failure, and their sequence numbers carry on); a camera
 //! that is removed ends its clients' streams cleanly.
 //!
+//! A V4L2 camera also owns its [`Controls`]: they outlive source restarts (a reload, a replug), so the
+//! values written over HTTP are applied again at every open until the server stops.
+//!
 //! A camera also owns its size/quality [`Variants`], each a hub fed from the camera's (see
 //! [`crate::variant`]); they live and end with the clients that ask for them.
 
 use crate::config::CameraSettings;
 use crate::hub::{SharedHub, SourceStatus};
 use crate::record::RecordingStatus;
+use crate::source::controls::Controls;
+use crate::source::spec::SourceSpec;
 use crate::variant::{Lease, Variants};
 use mjpegd_core::variant::VariantKey;
 use mjpegd_core::HubConfig;
@@ -35,6 +40,8 @@ pub struct Camera {
     /// The recorder's status and task, if the camera records.
     pub recording: Option<Arc<Mutex<RecordingStatus>>>,
     recorder: Mutex<Option<JoinHandle<()>>>,
+    /// A V4L2 camera's controls (None for other sources).
+    controls: Mutex<Option<Arc<Controls>>>,
 }
 
 struct RunningSource {
@@ -60,7 +67,8 @@ impl Camera {
             },
         );
         let clients = shutdown.child_token();
-        let source = spawn_source(&settings, &hub, &clients);
+        let controls = controls_for(&settings, None);
+        let source = spawn_source(&settings, &hub, &clients, controls.clone());
         let (recording, recorder) = match &settings.record {
             Some(record) => {
                 let status = Arc::new(Mutex::new(RecordingStatus::default()));
@@ -85,7 +93,16 @@ impl Camera {
             hub,
             clients,
             source: Mutex::new(Some(source)),
+            controls: Mutex::new(controls),
         })
+    }
+
+    /// The camera's controls, if it is a V4L2 camera.
+    pub fn controls(&self) -> Option<Arc<Controls>> {
+        self.controls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn name(&self) -> &str {
@@ -125,7 +142,26 @@ impl Camera {
 
     /// Restarts the source with `new` settings on the same hub; clients stay connected. The caller checks
     /// that only source settings changed ([`crate::reload::plan::can_restart`]).
+    ///
+    /// When only the `[cameras.NAME.controls]` table changed, the source is not restarted at all: the
+    /// new values are applied to the open device (and at every later open).
     pub async fn restart(&self, new: CameraSettings) {
+        let old = self.settings();
+        let only_controls = old.controls != new.controls && {
+            let with_new_controls = CameraSettings {
+                controls: new.controls.clone(),
+                ..old
+            };
+            with_new_controls == new
+        };
+        if only_controls {
+            if let Some(controls) = self.controls() {
+                controls.set_file(new.controls.clone());
+                controls.opened();
+            }
+            *self.settings.write().unwrap_or_else(|e| e.into_inner()) = new;
+            return;
+        }
         self.stop_source().await;
         let (width, height) = new.options.resolution;
         self.hub.update_source(|s| {
@@ -133,7 +169,12 @@ impl Camera {
             s.width = width;
             s.height = height;
         });
-        let source = spawn_source(&new, &self.hub, &self.clients);
+        let controls = {
+            let mut held = self.controls.lock().unwrap_or_else(|e| e.into_inner());
+            *held = controls_for(&new, held.take());
+            held.clone()
+        };
+        let source = spawn_source(&new, &self.hub, &self.clients, controls);
         *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = new;
     }
@@ -162,10 +203,30 @@ impl Camera {
     }
 }
 
+/// The controls a camera with `settings` has: `held` kept (with the file's new table) when it is on the
+/// same device, so the HTTP writes survive a reload; new ones for another device; none but for V4L2.
+fn controls_for(settings: &CameraSettings, held: Option<Arc<Controls>>) -> Option<Arc<Controls>> {
+    let SourceSpec::Device(path) = &settings.source else {
+        return None;
+    };
+    match held {
+        Some(c) if c.path() == path => {
+            c.set_file(settings.controls.clone());
+            Some(c)
+        }
+        _ => Some(Controls::start(
+            &settings.name,
+            path,
+            settings.controls.clone(),
+        )),
+    }
+}
+
 fn spawn_source(
     settings: &CameraSettings,
     hub: &Arc<SharedHub>,
     parent: &CancellationToken,
+    controls: Option<Arc<Controls>>,
 ) -> RunningSource {
     let stop = parent.child_token();
     let task = settings.source.spawn(
@@ -173,6 +234,7 @@ fn spawn_source(
         hub.clone(),
         settings.supervisor.clone(),
         stop.clone(),
+        controls,
     );
     RunningSource { stop, task }
 }

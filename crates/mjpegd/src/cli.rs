@@ -307,6 +307,7 @@ impl ServeArgs {
                 }),
             max_variants: self.max_variants,
             warmup_frames: self.warmup_frames,
+            controls: Default::default(),
         })
     }
 
@@ -393,6 +394,18 @@ pub fn check_config(args: &ServeArgs, path: &std::path::Path) -> anyhow::Result<
             out.push_str(
                 "  and /stream /snapshot /mjpeg/1 /jpg /?action=stream /?action=snapshot\n",
             );
+        }
+        if matches!(c.source, crate::source::spec::SourceSpec::Device(_)) {
+            let kept: Vec<String> = c
+                .controls
+                .iter()
+                .map(|(k, v)| format!("{k} = {}", v.to_json()))
+                .collect();
+            out.push_str(&format!("  /cams/{name}/controls"));
+            if !kept.is_empty() {
+                out.push_str(&format!(" (set at every open: {})", kept.join(", ")));
+            }
+            out.push('\n');
         }
     }
     if let Some(listen) = file.server.listen {

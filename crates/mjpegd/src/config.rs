@@ -15,6 +15,8 @@
 use crate::net::forwarded::{TrustedProxies, TrustedProxy};
 use crate::net::ListenSpec;
 use crate::record::RecordSettings;
+use crate::source::controls::values::{valid_key, MAX_LABEL};
+use crate::source::controls::{Setting, MAX_KEYS};
 use crate::source::orient::Orientation;
 use crate::source::spec::{SourceOptions, SourceSpec};
 use crate::source::supervisor::{Capture, SupervisorConfig};
@@ -51,6 +53,8 @@ pub struct CameraSettings {
     pub max_variants: usize,
     /// Frames a snapshot lets go by after it started an idle on-demand source (auto-exposure settling).
     pub warmup_frames: u32,
+    /// A V4L2 camera's `[cameras.NAME.controls]`: applied every time the device is opened.
+    pub controls: IndexMap<String, Setting>,
 }
 
 /// Server-wide keys of a file, each `None` when the file does not set it.
@@ -172,6 +176,7 @@ struct CameraKeys {
     record_max_size: Option<Spanned<String>>,
     max_variants: Option<Spanned<i64>>,
     warmup_frames: Option<Spanned<i64>>,
+    controls: Option<Spanned<IndexMap<String, Spanned<toml::Value>>>>,
 }
 
 /// Line and column (from 1) of byte `at` in `text`.
@@ -484,6 +489,20 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
                 }
             }
         }
+        if let Some(table) = &k.controls {
+            if !matches!(c.source, SourceSpec::Device(_)) {
+                return Err(at(
+                    table.span(),
+                    "controls: only a V4L2 camera (device = \"/dev/videoN\") has controls".into(),
+                ));
+            }
+            c.controls = parse_controls(table.get_ref()).map_err(|(span, e)| {
+                at(
+                    span.unwrap_or_else(|| table.span()),
+                    format!("controls: {e}"),
+                )
+            })?;
+        }
         if let SourceSpec::Device(path) = &c.source {
             let id = DeviceId::of(path);
             if let Some(other) = cameras
@@ -686,6 +705,44 @@ pub fn parse_max_picture(s: &str) -> Result<(u32, u32), String> {
     }
 }
 
+type Span = std::ops::Range<usize>;
+
+/// A `[cameras.NAME.controls]` table: at most [`MAX_KEYS`] keys as v4l2-ctl names them, each a whole
+/// number, true/false or a menu label. Whether the camera has them and takes those values is only known
+/// once it is open (a value it refuses is logged then).
+fn parse_controls(
+    table: &IndexMap<String, Spanned<toml::Value>>,
+) -> Result<IndexMap<String, Setting>, (Option<Span>, String)> {
+    if table.len() > MAX_KEYS {
+        return Err((None, format!("{} keys: at most {MAX_KEYS}", table.len())));
+    }
+    let mut out = IndexMap::with_capacity(table.len());
+    for (key, value) in table {
+        let span = Some(value.span());
+        if !valid_key(key) {
+            return Err((
+                span,
+                format!("{key:?}: a control key is v4l2-ctl's name (a-z, 0-9 and _, e.g. focus_absolute)"),
+            ));
+        }
+        let setting = match value.get_ref() {
+            toml::Value::Integer(n) if i32::try_from(*n).is_ok() => Setting::Int(*n),
+            toml::Value::Boolean(b) => Setting::Bool(*b),
+            toml::Value::String(l) if !l.is_empty() && l.len() <= MAX_LABEL => {
+                Setting::Label(l.clone())
+            }
+            _ => {
+                return Err((
+                    span,
+                    format!("{key}: expected a whole number (32-bit), true/false or a menu label of at most {MAX_LABEL} bytes"),
+                ))
+            }
+        };
+        out.insert(key.clone(), setting);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,6 +759,7 @@ mod tests {
             record: None,
             max_variants: 4,
             warmup_frames: 0,
+            controls: IndexMap::new(),
         }
     }
 
@@ -709,6 +767,41 @@ mod tests {
         parse(text, Path::new("cams.toml"), &base())
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn a_v4l2_cameras_controls_table_is_checked_and_kept_in_order() {
+        let c = parse(
+            "[cameras.a]\ndevice = \"/dev/video7\"\n[cameras.a.controls]\nfocus_automatic_continuous = false\nfocus_absolute = 30\nauto_exposure = \"Manual Mode\"\n",
+            Path::new("cams.toml"),
+            &base(),
+        )
+        .unwrap();
+        let controls: Vec<_> = c.cameras[0].controls.iter().collect();
+        assert_eq!(
+            controls,
+            [
+                (
+                    &"focus_automatic_continuous".to_string(),
+                    &Setting::Bool(false)
+                ),
+                (&"focus_absolute".to_string(), &Setting::Int(30)),
+                (
+                    &"auto_exposure".to_string(),
+                    &Setting::Label("Manual Mode".into())
+                ),
+            ]
+        );
+        for (text, wanted) in [
+            ("[cameras.a]\nsource = \"pattern\"\n[cameras.a.controls]\nbrightness = 1\n", "only a V4L2 camera"),
+            ("[cameras.a]\ndevice = \"/dev/video7\"\n[cameras.a.controls]\nBrightness = 1\n", "v4l2-ctl's name"),
+            ("[cameras.a]\ndevice = \"/dev/video7\"\n[cameras.a.controls]\nbrightness = 1.5\n", "whole number"),
+            ("[cameras.a]\ndevice = \"/dev/video7\"\n[cameras.a.controls]\nbrightness = 9999999999\n", "whole number"),
+            ("[cameras.a]\ndevice = \"/dev/video7\"\n[cameras.a.controls]\nbrightness = [1]\n", "whole number"),
+        ] {
+            let e = err(text);
+            assert!(e.contains(wanted) && e.contains("cams.toml:"), "{text}: {e}");
+        }
     }
 
     #[test]

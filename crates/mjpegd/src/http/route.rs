@@ -2,7 +2,8 @@
 //! unit-tested without sockets.
 //!
 //! Every dialect users' tools already send reaches a camera:
-//! - mjpegd's own: `/cams/NAME/stream`, `/cams/NAME/snapshot`, `/cams/NAME/state`, `/cams/NAME/`;
+//! - mjpegd's own: `/cams/NAME/stream`, `/cams/NAME/snapshot`, `/cams/NAME/state`, `/cams/NAME/`, and a V4L2
+//!   camera's `/cams/NAME/controls` and `/cams/NAME/controls/reset`;
 //! - today's single-camera URLs, which name the first camera: `/stream`, `/snapshot`, `/state`'s top level,
 //!   the ESP32 firmware's `/mjpeg/1` and `/jpg`, mjpg-streamer's and µStreamer's `/?action=stream` and
 //!   `/?action=snapshot`;
@@ -12,6 +13,8 @@
 //!
 //! Cache busters and dashboards' extra parameters (`?1700000000`, `timestamp=`, `bypassCache=`, a second
 //! `?`) are ignored: only the parameters a route reads matter.
+
+use super::handlers::controls::Which;
 
 /// What a camera's URL asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +31,8 @@ pub enum Resource {
     Control,
     /// A relayed ESP32-CAM's status: `/cams/NAME/status`.
     Status,
+    /// A V4L2 camera's controls (`/cams/NAME/controls`, `/cams/NAME/controls/reset`).
+    Controls(super::handlers::controls::Which),
 }
 
 /// Where a request goes.
@@ -140,6 +145,14 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
                 index,
                 resource: Resource::Status,
             },
+            "controls" | "controls/" => Route::Camera {
+                index,
+                resource: Resource::Controls(Which::List),
+            },
+            "controls/reset" => Route::Camera {
+                index,
+                resource: Resource::Controls(Which::Reset),
+            },
             "" | "index.html" => match action {
                 Some(a) => by_action(a, index, &camera),
                 None => Route::Camera {
@@ -231,6 +244,15 @@ mod tests {
         assert_eq!(r("/webcam2/", Some("snapshot")), cam(1, Snapshot));
         assert_eq!(r("/webcam3/", Some("stream")), cam(2, Stream));
         assert_eq!(r("/webcam2/", None), cam(1, Page));
+        assert_eq!(
+            r("/cams/printer/controls", None),
+            cam(1, Controls(Which::List))
+        );
+        assert_eq!(
+            r("/cams/printer/controls/reset", None),
+            cam(1, Controls(Which::Reset))
+        );
+        assert_eq!(r("/cams/printer/controls/other", None), Route::NotFound);
     }
 
     #[test]

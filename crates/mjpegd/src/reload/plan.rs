@@ -103,6 +103,7 @@ mod tests {
             record: None,
             max_variants: 4,
             warmup_frames: 0,
+            controls: Default::default(),
         }
     }
 

@@ -269,6 +269,7 @@ mod tests {
             record: None,
             max_variants: 4,
             warmup_frames: 0,
+            controls: Default::default(),
         };
         let guessed = control_address(&camera).unwrap();
         assert_eq!((guessed.host.as_str(), guessed.port), ("cam.local", 80));

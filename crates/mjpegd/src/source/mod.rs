@@ -8,6 +8,7 @@
 
 pub mod child;
 pub mod child_log;
+pub mod controls;
 pub mod encode;
 pub mod esp32;
 pub mod files;

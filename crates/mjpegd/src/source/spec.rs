@@ -130,13 +130,15 @@ impl SourceSpec {
         }
     }
 
-    /// Starts the source's supervisor (which opens it, and retries while it fails).
+    /// Starts the source's supervisor (which opens it, and retries while it fails). A V4L2 camera tells
+    /// `controls` each time it opens the device.
     pub fn spawn(
         &self,
         args: &SourceOptions,
         hub: Arc<SharedHub>,
         config: SupervisorConfig,
         shutdown: CancellationToken,
+        controls: Option<Arc<super::controls::Controls>>,
     ) -> JoinHandle<()> {
         let (width, height) = args.resolution;
         match self {
@@ -153,6 +155,7 @@ impl SourceSpec {
                     format: args.format,
                     encoders: args.encoders,
                     quality: args.quality,
+                    controls,
                 });
                 tokio::spawn(supervise(camera, hub, config, shutdown))
             }

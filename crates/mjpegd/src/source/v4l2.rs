@@ -4,7 +4,8 @@
 //! size and rate, and reports what the driver actually granted, never what was asked. MJPEG cameras' frames
 //! pass through untouched (one copy out of the driver's buffer, no decode); YUYV and NV12 frames go to the
 //! [`EncoderPool`]. A device that errors (unplugged: ENODEV, EIO) ends the capture with an error, and the
-//! supervisor takes it from there: "no signal" for the clients, reopen with back-off.
+//! supervisor takes it from there: "no signal" for the clients, reopen with back-off. Each open tells the
+//! camera's [`super::controls`] worker, which applies the wanted control values off this thread.
 
 use super::encode::{Encoded, EncoderPool, RawFormat, Reorder};
 use super::{Captured, Source, SourceError, SourceInfo};
@@ -40,6 +41,8 @@ pub struct V4l2Options {
     /// Encoder threads for raw formats.
     pub encoders: usize,
     pub quality: u8,
+    /// The camera's controls, told each time the device is opened (they apply what is wanted).
+    pub controls: Option<Arc<super::controls::Controls>>,
 }
 
 const MJPG: FourCC = FourCC { repr: *b"MJPG" };
@@ -287,6 +290,11 @@ fn capture_thread(
     tracing::info!(device = %path.display(), format = %fmt.fourcc, width = fmt.width, height = fmt.height, fps, "camera negotiated");
     if granted_tx.send(Ok(info)).is_err() {
         return;
+    }
+    // The controls worker applies the file's and the HTTP-written values on a descriptor of its
+    // own: a slow control transfer never holds up this thread.
+    if let Some(controls) = &options.controls {
+        controls.opened();
     }
     let clock = MonotonicToWall::new();
     while !stop.load(Ordering::Relaxed) {

@@ -9,6 +9,7 @@
 //! [`handler`] is the table from routes to handlers; [`answer`] and [`take_over`] call them.
 
 pub mod api;
+pub mod controls;
 pub mod download;
 pub mod esp32;
 pub mod metrics;
@@ -66,6 +67,8 @@ pub enum Answer {
     /// A relayed ESP32-CAM's `/control?var=&val=` (a write) and `/status`.
     Esp32Control(Arc<Camera>),
     Esp32Status(Arc<Camera>),
+    /// A V4L2 camera's controls (reads and writes: the method decides).
+    Controls(Arc<Camera>, controls::Which),
     UnknownAction,
     NoSuchCamera(String),
     NotFound,
@@ -91,6 +94,10 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
     let camera = |index: usize| cameras[index].clone();
     let answer = match route {
         Route::Api(target) => Answer::Api(target),
+        Route::Camera {
+            index,
+            resource: Resource::Controls(which),
+        } => Answer::Controls(camera(index), which),
         _ if !reads => Answer::MethodNotAllowed,
         Route::Camera { index, resource } => match resource {
             Resource::Stream => return Handler::TakeOver(TakeOver::Stream(camera(index))),
@@ -100,6 +107,7 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
             Resource::Recordings => Answer::Recordings(Some(camera(index))),
             Resource::Control => Answer::Esp32Control(camera(index)),
             Resource::Status => Answer::Esp32Status(camera(index)),
+            Resource::Controls(which) => Answer::Controls(camera(index), which),
         },
         Route::RecordingFile(name) => return Handler::TakeOver(TakeOver::Download(name)),
         Route::State => Answer::State(None),
@@ -140,6 +148,7 @@ pub async fn answer<T: Transport>(
         Answer::Api(target) => api::answer(ctx, target, body).await,
         Answer::Esp32Control(camera) => esp32::control(ctx, &camera).await,
         Answer::Esp32Status(camera) => esp32::status(ctx, &camera).await,
+        Answer::Controls(camera, which) => controls::answer(ctx, &camera, which, body).await,
         Answer::UnknownAction => Response::text(
             400,
             "unknown action: use action=stream or action=snapshot (or stream_N, snapshot_N)\n",
