@@ -156,6 +156,7 @@ def admin(b, url, config, user):
     page.click('button[data-action="remove"][data-camera="yard"]')
     expect(page.locator("#camform-remove")).to_contain_text("yard")
     submit_form(page)
+    expect(page.locator(".camform-back.open")).to_have_count(0)
     expect(page.locator(".tile img[alt='yard']")).to_have_count(0)
     assert "yard" not in cameras(config), cameras(config)
 
