@@ -110,14 +110,26 @@ pub async fn handle_connection<T: Transport>(
             None => Verdict::Open,
         };
         if !verdict.admitted() {
-            refuse(&app, &mut io, &request.path, client, verdict, head_only).await;
+            let server = super::route::server_of(&request.path, request.param("action"));
+            refuse(
+                &app,
+                &mut io,
+                &request.path,
+                client,
+                verdict,
+                head_only,
+                server,
+            )
+            .await;
             return;
         }
         let keep_alive = request.keep_alive();
         let http10 = request.version == 0;
         let cameras = app.cameras();
         let names: Vec<&str> = cameras.iter().map(|c| c.name()).collect();
-        let route = route(&request.path, request.param("action"), &names);
+        let action = request.param("action");
+        let route = route(&request.path, action, request.param("plugin"), &names);
+        let server = super::route::server_of(&request.path, action);
         let ctx = Ctx {
             app: &app,
             request: &request,
@@ -125,6 +137,7 @@ pub async fn handle_connection<T: Transport>(
             verdict,
             cameras: &cameras,
             arrived,
+            server,
         };
         let answer = match handlers::handler(route, &request.method, &cameras) {
             Handler::TakeOver(take_over) => {
@@ -138,7 +151,9 @@ pub async fn handle_connection<T: Transport>(
         // open, and the connection does what it said; a body left unread closes it.
         let respond = async {
             let mut body = Body::of(&mut io, &mut buf, &request);
-            let response = handlers::answer(&ctx, answer, &mut body).await;
+            let response = handlers::answer(&ctx, answer, &mut body)
+                .await
+                .server(server);
             let unread = !body.is_empty() && !body.finished();
             let mut response = response.persist(keep_alive, http10);
             response.close |= unread;
@@ -177,6 +192,7 @@ async fn refuse<T: Transport>(
     client: Peer,
     verdict: Verdict,
     head_only: bool,
+    server: &'static str,
 ) {
     let refusal = if verdict == Verdict::Busy {
         app.counters
@@ -193,7 +209,8 @@ async fn refuse<T: Transport>(
         tracing::debug!(addr = %client, path = %path, "unauthorized");
         Response::text(401, "authentication required\n")
             .header("WWW-Authenticate", super::auth::CHALLENGE)
-    };
+    }
+    .server(server);
     let _ = tokio::time::timeout(
         app.config.write_timeout,
         refusal.write(io, head_only, &app.cors),

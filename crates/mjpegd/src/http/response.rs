@@ -6,6 +6,13 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// Headers that forbid any cache from keeping a response (the same set µStreamer sends).
 pub const NO_CACHE: &str = "Cache-Control: no-store, no-cache, must-revalidate, proxy-revalidate, pre-check=0, post-check=0, max-age=0\r\nPragma: no-cache\r\nExpires: Mon, 3 Jan 2000 12:34:56 GMT\r\n";
 
+/// The `Server` header of mjpegd's own URLs.
+pub const SERVER_MJPEGD: &str = concat!("mjpegd/", env!("CARGO_PKG_VERSION"));
+/// The `Server` header of mjpg-streamer's URLs (`/?action=...`, `/input.json`, crowsnest's `/webcamN/?action=`):
+/// clients such as Octolapse check that it begins with `MJPG-Streamer` before they send control commands.
+pub const SERVER_MJPG_STREAMER: &str =
+    concat!("MJPG-Streamer/0.2 (mjpegd ", env!("CARGO_PKG_VERSION"), ")");
+
 /// A complete response: status, extra header lines (each ending in CRLF), body. It owns its body (a
 /// frame's JPEG is shared, not copied), so a handler builds it and the connection writes it.
 pub struct Response {
@@ -15,6 +22,8 @@ pub struct Response {
     pub body: Bytes,
     /// Close the connection after this response.
     pub close: bool,
+    /// The `Server` header ([`SERVER_MJPEGD`] unless the URL is another server's dialect).
+    pub server: &'static str,
 }
 
 impl Response {
@@ -26,6 +35,7 @@ impl Response {
             headers: String::new(),
             body: Bytes::from(body.into()),
             close: status >= 400,
+            server: SERVER_MJPEGD,
         }
     }
 
@@ -37,6 +47,7 @@ impl Response {
             headers: NO_CACHE.to_string(),
             body: body.into(),
             close: false,
+            server: SERVER_MJPEGD,
         }
     }
 
@@ -64,6 +75,11 @@ impl Response {
             close: false,
             ..self
         }
+    }
+
+    /// Answers with `server` as the `Server` header.
+    pub fn server(self, server: &'static str) -> Response {
+        Response { server, ..self }
     }
 
     /// Adds a header line.
@@ -94,11 +110,12 @@ impl Response {
         head_only: bool,
         extra: &str,
     ) -> std::io::Result<()> {
-        let head = format!(
-            "HTTP/1.1 {} {}\r\nServer: mjpegd/{}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}{}\r\n",
+        let head =
+            format!(
+            "HTTP/1.1 {} {}\r\nServer: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}{}\r\n",
             self.status,
             reason(self.status),
-            env!("CARGO_PKG_VERSION"),
+            self.server,
             self.content_type,
             self.body.len(),
             if self.close { "Connection: close\r\n" } else { "" },

@@ -9,11 +9,18 @@
 //!   `/?action=snapshot`;
 //! - mjpg-streamer's input suffix, counting from 0 in file order: `/?action=stream_N`, `/?action=snapshot_N`;
 //! - crowsnest's paths as Mainsail and Fluidd use them: `/webcam/?action=...` is the first camera,
-//!   `/webcam2/?action=...` the second, and so on.
+//!   `/webcam2/?action=...` the second, and so on;
+//! - mjpg-streamer's control API, as Octolapse uses it: `/?action=command&plugin=N&id=CID&group=1&value=V`
+//!   (plugin N is the camera, counting as `stream_N` does), `/input.json` and `/input_N.json`; under a
+//!   camera's own base (`/webcam2/`, `/cams/NAME/`) the camera is the base's and only plugin 0 exists, as
+//!   behind crowsnest, where each camera has a streamer of its own;
+//! - camera-streamer's `/status` and `/option?device=&key=&value=` as RatOS uses them: at the top level for
+//!   every camera, under `/webcamN/` for that one.
 //!
 //! Cache busters and dashboards' extra parameters (`?1700000000`, `timestamp=`, `bypassCache=`, a second
 //! `?`) are ignored: only the parameters a route reads matter.
 
+use super::handlers::camera_streamer::Which as CsWhich;
 use super::handlers::controls::Which;
 
 /// What a camera's URL asks for.
@@ -33,6 +40,10 @@ pub enum Resource {
     Status,
     /// A V4L2 camera's controls (`/cams/NAME/controls`, `/cams/NAME/controls/reset`).
     Controls(super::handlers::controls::Which),
+    /// mjpg-streamer's `?action=command` (a control write, or the `id=-1` probe).
+    MjpgCommand,
+    /// mjpg-streamer's `input.json`: the camera's controls, every value a string.
+    MjpgInput,
 }
 
 /// Where a request goes.
@@ -57,13 +68,19 @@ pub enum Route {
     NoSuchCamera(String),
     /// The cameras API (`/api/cameras`, `/api/cameras/NAME`).
     Api(super::handlers::api::Target),
+    /// camera-streamer's `/status` and `/option`: of every camera (None) or of one (`/webcamN/status`).
+    CameraStreamer {
+        camera: Option<usize>,
+        which: super::handlers::camera_streamer::Which,
+    },
     /// `?action=` with a value no dialect knows.
     UnknownAction(String),
     NotFound,
 }
 
-/// Routes `path` with `action` (the `action` query parameter, if any) among `cameras` (names in order).
-pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
+/// Routes `path` with `action` and `plugin` (those query parameters, if any) among `cameras` (names in
+/// order).
+pub fn route(path: &str, action: Option<&str>, plugin: Option<&str>, cameras: &[&str]) -> Route {
     let camera = |index: usize, resource: Resource| {
         if index < cameras.len() {
             Route::Camera { index, resource }
@@ -81,10 +98,36 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
         "/" => {
             return match action {
                 None => Route::Page,
+                Some("command") => match plugin_index(plugin) {
+                    Some(index) => camera(index, Resource::MjpgCommand),
+                    None => Route::NoSuchCamera(format!(
+                        "input plugin {:?}",
+                        plugin
+                            .unwrap_or_default()
+                            .chars()
+                            .take(20)
+                            .collect::<String>()
+                    )),
+                },
                 Some(a) => by_action(a, 0, &camera),
             }
         }
+        "/status" => {
+            return Route::CameraStreamer {
+                camera: None,
+                which: CsWhich::Status,
+            }
+        }
+        "/option" => {
+            return Route::CameraStreamer {
+                camera: None,
+                which: CsWhich::Option,
+            }
+        }
         _ => {}
+    }
+    if let Some(index) = path.strip_prefix('/').and_then(input_json) {
+        return camera(index, Resource::MjpgInput);
     }
     if path.starts_with("/api/") {
         return super::handlers::api::target(path).map_or(Route::NotFound, Route::Api);
@@ -97,7 +140,7 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
     }
     // crowsnest: /webcam/, /webcam2/, ... with ?action=
     if let Some(rest) = path.strip_prefix("/webcam") {
-        if let Some(n) = rest.strip_suffix('/') {
+        if let Some((n, tail)) = rest.split_once('/') {
             let index = match n {
                 "" => Some(0),
                 digits if digits.bytes().all(|b| b.is_ascii_digit()) && digits.len() <= 3 => digits
@@ -108,9 +151,23 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
                 _ => None,
             };
             if let Some(index) = index {
-                return match action {
-                    Some(a) => by_action(a, index, &camera),
-                    None => camera(index, Resource::Page),
+                return match tail {
+                    "" => match action {
+                        Some("command") if !plugin_zero(plugin) => only_plugin_zero(plugin),
+                        Some(a) => by_action(a, index, &camera),
+                        None => camera(index, Resource::Page),
+                    },
+                    "status" | "option" if index >= cameras.len() => camera(index, Resource::Page),
+                    "status" => Route::CameraStreamer {
+                        camera: Some(index),
+                        which: CsWhich::Status,
+                    },
+                    "option" => Route::CameraStreamer {
+                        camera: Some(index),
+                        which: CsWhich::Option,
+                    },
+                    _ if input_json(tail) == Some(0) => camera(index, Resource::MjpgInput),
+                    _ => Route::NotFound,
                 };
             }
         }
@@ -153,7 +210,12 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
                 index,
                 resource: Resource::Controls(Which::Reset),
             },
+            "input.json" | "input_0.json" => Route::Camera {
+                index,
+                resource: Resource::MjpgInput,
+            },
             "" | "index.html" => match action {
+                Some("command") if !plugin_zero(plugin) => only_plugin_zero(plugin),
                 Some(a) => by_action(a, index, &camera),
                 None => Route::Camera {
                     index,
@@ -164,6 +226,66 @@ pub fn route(path: &str, action: Option<&str>, cameras: &[&str]) -> Route {
         };
     }
     Route::NotFound
+}
+
+/// mjpg-streamer's `input.json` (camera 0) or `input_N.json` (camera N, at most 3 digits).
+fn input_json(name: &str) -> Option<usize> {
+    let n = name.strip_prefix("input")?.strip_suffix(".json")?;
+    match n.strip_prefix('_') {
+        None if n.is_empty() => Some(0),
+        Some(d) if !d.is_empty() && d.len() <= 3 && d.bytes().all(|b| b.is_ascii_digit()) => {
+            d.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// The camera a root `?action=command&plugin=N` names: N (absent: 0, as mjpg-streamer defaults it).
+fn plugin_index(plugin: Option<&str>) -> Option<usize> {
+    match plugin {
+        None | Some("") => Some(0),
+        Some(p) if p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok(),
+        Some(_) => None,
+    }
+}
+
+/// Under a camera's own base there is one input plugin, number 0.
+fn plugin_zero(plugin: Option<&str>) -> bool {
+    plugin_index(plugin) == Some(0)
+}
+
+fn only_plugin_zero(plugin: Option<&str>) -> Route {
+    Route::NoSuchCamera(format!(
+        "input plugin {:?} under this camera's URL (it has one: plugin=0)",
+        plugin
+            .unwrap_or_default()
+            .chars()
+            .take(20)
+            .collect::<String>()
+    ))
+}
+
+/// The `Server` header a request's answer carries: mjpg-streamer's for its URLs (`?action=` on a base,
+/// `input.json`), since clients (Octolapse) check it before they use its control API; mjpegd's otherwise.
+pub fn server_of(path: &str, action: Option<&str>) -> &'static str {
+    use super::response::{SERVER_MJPEGD, SERVER_MJPG_STREAMER};
+    let last = path.rsplit('/').next().unwrap_or_default();
+    let base = path == "/"
+        || path
+            .strip_prefix("/webcam")
+            .is_some_and(|rest| rest.ends_with('/') && !rest[..rest.len() - 1].contains('/'))
+        || path.strip_prefix("/cams/").is_some_and(|rest| {
+            matches!(rest.split_once('/'), None | Some((_, "" | "index.html")))
+        });
+    let input = input_json(last).is_some()
+        && (path.matches('/').count() == 1
+            || path.starts_with("/webcam")
+            || path.starts_with("/cams/"));
+    if (base && action.is_some()) || input {
+        SERVER_MJPG_STREAMER
+    } else {
+        SERVER_MJPEGD
+    }
 }
 
 /// A segment's file name as mjpegd writes them (`NAME-20261124T170312.345Z.mkv`): letters, digits, `-`,
@@ -180,7 +302,8 @@ fn recording_name(name: &str) -> Option<&str> {
     ok.then_some(name)
 }
 
-/// `?action=stream`, `snapshot`, and mjpg-streamer's `stream_N` / `snapshot_N` (N counts from 0).
+/// `?action=stream`, `snapshot`, `command` (the plugin already checked), and mjpg-streamer's `stream_N` /
+/// `snapshot_N` (N counts from 0).
 fn by_action(action: &str, default: usize, camera: &impl Fn(usize, Resource) -> Route) -> Route {
     let (what, index) = match action.split_once('_') {
         Some((what, n))
@@ -193,6 +316,7 @@ fn by_action(action: &str, default: usize, camera: &impl Fn(usize, Resource) -> 
     match what {
         "stream" => camera(index, Resource::Stream),
         "snapshot" => camera(index, Resource::Snapshot),
+        "command" if action == "command" => camera(index, Resource::MjpgCommand),
         _ => Route::UnknownAction(action.chars().take(40).collect()),
     }
 }
@@ -204,7 +328,7 @@ mod tests {
     const CAMS: [&str; 3] = ["front", "printer", "garage"];
 
     fn r(path: &str, action: Option<&str>) -> Route {
-        route(path, action, &CAMS)
+        route(path, action, None, &CAMS)
     }
 
     fn cam(index: usize, resource: Resource) -> Route {
@@ -277,7 +401,7 @@ mod tests {
         assert_eq!(r("/streams", None), Route::NotFound);
         assert_eq!(r("//state", None), Route::NotFound);
         assert!(matches!(
-            route("/stream", None, &[]),
+            route("/stream", None, None, &[]),
             Route::NoSuchCamera(_)
         ));
     }
@@ -303,6 +427,85 @@ mod tests {
             "/recordings/a b.mkv",
         ] {
             assert_eq!(r(bad, None), Route::NotFound, "{bad}");
+        }
+    }
+
+    #[test]
+    fn mjpg_streamer_control_urls_name_their_camera() {
+        use Resource::*;
+        let cmd = |path: &str, plugin: Option<&str>| route(path, Some("command"), plugin, &CAMS);
+        assert_eq!(cmd("/", None), cam(0, MjpgCommand));
+        assert_eq!(cmd("/", Some("0")), cam(0, MjpgCommand));
+        assert_eq!(cmd("/", Some("2")), cam(2, MjpgCommand));
+        assert!(matches!(cmd("/", Some("3")), Route::NoSuchCamera(_)));
+        assert!(matches!(cmd("/", Some("-1")), Route::NoSuchCamera(_)));
+        assert!(matches!(cmd("/", Some("99999")), Route::NoSuchCamera(_)));
+        // Under a camera's own base, only plugin 0, which is that camera.
+        assert_eq!(cmd("/webcam2/", Some("0")), cam(1, MjpgCommand));
+        assert_eq!(cmd("/webcam3/", None), cam(2, MjpgCommand));
+        assert_eq!(cmd("/cams/garage/", Some("0")), cam(2, MjpgCommand));
+        assert!(matches!(
+            cmd("/webcam2/", Some("1")),
+            Route::NoSuchCamera(_)
+        ));
+        assert_eq!(r("/input.json", None), cam(0, MjpgInput));
+        assert_eq!(r("/input_0.json", None), cam(0, MjpgInput));
+        assert_eq!(r("/input_2.json", None), cam(2, MjpgInput));
+        assert!(matches!(r("/input_3.json", None), Route::NoSuchCamera(_)));
+        assert_eq!(r("/input_.json", None), Route::NotFound);
+        assert_eq!(r("/input_x.json", None), Route::NotFound);
+        assert_eq!(r("/webcam2/input.json", None), cam(1, MjpgInput));
+        assert_eq!(r("/webcam/input_0.json", None), cam(0, MjpgInput));
+        assert_eq!(r("/webcam/input_1.json", None), Route::NotFound);
+        assert_eq!(r("/cams/printer/input.json", None), cam(1, MjpgInput));
+    }
+
+    #[test]
+    fn camera_streamer_urls() {
+        use super::CsWhich::*;
+        let cs = |camera, which| Route::CameraStreamer { camera, which };
+        assert_eq!(r("/status", None), cs(None, Status));
+        assert_eq!(r("/option", None), cs(None, Option));
+        assert_eq!(r("/webcam/status", None), cs(Some(0), Status));
+        assert_eq!(r("/webcam3/option", None), cs(Some(2), Option));
+        assert!(matches!(r("/webcam4/option", None), Route::NoSuchCamera(_)));
+        assert_eq!(r("/webcam/other", None), Route::NotFound);
+    }
+
+    #[test]
+    fn mjpg_streamer_urls_answer_as_mjpg_streamer() {
+        use crate::http::response::{SERVER_MJPEGD, SERVER_MJPG_STREAMER};
+        assert!(SERVER_MJPG_STREAMER.starts_with("MJPG-Streamer/0.2 (mjpegd "));
+        for (path, action) in [
+            ("/", Some("snapshot")),
+            ("/", Some("stream_1")),
+            ("/", Some("command")),
+            ("/webcam/", Some("snapshot")),
+            ("/webcam2/", Some("command")),
+            ("/cams/front/", Some("stream")),
+            ("/cams/front", Some("stream")),
+            ("/input.json", None),
+            ("/input_1.json", None),
+            ("/webcam2/input.json", None),
+        ] {
+            assert_eq!(
+                server_of(path, action),
+                SERVER_MJPG_STREAMER,
+                "{path} {action:?}"
+            );
+        }
+        for (path, action) in [
+            ("/", None),
+            ("/stream", None),
+            ("/snapshot", Some("x")),
+            ("/state", None),
+            ("/cams/front/controls", None),
+            ("/cams/front/stream", Some("stream")),
+            ("/api/cameras", Some("command")),
+            ("/status", None),
+            ("/recordings/input.json", None),
+        ] {
+            assert_eq!(server_of(path, action), SERVER_MJPEGD, "{path} {action:?}");
         }
     }
 }

@@ -80,10 +80,9 @@ impl StreamEnd {
 /// The response head of a stream, including the first boundary (and, in advance mode, the first part's
 /// headers). `X-Accel-Buffering: no` tells nginx in front not to buffer it (frames would reach clients
 /// late, a buffer at a time), whatever its `proxy_buffering` says.
-pub fn response_head(policy: Policy, advance_headers: bool, cors: &str) -> String {
+pub fn response_head(policy: Policy, advance_headers: bool, cors: &str, server: &str) -> String {
     format!(
-        "HTTP/1.1 200 OK\r\nServer: mjpegd/{}\r\nContent-Type: multipart/x-mixed-replace;boundary={BOUNDARY}\r\n{}Connection: close\r\n{cors}X-Delivery: {policy}\r\nX-Accel-Buffering: no\r\n\r\n--{BOUNDARY}\r\n{}",
-        env!("CARGO_PKG_VERSION"),
+        "HTTP/1.1 200 OK\r\nServer: {server}\r\nContent-Type: multipart/x-mixed-replace;boundary={BOUNDARY}\r\n{}Connection: close\r\n{cors}X-Delivery: {policy}\r\nX-Accel-Buffering: no\r\n\r\n--{BOUNDARY}\r\n{}",
         super::response::NO_CACHE,
         if advance_headers { std::str::from_utf8(ADVANCE_HEAD).unwrap_or_default() } else { "" },
     )

@@ -66,6 +66,7 @@ fn passed_on(answer: Result<Answer, ForwardError>) -> Response {
             headers: String::new(),
             body: a.body,
             close: a.status >= 400,
+            server: crate::http::response::SERVER_MJPEGD,
         },
         Err(ForwardError::Busy) => Response::text(
             503,

@@ -9,10 +9,12 @@
 //! [`handler`] is the table from routes to handlers; [`answer`] and [`take_over`] call them.
 
 pub mod api;
+pub mod camera_streamer;
 pub mod controls;
 pub mod download;
 pub mod esp32;
 pub mod metrics;
+pub mod mjpg_streamer;
 pub mod page;
 pub mod recordings;
 pub mod snapshot;
@@ -44,6 +46,9 @@ pub struct Ctx<'a> {
     pub cameras: &'a [Arc<Camera>],
     /// When the request head arrived (a snapshot's `max_delay` counts from here).
     pub arrived: SystemTime,
+    /// The `Server` header its answer carries (mjpg-streamer's URLs answer as mjpg-streamer:
+    /// [`super::route::server_of`]).
+    pub server: &'static str,
 }
 
 impl Ctx<'_> {
@@ -69,6 +74,11 @@ pub enum Answer {
     Esp32Status(Arc<Camera>),
     /// A V4L2 camera's controls (reads and writes: the method decides).
     Controls(Arc<Camera>, controls::Which),
+    /// mjpg-streamer's `?action=command` and `input.json`.
+    MjpgCommand(Arc<Camera>),
+    MjpgInput(Arc<Camera>),
+    /// camera-streamer's `/status` and `/option` (of one camera, or of all).
+    CameraStreamer(Option<Arc<Camera>>, camera_streamer::Which),
     UnknownAction,
     NoSuchCamera(String),
     NotFound,
@@ -98,6 +108,7 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
             index,
             resource: Resource::Controls(which),
         } => Answer::Controls(camera(index), which),
+        Route::CameraStreamer { camera: c, which } => Answer::CameraStreamer(c.map(camera), which),
         _ if !reads => Answer::MethodNotAllowed,
         Route::Camera { index, resource } => match resource {
             Resource::Stream => return Handler::TakeOver(TakeOver::Stream(camera(index))),
@@ -108,6 +119,8 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
             Resource::Control => Answer::Esp32Control(camera(index)),
             Resource::Status => Answer::Esp32Status(camera(index)),
             Resource::Controls(which) => Answer::Controls(camera(index), which),
+            Resource::MjpgCommand => Answer::MjpgCommand(camera(index)),
+            Resource::MjpgInput => Answer::MjpgInput(camera(index)),
         },
         Route::RecordingFile(name) => return Handler::TakeOver(TakeOver::Download(name)),
         Route::State => Answer::State(None),
@@ -149,9 +162,12 @@ pub async fn answer<T: Transport>(
         Answer::Esp32Control(camera) => esp32::control(ctx, &camera).await,
         Answer::Esp32Status(camera) => esp32::status(ctx, &camera).await,
         Answer::Controls(camera, which) => controls::answer(ctx, &camera, which, body).await,
+        Answer::MjpgCommand(camera) => mjpg_streamer::command(ctx, &camera).await,
+        Answer::MjpgInput(camera) => mjpg_streamer::input(&camera).await,
+        Answer::CameraStreamer(camera, which) => camera_streamer::answer(ctx, camera, which).await,
         Answer::UnknownAction => Response::text(
             400,
-            "unknown action: use action=stream or action=snapshot (or stream_N, snapshot_N)\n",
+            "unknown action: use action=stream, snapshot (or stream_N, snapshot_N) or command\n",
         ),
         Answer::NoSuchCamera(what) => Response::text(
             404,

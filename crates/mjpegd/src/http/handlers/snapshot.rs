@@ -46,5 +46,6 @@ pub async fn get(ctx: &Ctx<'_>, camera: &Camera) -> Response {
         headers,
         body: frame.jpeg.clone(),
         close: false,
+        server: crate::http::response::SERVER_MJPEGD,
     }
 }

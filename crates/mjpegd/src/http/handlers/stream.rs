@@ -97,7 +97,7 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, camera: &Camera, mut io: T) {
             .await;
         return;
     };
-    let head = response_head(policy, options.advance_headers, &app.cors);
+    let head = response_head(policy, options.advance_headers, &app.cors, ctx.server);
     if head_only {
         let _ = io.write_all(head.as_bytes()).await;
         return;

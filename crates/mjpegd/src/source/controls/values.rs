@@ -364,6 +364,28 @@ pub fn find<'a>(controls: &'a [Info], key: &str) -> Option<&'a Info> {
     controls.iter().find(|c| canonical(&c.key) == want)
 }
 
+/// `key` without case and without anything but letters and digits: camera-streamer matches option keys
+/// this way (`ExposureTime`, `exposure-time` and `exposure_time` are one key).
+fn loose(key: &str) -> String {
+    key.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// The control `key` names, ignoring case and every character but letters and digits, in today's or
+/// the pre-5.16 spelling.
+pub fn find_loose<'a>(controls: &'a [Info], key: &str) -> Option<&'a Info> {
+    let want = loose(key);
+    if want.is_empty() {
+        return None;
+    }
+    controls.iter().find(|c| loose(&c.key) == want).or_else(|| {
+        let (_, new) = RENAMED.iter().find(|(old, _)| loose(old) == want)?;
+        find(controls, new)
+    })
+}
+
 /// `items` with every auto control first (in their order), then the rest (in theirs): an auto control
 /// decides whether its manual ones can be written at all.
 pub fn autos_first<T>(items: Vec<(Info, T)>) -> Vec<(Info, T)> {
@@ -501,6 +523,39 @@ mod tests {
         assert!(Setting::from_json(&serde_json::json!([1])).is_err());
         assert!(Setting::from_json(&serde_json::json!(null)).is_err());
         assert!(Setting::from_json(&serde_json::json!("x".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn loose_keys_ignore_case_and_punctuation() {
+        let controls = [
+            menu(),
+            info("exposure_time_absolute", Kind::Integer, 3, 2047, 1),
+        ];
+        for key in [
+            "auto_exposure",
+            "AutoExposure",
+            "auto-exposure",
+            "exposure_auto",
+            "ExposureAuto",
+        ] {
+            assert_eq!(
+                find_loose(&controls, key).unwrap().key,
+                "auto_exposure",
+                "{key}"
+            );
+        }
+        assert_eq!(
+            find_loose(&controls, "Exposure Time, Absolute")
+                .unwrap()
+                .key,
+            "exposure_time_absolute"
+        );
+        assert_eq!(
+            find_loose(&controls, "exposureabsolute").unwrap().key,
+            "exposure_time_absolute"
+        );
+        assert!(find_loose(&controls, "exposure").is_none());
+        assert!(find_loose(&controls, "__").is_none());
     }
 
     #[test]
