@@ -286,6 +286,22 @@ def controls(b, url, config):
     page.select_option("#panel-ctl-auto_exposure", label="Manual Mode")
     expect(exposure).to_be_enabled()
     assert control_value(page, base, "auto_exposure")["value"] == 1
+    # Another program turns auto exposure back on underneath: the panel still offers the manual slider, the
+    # camera refuses the write, the reason is shown beside it and the values read back disable it.
+    r = page.request.patch(base + "controls", data='{"auto_exposure": 3}',
+                           headers={"Content-Type": "application/json"})
+    assert r.ok, r.text()
+    expect(exposure).to_be_enabled()
+    exposure.focus()
+    page.keyboard.press("ArrowRight")
+    result = page.locator('[data-control="exposure_time_absolute"] .result')
+    expect(result).to_contain_text("auto_exposure")
+    print("shown beside exposure:", result.inner_text())
+    expect(exposure).to_be_disabled()
+    expect(page.locator("#panel-ctl-auto_exposure")).to_have_value("3")
+    page.select_option("#panel-ctl-auto_exposure", label="Manual Mode")
+    expect(exposure).to_be_enabled()
+    expect(result).to_be_empty()
     page.select_option("#panel-ctl-auto_exposure", label="Aperture Priority Mode")
     expect(exposure).to_be_disabled()
     focus = page.locator("#panel-ctl-focus_absolute")
