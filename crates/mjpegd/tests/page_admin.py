@@ -386,11 +386,14 @@ def esp32(b, url, name):
     page.locator("#panel-esp32-brightness").focus()
     page.keyboard.press("End")
     page.check("#panel-esp32-hmirror")
+    # The frame size is a menu of the firmware's sizes.
+    expect(page.locator("#panel-esp32-framesize option:checked")).to_have_text("VGA (640x480)")
+    page.select_option("#panel-esp32-framesize", label="SVGA (800x600)")
     # The emulator keeps what it was sent: its /status, through the relay, shows it.
     def sent():
         # 503 while the panel's own request is in flight (one per camera): not yet.
         r = page.request.get(url.rstrip("/") + f"/cams/{name}/status")
-        return r.ok and r.json().get("brightness") == 2 and r.json().get("hmirror") == 1
+        return r.ok and (r.json().get("brightness"), r.json().get("hmirror"), r.json().get("framesize")) == (2, 1, 9)
 
     until(sent, "the firmware has the new values")
     expect(page.locator("#panel-esp32-brightness")).to_have_value("2")
