@@ -13,6 +13,7 @@ Scenarios:
              controls, Reset goes back to the defaults, Save writes the values into the config file
     orient   rotate 90 from the panel turns the preview (its natural size swaps) without reloading the page,
              and is saved in the file; back to none
+    unplugged the camera is unplugged when the page opens (said), replugged: the controls appear
     esp32    a relayed ESP32-CAM's settings from its /status, changed from the panel
 Each wait is for a condition, bounded by a few seconds. Exits non-zero with the reason on failure.
 """
@@ -288,12 +289,16 @@ def controls(b, url, config):
     assert control_value(page, base, "auto_exposure")["value"] == 1
     # Another program turns auto exposure back on underneath: the panel still offers the manual slider, the
     # camera refuses the write, the reason is shown beside it and the values read back disable it.
-    r = page.request.patch(base + "controls", data='{"auto_exposure": 3}',
-                           headers={"Content-Type": "application/json"})
-    assert r.ok, r.text()
-    expect(exposure).to_be_enabled()
-    exposure.focus()
-    page.keyboard.press("ArrowRight")
+    # (The person's move is made in the same turn as the other program's write, before the panel's own
+    # periodic read could catch up.)
+    page.evaluate("""async () => {
+      const r = await fetch("/cams/default/controls", { method: "PATCH", headers: { "Content-Type": "application/json" },
+                                                        body: JSON.stringify({ auto_exposure: 3 }) });
+      if (!r.ok) throw new Error("auto exposure not set: " + r.status);
+      const el = document.getElementById("panel-ctl-exposure_time_absolute");
+      el.value = String(Number(el.value) + Number(el.step));
+      el.dispatchEvent(new Event("input", { bubbles: true }));
+    }""")
     result = page.locator('[data-control="exposure_time_absolute"] .result')
     expect(result).to_contain_text("auto_exposure")
     print("shown beside exposure:", result.inner_text())
@@ -319,6 +324,11 @@ def controls(b, url, config):
     assert control_value(page, base, "brightness")["value"] == 0
     page.wait_for_function("() => (" + LUMA + f")() < {before} + 10")
 
+    # Another program changes a control: the panel shows it without being touched.
+    r = page.request.patch(base + "controls", data='{"contrast": 50}', headers={"Content-Type": "application/json"})
+    assert r.ok, r.text()
+    expect(page.locator("#panel-ctl-contrast")).to_have_value("50")
+
     # Save: the values now set go into the camera's controls table in the file.
     brightness.focus()
     for _ in range(3):
@@ -328,11 +338,29 @@ def controls(b, url, config):
     page.click("#panel-save")
     expect(page.locator("#panel-status")).to_contain_text("Saved to the config file")
     saved = cameras(config)["default"]["controls"]
-    assert saved["brightness"] == -3, saved
+    assert saved["brightness"] == -3 and saved["contrast"] == 50, saved
     assert saved["auto_exposure"] == "Aperture Priority Mode", saved
     assert "iris_absolute" not in saved and "exposure_time_absolute" not in saved, saved
     assert page.evaluate("() => window.notReloaded === true"), "the page was reloaded"
     no_raw_json(page, "the controls panel")
+    assert not page.errors, page.errors
+
+
+def unplugged(b, url, signal):
+    """The camera is unplugged when the page opens: said; once `signal` is written the test replugs it,
+    and the controls appear without a reload."""
+    page = new_page(b, None)
+    page.goto(url.rstrip("/") + "/cams/default/")
+    page.evaluate("() => { window.notReloaded = true; }")
+    expect(page.locator("#panel-status")).to_contain_text("Camera controls:")
+    print("shown while unplugged:", page.inner_text("#panel-status"))
+    expect(page.locator("#panel-controls")).to_be_hidden()
+    with open(signal, "w") as f:
+        f.write("replug")
+    expect(page.locator("#panel-controls")).to_be_visible(timeout=10000)
+    expect(page.locator("#panel-ctl-brightness")).to_be_enabled()
+    expect(page.locator("#panel-status")).to_be_empty()
+    assert page.evaluate("() => window.notReloaded === true"), "the page was reloaded"
     assert not page.errors, page.errors
 
 
@@ -412,6 +440,7 @@ def main():
     a.add_argument("--user")
     a.add_argument("--admin-user")
     a.add_argument("--camera")
+    a.add_argument("--signal")
     args = a.parse_args()
     with sync_playwright() as p:
         b = browser(p)
@@ -424,6 +453,8 @@ def main():
                 nojson(b, args.url)
             elif args.scenario == "controls":
                 controls(b, args.url, args.config)
+            elif args.scenario == "unplugged":
+                unplugged(b, args.url, args.signal)
             elif args.scenario == "orient":
                 orient(b, args.url, args.config)
             elif args.scenario == "esp32":

@@ -147,9 +147,8 @@ fn the_camera_page_shows_no_raw_json() {
     }
 }
 
-#[test]
-fn an_admin_sets_a_v4l2_cameras_controls_from_its_page() {
-    let dir = TempDir::new("page-controls");
+/// A fake camera at 160x120, and a config file naming it `default`, captured always.
+fn fake_camera(dir: &TempDir) -> (FakeCam, String) {
     let mount = dir.0.join("cam");
     std::fs::create_dir_all(&mount).unwrap();
     let cam = FakeCam::mount(
@@ -173,12 +172,49 @@ fn an_admin_sets_a_v4l2_cameras_controls_from_its_page() {
         ),
     )
     .unwrap();
-    let config = config.to_str().unwrap();
-    let server = Server::start(&["--config", config]);
-    playwright(&["controls", &url(&server), "--config", config]);
+    (cam, config.to_str().unwrap().to_string())
+}
+
+#[test]
+fn an_admin_sets_a_v4l2_cameras_controls_from_its_page() {
+    let dir = TempDir::new("page-controls");
+    let (cam, config) = fake_camera(&dir);
+    let server = Server::start(&["--config", &config]);
+    playwright(&["controls", &url(&server), "--config", &config]);
     // What the panel left set is what the camera has.
     assert_eq!(cam.control(fakecam::CID_BRIGHTNESS), Some(-3));
     assert_eq!(cam.control(fakecam::CID_FOCUS_AUTO), Some(1));
+}
+
+#[test]
+fn a_camera_unplugged_when_the_page_opens_shows_its_controls_once_replugged() {
+    let dir = TempDir::new("page-unplugged");
+    let (cam, config) = fake_camera(&dir);
+    let server = Server::start(&["--config", &config]);
+    cam.unplug();
+    eventually(Duration::from_secs(10), "the controls unreachable", || {
+        (server.get("/cams/default/controls").status == 503).then_some(())
+    });
+    // The page says so; when it has, it writes the signal file and the camera is plugged back in.
+    let signal = dir.0.join("replug");
+    let replug = std::thread::spawn({
+        let signal = signal.clone();
+        move || {
+            let started = Instant::now();
+            while !signal.exists() && started.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            cam.replug();
+            cam
+        }
+    });
+    playwright(&[
+        "unplugged",
+        &url(&server),
+        "--signal",
+        signal.to_str().unwrap(),
+    ]);
+    drop(replug.join().unwrap());
 }
 
 #[test]
