@@ -275,9 +275,11 @@ def controls(b, url, config):
 
     # Brightness to its maximum with the keyboard (each key an input event: debounced into few writes).
     brightness.focus()
+    started = time.monotonic()
     page.keyboard.press("End")
     expect(page.locator('[data-control="brightness"] output')).to_have_text("64")
     page.wait_for_function("() => (" + LUMA + f")() > {before} + 30")
+    print(f"brightness moved -> preview brighter: {(time.monotonic() - started) * 1000:.0f} ms (debounce 200 ms)")
     assert control_value(page, base, "brightness")["value"] == 64
     print(f"preview luma {before:.0f} -> {page.evaluate(LUMA):.0f}")
 
@@ -378,12 +380,14 @@ def orient(b, url, config):
     expect(page.locator("#panel-esp32")).to_be_hidden()
     page.wait_for_function("() => document.getElementById('stream').naturalWidth === 160")
     assert size(page) == [160, 120], size(page)
+    started = time.monotonic()
     page.select_option("#panel-rotate", "90")
     # 160x120 turned is 120x160, trimmed to 112 wide: the lossless turn keeps whole 16-pixel blocks.
     page.wait_for_function(
         "() => { const i = document.getElementById('stream'); return i.naturalWidth === 112 && i.naturalHeight === 160; }",
         timeout=10000,
     )
+    print(f"rotate 90 chosen -> preview turned: {(time.monotonic() - started) * 1000:.0f} ms")
     assert cameras(config)[name]["rotate"] == 90, cameras(config)
     page.select_option("#panel-flip", "horizontal")
     expect(page.locator("#panel-status")).to_contain_text("Orientation changed")
