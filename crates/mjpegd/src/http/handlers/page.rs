@@ -4,6 +4,7 @@
 use super::Ctx;
 use crate::camera::Camera;
 use crate::http::response::Response;
+use crate::source::esp32::VARS;
 
 /// One camera's page: its stream and state.
 const INDEX_HTML: &str = include_str!("../index.html");
@@ -11,6 +12,8 @@ const INDEX_HTML: &str = include_str!("../index.html");
 const WALL_HTML: &str = include_str!("../wall.html");
 /// Camera management for admins, in both pages where they say `{{ADMIN}}` (shows nothing to viewers).
 const ADMIN_HTML: &str = include_str!("../admin.html");
+/// A camera's picture settings for admins, in its page where it says `{{PANEL}}` (nothing for viewers).
+const PANEL_HTML: &str = include_str!("../panel.html");
 
 /// `camera`'s page, or (None: `/`) the first camera's page, or the wall when there are several.
 pub fn get(ctx: &Ctx<'_>, camera: Option<&Camera>) -> Response {
@@ -19,5 +22,32 @@ pub fn get(ctx: &Ctx<'_>, camera: Option<&Camera>) -> Response {
         None if ctx.cameras.len() > 1 => WALL_HTML.to_string(),
         None => INDEX_HTML.replace("{{BASE}}", "/"),
     };
-    Response::html(page.replace("{{ADMIN}}", ADMIN_HTML))
+    Response::html(
+        page.replace("{{ADMIN}}", ADMIN_HTML)
+            .replace("{{PANEL}}", &panel()),
+    )
+}
+
+/// The panel, with the ESP32 firmware's vars and ranges as the server checks them.
+fn panel() -> String {
+    let vars: Vec<serde_json::Value> = VARS
+        .iter()
+        .map(|(name, min, max)| serde_json::json!([name, min, max]))
+        .collect();
+    PANEL_HTML.replace(
+        "{{ESP32_VARS}}",
+        &serde_json::Value::Array(vars).to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_panel_carries_the_firmwares_vars_and_no_placeholder() {
+        let p = panel();
+        assert!(!p.contains("{{"), "every placeholder filled");
+        assert!(p.contains(r#"["framesize",0,24]"#) && p.contains(r#"["led_intensity",0,255]"#));
+    }
 }
