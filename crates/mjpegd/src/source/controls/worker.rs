@@ -3,7 +3,10 @@
 //! Jobs that queue up while it works are taken as one batch: several "device opened" become one
 //! application, and of several writes to one control only the last reaches the camera (the earlier ones
 //! are answered `coalesced`). After applying what is wanted at an open it checks again [`VERIFY_AFTER`]
-//! later, and writes once more what the camera lost.
+//! later, and writes once more what the camera lost. Writes to one control are also spaced at least
+//! [`MIN_WRITE_INTERVAL`] apart ([`Spacing`]): a slider dragged across a page sends a write per step, and a
+//! UVC camera that takes each as a USB control transfer would fall behind; waiting here lets the writes
+//! that queue meanwhile coalesce into the last one.
 
 use super::device::Device;
 use super::values::{
@@ -20,11 +23,43 @@ use std::time::{Duration, Instant};
 const VERIFY_AFTER: Duration = Duration::from_secs(2);
 /// Most jobs taken in one batch.
 const MAX_BATCH: usize = 64;
+/// Shortest time between two writes to one control.
+pub const MIN_WRITE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// When each control was last written, and how long a new write to it must wait. No I/O, no clock of
+/// its own.
+#[derive(Debug, Default)]
+pub(crate) struct Spacing {
+    last: HashMap<u32, Instant>,
+}
+
+impl Spacing {
+    /// How long a write to control `id` at `now` waits first.
+    pub(crate) fn wait(&self, id: u32, now: Instant) -> Duration {
+        self.last.get(&id).map_or(Duration::ZERO, |t| {
+            (*t + MIN_WRITE_INTERVAL).saturating_duration_since(now)
+        })
+    }
+
+    /// Notes a write to control `id` at `at` (at most 256 controls remembered).
+    pub(crate) fn wrote(&mut self, id: u32, at: Instant) {
+        if self.last.len() >= 256 && !self.last.contains_key(&id) {
+            // Only writes within the interval still matter; past 256 of those, one is not spaced.
+            self.last
+                .retain(|_, t| at.saturating_duration_since(*t) < MIN_WRITE_INTERVAL);
+            if self.last.len() >= 256 {
+                return;
+            }
+        }
+        self.last.insert(id, at);
+    }
+}
 
 pub(crate) struct Worker {
     camera: String,
     path: PathBuf,
     wanted: Arc<Mutex<Wanted>>,
+    spacing: Mutex<Spacing>,
 }
 
 impl Worker {
@@ -33,6 +68,7 @@ impl Worker {
             camera: camera.to_string(),
             path: path.to_path_buf(),
             wanted,
+            spacing: Mutex::new(Spacing::default()),
         }
     }
 
@@ -271,7 +307,21 @@ impl Worker {
         if now.has(FLAG_INACTIVE) {
             return refused("inactive", inactive_reason(dev, controls, info));
         }
-        match dev.set(info.id, value) {
+        // (this thread is the camera's control worker: waiting here holds up nothing but its queue)
+        let wait = self
+            .spacing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wait(info.id, Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let written = dev.set(info.id, value);
+        self.spacing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wrote(info.id, Instant::now());
+        match written {
             Ok(()) => {
                 let value = if info.readable() {
                     dev.get(info.id).ok().map(|v| info.shown(v))
@@ -412,4 +462,31 @@ fn list(dev: &Device) -> Result<Vec<Reading>, Unreachable> {
             Reading { info, value }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_to_one_control_are_spaced() {
+        let mut s = Spacing::default();
+        let t0 = Instant::now();
+        assert_eq!(s.wait(1, t0), Duration::ZERO);
+        s.wrote(1, t0);
+        assert_eq!(
+            s.wait(1, t0 + Duration::from_millis(10)),
+            MIN_WRITE_INTERVAL - Duration::from_millis(10)
+        );
+        assert_eq!(
+            s.wait(2, t0),
+            Duration::ZERO,
+            "another control does not wait"
+        );
+        assert_eq!(s.wait(1, t0 + MIN_WRITE_INTERVAL * 2), Duration::ZERO);
+        for id in 0..1000 {
+            s.wrote(id, t0 + MIN_WRITE_INTERVAL * 3);
+        }
+        assert!(s.last.len() <= 256, "bounded: {}", s.last.len());
+    }
 }
