@@ -52,6 +52,7 @@ fn firmware() -> (SocketAddr, Seen) {
                     format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{STATUS}", STATUS.len())
                 } else if target.starts_with("/control?var=framesize")
                     || target.starts_with("/control?var=quality")
+                    || target.starts_with("/control?var=brightness")
                 {
                     "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
                 } else {
@@ -242,4 +243,85 @@ fn only_admins_change_an_esp32s_settings() {
         "a viewer reads"
     );
     assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn the_native_controls_api_speaks_to_an_esp32_under_the_same_names() {
+    let (fw, seen) = firmware();
+    let dir = TempDir::new("esp32-native");
+    let file = cameras_file(&dir, &[("door", format!("http://{fw}/"))]);
+    let server = Server::start(&["--config", file.to_str().unwrap()]);
+    let call = |method: &str, path: &str, body: &str| {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            server.addr,
+            body.len()
+        )
+        .unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        let r = parse_response(&all);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        (r.status, v)
+    };
+    let (status, list) = call("GET", "/cams/door/controls", "");
+    assert_eq!(status, 200, "{list}");
+    let find = |doc: &serde_json::Value, key: &str| {
+        doc["controls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {key} in {doc}"))
+    };
+    let quality = find(&list, "compression_quality");
+    assert_eq!(
+        (quality["esp32_var"].as_str(), quality["value"].as_i64()),
+        (Some("quality"), Some(10))
+    );
+    assert_eq!(find(&list, "horizontal_flip")["value"], false);
+    assert_eq!(find(&list, "framesize")["max"], 24);
+    let (status, doc) = call(
+        "PATCH",
+        "/cams/door/controls",
+        r#"{"compression_quality": 12, "brightness": 1, "horizontal_flip": true, "framesize": 99, "focus_absolute": 3}"#,
+    );
+    assert_eq!(status, 200, "{doc}");
+    let results = &doc["results"];
+    assert_eq!(results["compression_quality"]["result"], "done", "{doc}");
+    assert_eq!(results["brightness"]["result"], "done", "{doc}");
+    assert_eq!(
+        results["horizontal_flip"]["result"], "failed",
+        "the firmware refused it: {doc}"
+    );
+    assert_eq!(results["framesize"]["result"], "out_of_range", "{doc}");
+    assert_eq!(results["focus_absolute"]["result"], "unknown", "{doc}");
+    let sent: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, _)| t.clone())
+        .collect();
+    assert!(
+        sent.contains(&"/control?var=quality&val=12".to_string()),
+        "{sent:?}"
+    );
+    assert!(
+        sent.contains(&"/control?var=brightness&val=1".to_string()),
+        "{sent:?}"
+    );
+    assert!(
+        sent.contains(&"/control?var=hmirror&val=1".to_string()),
+        "{sent:?}"
+    );
+    assert!(
+        !sent.iter().any(|t| t.contains("framesize")),
+        "a value out of range is never sent: {sent:?}"
+    );
+    let (status, _) = call("POST", "/cams/door/controls/reset", "");
+    assert_eq!(status, 501);
 }

@@ -62,6 +62,35 @@ pub const VARS: &[(&str, i32, i32)] = &[
     ("led_intensity", 0, 255),
 ];
 
+/// The firmware's vars under the native controls API's names (v4l2-ctl's), where they mean the same thing,
+/// so that one API and one panel serve a V4L2 camera and an ESP32-CAM alike. Other vars keep their names.
+pub const NATIVE: &[(&str, &str)] = &[
+    ("hmirror", "horizontal_flip"),
+    ("vflip", "vertical_flip"),
+    ("awb", "white_balance_automatic"),
+    ("agc", "gain_automatic"),
+    ("agc_gain", "gain"),
+    ("aec_value", "exposure_time_absolute"),
+    ("quality", "compression_quality"),
+];
+
+/// The native key of firmware var `var`.
+pub fn native_key(var: &str) -> &str {
+    NATIVE
+        .iter()
+        .find(|(v, _)| *v == var)
+        .map_or(var, |(_, k)| *k)
+}
+
+/// The firmware var of a native key (or of the var's own name), with its range.
+pub fn var_of(key: &str) -> Option<(&'static str, i32, i32)> {
+    let var = NATIVE
+        .iter()
+        .find(|(_, k)| *k == key)
+        .map_or(key, |(v, _)| *v);
+    VARS.iter().find(|(n, _, _)| *n == var).copied()
+}
+
 /// A `/control` request checked against [`VARS`]: the query to forward, or why not (a 400).
 pub fn check_control(var: Option<&str>, val: Option<&str>) -> Result<String, String> {
     let var = var.ok_or("control: expected ?var=NAME&val=NUMBER")?;
@@ -285,6 +314,19 @@ mod tests {
         camera.source = SourceSpec::Pattern;
         camera.options.control_url = None;
         assert!(control_address(&camera).is_none());
+    }
+
+    #[test]
+    fn vars_go_by_their_native_names_where_they_mean_the_same() {
+        assert_eq!(native_key("hmirror"), "horizontal_flip");
+        assert_eq!(native_key("framesize"), "framesize");
+        assert_eq!(var_of("horizontal_flip"), Some(("hmirror", 0, 1)));
+        assert_eq!(var_of("hmirror"), Some(("hmirror", 0, 1)));
+        assert_eq!(var_of("brightness"), Some(("brightness", -2, 2)));
+        assert_eq!(var_of("focus_absolute"), None);
+        for (var, _) in NATIVE {
+            assert!(VARS.iter().any(|(n, _, _)| n == var), "{var}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! | `PATCH /cams/NAME/controls?save=1` | the same, and the values the camera took are also written into the camera's `[cameras.NAME.controls]` in the config file, through the control plane ([`crate::control`]: a hand edit is never clobbered, the camera's clients see nothing) |
 //! | `POST /cams/NAME/controls/reset` | every control back to the driver's default (or the file's value); the HTTP writes are forgotten |
 //!
-//! A camera that is not a V4L2 camera has no controls here: 404 with the reason. Reads are a viewer's;
+//! A relayed ESP32-CAM's settings are served here too, under the same names where they mean the same thing
+//! ([`super::esp32::controls`]). Another camera has no controls here: 404 with the reason. Reads are a viewer's;
 //! writes are an admin's, not made cross-site, with a JSON body of at most [`MAX_BODY`]
 //! ([`crate::http::access`]). A write is answered 200 when the request could be carried out, whatever each
 //! key's result (each says `done` or why not); 400 when the body is not a JSON object of at most
@@ -55,6 +56,9 @@ pub async fn answer<R: AsyncRead + AsyncWrite + Unpin>(
         _ => return error(405, format!("method not allowed here: {allow}")).header("Allow", allow),
     };
     let Some(controls) = camera.controls() else {
+        if crate::source::esp32::control_address(&camera.settings()).is_some() {
+            return super::esp32::controls(ctx, camera, which, write, body).await;
+        }
         return error(
             404,
             format!(
@@ -165,7 +169,7 @@ async fn save_to_file(ctx: &Ctx<'_>, camera: &Camera, report: &Report) -> Json {
 }
 
 /// The body of a PATCH: a JSON object of at most [`MAX_KEYS`] keys, each a number, true/false or a label.
-async fn read_values<R: AsyncRead + AsyncWrite + Unpin>(
+pub(super) async fn read_values<R: AsyncRead + AsyncWrite + Unpin>(
     ctx: &Ctx<'_>,
     body: &mut Body<'_, R>,
 ) -> Result<Vec<(String, Setting)>, Response> {

@@ -3,11 +3,18 @@
 //! needs (an admin, not made cross-site), though it comes as a GET as the firmware's own page sends it;
 //! `status` is a read.
 
+use super::controls::Which;
 use super::Ctx;
 use crate::camera::Camera;
 use crate::http::access;
+use crate::http::body::Body;
 use crate::http::response::Response;
-use crate::source::esp32::{check_control, control_address, forward, Answer, ForwardError};
+use crate::source::controls::Setting;
+use crate::source::esp32::{
+    check_control, control_address, forward, native_key, var_of, Answer, ForwardError, VARS,
+};
+use serde_json::{json, Map, Value as Json};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Forwards a setting to the camera.
 pub async fn control(ctx: &Ctx<'_>, camera: &Camera) -> Response {
@@ -79,5 +86,116 @@ fn passed_on(answer: Result<Answer, ForwardError>) -> Response {
         Err(ForwardError::TimedOut) => {
             Response::text(504, "the camera did not answer in time (5 s)\n")
         }
+    }
+}
+
+/// A relayed ESP32-CAM's settings in the native controls API's shape (`/cams/NAME/controls`): read from
+/// its `/status`, each var under its native name where one means the same ([`crate::source::esp32::NATIVE`]),
+/// written one `/control` call per key (checked first), then read back. The firmware has no defaults, so
+/// `reset` is not supported (501).
+pub async fn controls<R: AsyncRead + AsyncWrite + Unpin>(
+    ctx: &Ctx<'_>,
+    camera: &Camera,
+    which: Which,
+    write: bool,
+    body: &mut Body<'_, R>,
+) -> Response {
+    let settings = camera.settings();
+    if write {
+        let with_body = which == Which::List;
+        if let Err(refusal) = access::check_write(ctx.verdict, &ctx.client, ctx.request, with_body)
+        {
+            let r = Response::text(refusal.status, refusal.reason);
+            return if refusal.status == 401 {
+                r.header("WWW-Authenticate", crate::http::auth::CHALLENGE)
+            } else {
+                r
+            };
+        }
+        if which == Which::Reset {
+            return Response::json_value(
+                501,
+                &json!({"error": "an ESP32-CAM's firmware keeps no defaults to reset to: set the values you want"}),
+            );
+        }
+    }
+    let mut results = Map::new();
+    if write {
+        let asked = match super::controls::read_values(ctx, body).await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        for (key, setting) in asked {
+            let outcome = match var_of(&key) {
+                None => {
+                    json!({"result": "unknown", "reason": format!("an ESP32-CAM has no setting {key}; GET the controls to list them")})
+                }
+                Some((var, min, max)) => {
+                    let value = match setting {
+                        Setting::Bool(b) => Some(i64::from(b)),
+                        Setting::Int(i) => Some(i),
+                        Setting::Label(l) => l.parse::<i64>().ok(),
+                    };
+                    match value {
+                        Some(v) if (i64::from(min)..=i64::from(max)).contains(&v) => {
+                            match forward(&settings, &format!("control?var={var}&val={v}")).await {
+                                Ok(a) if a.status == 200 => json!({"result": "done"}),
+                                Ok(a) => {
+                                    json!({"result": "failed", "reason": format!("the camera answered {}", a.status)})
+                                }
+                                Err(e) => json!({"result": "failed", "reason": forward_reason(&e)}),
+                            }
+                        }
+                        Some(v) => {
+                            json!({"result": "out_of_range", "reason": format!("{key} takes {min} to {max}, not {v}")})
+                        }
+                        None => {
+                            json!({"result": "invalid", "reason": format!("{key} takes a whole number (or true/false)")})
+                        }
+                    }
+                }
+            };
+            results.insert(key, outcome);
+        }
+    }
+    let status = match forward(&settings, "status").await {
+        Ok(a) if a.status == 200 => a,
+        Ok(a) => {
+            return Response::text(502, format!("the camera's status answered {}\n", a.status))
+        }
+        Err(e) => return passed_on(Err(e)),
+    };
+    let Ok(Json::Object(values)) = serde_json::from_slice::<Json>(&status.body) else {
+        return Response::text(502, "the camera's status is not a JSON object\n");
+    };
+    let list: Vec<Json> = VARS
+        .iter()
+        .filter_map(|(var, min, max)| {
+            let value = values.get(*var)?.as_i64()?;
+            let boolean = (*min, *max) == (0, 1);
+            Some(json!({
+                "key": native_key(var),
+                "esp32_var": var,
+                "type": if boolean { "bool" } else { "int" },
+                "min": min,
+                "max": max,
+                "step": 1,
+                "value": if boolean { json!(value != 0) } else { json!(value) },
+                "flags": [],
+            }))
+        })
+        .collect();
+    let mut doc = json!({"camera": camera.name(), "esp32": true, "controls": list});
+    if write {
+        doc["results"] = Json::Object(results);
+    }
+    Response::json_value(200, &doc)
+}
+
+fn forward_reason(e: &ForwardError) -> String {
+    match e {
+        ForwardError::Busy => "a request to this camera is in flight".into(),
+        ForwardError::Unreachable(why) => why.clone(),
+        ForwardError::TimedOut => "the camera did not answer in time".into(),
     }
 }
