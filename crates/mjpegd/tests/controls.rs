@@ -7,43 +7,20 @@
 
 mod common;
 use base64::Engine;
+use common::cam::{generated_camera, serve_camera, Cam};
 use common::*;
-use fakecam::{FakeCam, Format, FrameSource, Options};
+use fakecam::FakeCam;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-struct Cam {
-    cam: FakeCam,
-    dir: TempDir,
-}
-
-/// A fake camera with the generated pattern (brightness shows in it), 320x240 at 30 fps.
 fn camera(name: &str) -> Cam {
-    let dir = TempDir::new(&format!("controls-{name}"));
-    let mount = dir.0.join("cam");
-    std::fs::create_dir_all(&mount).unwrap();
-    let cam = FakeCam::mount(
-        &mount,
-        Options {
-            width: 320,
-            height: 240,
-            fps: 30,
-            format: Format::Mjpeg,
-            frames: FrameSource::Generated,
-            bad_every: None,
-        },
-    )
-    .expect("the fake camera mounts (needs /dev/fuse and fusermount3)");
-    Cam { cam, dir }
+    generated_camera(&format!("controls-{name}"))
 }
 
 fn serve(cam: &Cam, extra: &[&str]) -> Server {
-    let device = cam.cam.device_path();
-    let mut args = vec!["--device", device.to_str().unwrap(), "--fps", "30"];
-    args.extend_from_slice(extra);
-    Server::start(&args)
+    serve_camera(cam, extra)
 }
 
 /// A request with a body; the answer's status and JSON (or its text as a JSON string).

@@ -7,40 +7,17 @@
 
 mod common;
 use base64::Engine;
+use common::cam::{generated_camera, serve_camera, Cam};
 use common::*;
-use fakecam::{FakeCam, Format, FrameSource, Options};
 use serde_json::Value;
 use std::net::SocketAddr;
 
-struct Cam {
-    cam: FakeCam,
-    dir: TempDir,
-}
-
 fn camera(name: &str) -> Cam {
-    let dir = TempDir::new(&format!("dialects-{name}"));
-    let mount = dir.0.join("cam");
-    std::fs::create_dir_all(&mount).unwrap();
-    let cam = FakeCam::mount(
-        &mount,
-        Options {
-            width: 320,
-            height: 240,
-            fps: 30,
-            format: Format::Mjpeg,
-            frames: FrameSource::Generated,
-            bad_every: None,
-        },
-    )
-    .expect("the fake camera mounts (needs /dev/fuse and fusermount3)");
-    Cam { cam, dir }
+    generated_camera(&format!("dialects-{name}"))
 }
 
 fn serve(cam: &Cam, extra: &[&str]) -> Server {
-    let device = cam.cam.device_path();
-    let mut args = vec!["--device", device.to_str().unwrap(), "--fps", "30"];
-    args.extend_from_slice(extra);
-    Server::start(&args)
+    serve_camera(cam, extra)
 }
 
 fn call(addr: SocketAddr, method: &str, path: &str, headers: &str) -> Response {

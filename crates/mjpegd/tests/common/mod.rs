@@ -1,6 +1,8 @@
 //! Test harness: runs the real `mjpegd` binary and talks to it over real TCP.
 #![allow(dead_code)]
 
+pub mod cam;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

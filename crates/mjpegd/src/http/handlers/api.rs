@@ -17,7 +17,7 @@ use super::Ctx;
 use crate::control::{Change, WriteError};
 use crate::http::access;
 use crate::http::app::App;
-use crate::http::body::{Body, BodyError};
+use crate::http::body::Body;
 use crate::http::response::Response;
 use crate::http::state::camera_summary;
 use serde_json::{json, Map, Value as Json};
@@ -103,30 +103,16 @@ async fn write<R: AsyncRead + AsyncWrite + Unpin>(
         );
     };
     let change = if with_body {
-        let deadline = tokio::time::Instant::now() + app.config.limits.head_timeout;
-        let bytes = match body.read_to_end(MAX_BODY, deadline).await {
-            Ok(b) => b,
-            Err(e) => {
-                let (status, reason) = e.status();
-                let mut r = error(status, reason.trim_end().to_string());
-                r.close = true;
-                if matches!(e, BodyError::TooLarge { .. }) {
-                    app.counters
-                        .bad_requests
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                return r;
-            }
-        };
-        let keys = match serde_json::from_slice::<Json>(&bytes) {
-            Ok(Json::Object(map)) => map,
-            Ok(_) => {
-                return error(
-                    400,
-                    "expected a JSON object keyed like a [cameras.NAME] table, e.g. {\"source\": \"pattern\", \"fps\": 15}".into(),
-                )
-            }
-            Err(e) => return error(400, format!("the body is not JSON: {e}")),
+        let keys = match super::json_object(
+            ctx,
+            body,
+            MAX_BODY,
+            "a JSON object keyed like a [cameras.NAME] table, e.g. {\"source\": \"pattern\", \"fps\": 15}",
+        )
+        .await
+        {
+            Ok(keys) => keys,
+            Err(response) => return response,
         };
         if method == "PUT" {
             Change::Put(name.clone(), keys)
@@ -199,7 +185,7 @@ fn saved_to(app: &App) -> Json {
 }
 
 fn error(status: u16, message: String) -> Response {
-    Response::json_value(status, &json!({ "error": message }))
+    super::json_error(status, message)
 }
 
 fn not_found(name: &str) -> Response {

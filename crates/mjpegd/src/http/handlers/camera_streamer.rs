@@ -185,12 +185,7 @@ fn camera_of<'a>(
 async fn option(ctx: &Ctx<'_>, cameras: &[Arc<Camera>], scoped: bool) -> Response {
     // Who and from where first: a refused write learns nothing about the cameras.
     if let Err(refusal) = access::check_write(ctx.verdict, &ctx.client, ctx.request, false) {
-        let response = Response::text(refusal.status, refusal.reason);
-        return if refusal.status == 401 {
-            response.header("WWW-Authenticate", crate::http::auth::CHALLENGE)
-        } else {
-            response
-        };
+        return super::refused(refusal);
     }
     let asked = match asked(&ctx.request.query) {
         Ok(Some(a)) => a,

@@ -18,7 +18,7 @@ use super::Ctx;
 use crate::camera::Camera;
 use crate::control::Change;
 use crate::http::access;
-use crate::http::body::{Body, BodyError};
+use crate::http::body::Body;
 use crate::http::response::Response;
 use crate::source::controls::values;
 use crate::source::controls::{Controls, Reading, Report, Setting, Unreachable, MAX_KEYS};
@@ -78,12 +78,7 @@ pub async fn answer<R: AsyncRead + AsyncWrite + Unpin>(
     let with_body = which == Which::List;
     // Who and from where first: a refused write is answered before its body is read.
     if let Err(refusal) = access::check_write(ctx.verdict, &ctx.client, ctx.request, with_body) {
-        let response = Response::text(refusal.status, refusal.reason);
-        return if refusal.status == 401 {
-            response.header("WWW-Authenticate", crate::http::auth::CHALLENGE)
-        } else {
-            response
-        };
+        return super::refused(refusal);
     }
     let save = with_body
         && ctx
@@ -173,32 +168,13 @@ pub(super) async fn read_values<R: AsyncRead + AsyncWrite + Unpin>(
     ctx: &Ctx<'_>,
     body: &mut Body<'_, R>,
 ) -> Result<Vec<(String, Setting)>, Response> {
-    let app = ctx.app;
-    let deadline = tokio::time::Instant::now() + app.config.limits.head_timeout;
-    let bytes = match body.read_to_end(MAX_BODY, deadline).await {
-        Ok(b) => b,
-        Err(e) => {
-            let (status, reason) = e.status();
-            let mut r = error(status, reason.trim_end().to_string());
-            r.close = true;
-            if matches!(e, BodyError::TooLarge { .. }) {
-                app.counters
-                    .bad_requests
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            return Err(r);
-        }
-    };
-    let map = match serde_json::from_slice::<Json>(&bytes) {
-        Ok(Json::Object(map)) => map,
-        Ok(_) => {
-            return Err(error(
-                400,
-                "expected a JSON object of controls and values, e.g. {\"auto_exposure\": \"Manual Mode\", \"exposure_time_absolute\": 250}".into(),
-            ))
-        }
-        Err(e) => return Err(error(400, format!("the body is not JSON: {e}"))),
-    };
+    let map = super::json_object(
+        ctx,
+        body,
+        MAX_BODY,
+        "a JSON object of controls and values, e.g. {\"auto_exposure\": \"Manual Mode\", \"exposure_time_absolute\": 250}",
+    )
+    .await?;
     if map.is_empty() || map.len() > MAX_KEYS {
         return Err(error(
             400,
@@ -310,7 +286,7 @@ fn unreachable(e: Unreachable) -> Response {
 }
 
 fn error(status: u16, message: String) -> Response {
-    Response::json_value(status, &json!({ "error": message }))
+    super::json_error(status, message)
 }
 
 fn error_key(status: u16, message: String, key: &str) -> Response {

@@ -21,12 +21,7 @@ pub async fn control(ctx: &Ctx<'_>, camera: &Camera) -> Response {
     let checked =
         access::may_write(ctx.verdict, &ctx.client).and_then(|()| access::same_origin(ctx.request));
     if let Err(refusal) = checked {
-        let r = Response::text(refusal.status, refusal.reason);
-        return if refusal.status == 401 {
-            r.header("WWW-Authenticate", crate::http::auth::CHALLENGE)
-        } else {
-            r
-        };
+        return super::refused(refusal);
     }
     let settings = camera.settings();
     if control_address(&settings).is_none() {
@@ -105,12 +100,7 @@ pub async fn controls<R: AsyncRead + AsyncWrite + Unpin>(
         let with_body = which == Which::List;
         if let Err(refusal) = access::check_write(ctx.verdict, &ctx.client, ctx.request, with_body)
         {
-            let r = Response::text(refusal.status, refusal.reason);
-            return if refusal.status == 401 {
-                r.header("WWW-Authenticate", crate::http::auth::CHALLENGE)
-            } else {
-                r
-            };
+            return super::refused(refusal);
         }
         if which == Which::Reset {
             return Response::json_value(

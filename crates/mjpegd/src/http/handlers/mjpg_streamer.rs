@@ -101,7 +101,7 @@ pub async fn command(ctx: &Ctx<'_>, camera: &Arc<Camera>) -> Response {
         return answer(false, Some("id -1 is the probe: no control has it".into()));
     }
     if let Err(refusal) = access::check_write(ctx.verdict, &ctx.client, ctx.request, false) {
-        return refused(refusal);
+        return super::refused(refusal);
     }
     if cmd.dest != 0 {
         return answer(
@@ -268,15 +268,6 @@ fn header_safe(s: &str) -> String {
         })
         .take(200)
         .collect()
-}
-
-fn refused(refusal: access::Refusal) -> Response {
-    let response = Response::text(refusal.status, refusal.reason);
-    if refusal.status == 401 {
-        response.header("WWW-Authenticate", crate::http::auth::CHALLENGE)
-    } else {
-        response
-    }
 }
 
 #[cfg(test)]

@@ -146,6 +146,53 @@ pub(crate) fn variant_of(
     size.resolve(camera.source_size(), camera.settings().options.quality)
 }
 
+/// A refused write as a response: the status and reason, with the Basic challenge on a 401.
+pub(crate) fn refused(refusal: crate::http::access::Refusal) -> Response {
+    let response = Response::text(refusal.status, refusal.reason);
+    if refusal.status == 401 {
+        response.header("WWW-Authenticate", crate::http::auth::CHALLENGE)
+    } else {
+        response
+    }
+}
+
+/// A JSON error answer: `{"error": message}` with `status`.
+pub(crate) fn json_error(status: u16, message: String) -> Response {
+    Response::json_value(status, &serde_json::json!({ "error": message }))
+}
+
+/// A write's body, read whole (at most `limit` bytes, by the head timeout) as a JSON object; or the answer
+/// that says why not (`expected`: what the object should look like, for the 400).
+pub(crate) async fn json_object<R: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ctx: &Ctx<'_>,
+    body: &mut Body<'_, R>,
+    limit: usize,
+    expected: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, Response> {
+    let app = ctx.app;
+    let deadline = tokio::time::Instant::now() + app.config.limits.head_timeout;
+    let bytes = match body.read_to_end(limit, deadline).await {
+        Ok(b) => b,
+        Err(e) => {
+            let (status, reason) = e.status();
+            let mut r = json_error(status, reason.trim_end().to_string());
+            // (what is left of the body is not read: the connection ends after the answer)
+            r.close = true;
+            if matches!(e, crate::http::body::BodyError::TooLarge { .. }) {
+                app.counters
+                    .bad_requests
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Err(r);
+        }
+    };
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(json_error(400, format!("expected {expected}"))),
+        Err(e) => Err(json_error(400, format!("the body is not JSON: {e}"))),
+    }
+}
+
 /// Runs an answering handler.
 pub async fn answer<T: Transport>(
     ctx: &Ctx<'_>,
