@@ -340,6 +340,39 @@ fn clients_of(server: &Server) -> usize {
         .len()
 }
 
+/// HAProxy with docs/recipes/haproxy.cfg in front of edges on `edge_ports` (one or two; the recipe's
+/// second server line goes when there is one edge), at most `maxconn` connections (HAProxy refuses to
+/// start when the fd limit cannot cover the recipe's 6000: a test needs few).
+fn haproxy(edge_ports: &[u16], maxconn: u32, dir: &Path) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let mut cfg = replaced(
+        &recipe("haproxy.cfg"),
+        "bind :8080",
+        &format!("bind 127.0.0.1:{port}"),
+    );
+    for (n, default) in [(0, 8081), (1, 8082)] {
+        let line = format!("server edge{} 127.0.0.1:{default}", n + 1);
+        cfg = match edge_ports.get(n) {
+            Some(p) => replaced(&cfg, &line, &format!("server edge{} 127.0.0.1:{p}", n + 1)),
+            None => replaced(
+                &cfg,
+                &format!("    {line} check inter 2s send-proxy-v2\n"),
+                "",
+            ),
+        };
+    }
+    let cfg = replaced(&cfg, "maxconn 6000", &format!("maxconn {maxconn}"));
+    std::fs::write(dir.join("haproxy.cfg"), cfg).unwrap();
+    start(
+        Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(dir.join("haproxy.cfg"))
+            .stderr(Stdio::null()),
+        port,
+    )
+}
+
 #[test]
 fn haproxy_recipe_spreads_clients_over_edges_that_each_hold_one_upstream_connection() {
     let origin = Server::start(&["--resolution", "160x120", "--fps", "10"]);
@@ -356,34 +389,8 @@ fn haproxy_recipe_spreads_clients_over_edges_that_each_hold_one_upstream_connect
         ])
     };
     let edges = [edge(edge_ports[0]), edge(edge_ports[1])];
-    let port = free_port();
     let dir = TempDir::new("recipe-haproxy");
-    let cfg = replaced(
-        &recipe("haproxy.cfg"),
-        "bind :8080",
-        &format!("bind 127.0.0.1:{port}"),
-    );
-    let cfg = replaced(
-        &cfg,
-        "server edge1 127.0.0.1:8081",
-        &format!("server edge1 127.0.0.1:{}", edge_ports[0]),
-    );
-    let cfg = replaced(
-        &cfg,
-        "server edge2 127.0.0.1:8082",
-        &format!("server edge2 127.0.0.1:{}", edge_ports[1]),
-    );
-    // HAProxy refuses to start when the fd limit cannot cover maxconn: a test needs few.
-    let cfg = replaced(&cfg, "maxconn 6000", "maxconn 200");
-    std::fs::write(dir.0.join("haproxy.cfg"), cfg).unwrap();
-    let (_haproxy, addr) = start(
-        Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(dir.0.join("haproxy.cfg"))
-            .stderr(Stdio::null()),
-        port,
-    );
+    let (_haproxy, addr) = haproxy(&edge_ports, 200, &dir.0);
 
     let mut streams: Vec<Stream> = (0..6)
         .map(|_| Stream::open(addr, "/stream", None))
@@ -645,32 +652,7 @@ fn behind_the_haproxy_recipe_a_password_flood_from_one_client_does_not_keep_anot
         "--listen",
         &format!("127.0.0.1:{edge_port}?proxy-protocol=1"),
     ]);
-    let port = free_port();
-    let cfg = replaced(
-        &recipe("haproxy.cfg"),
-        "bind :8080",
-        &format!("bind 127.0.0.1:{port}"),
-    );
-    let cfg = replaced(
-        &cfg,
-        "server edge1 127.0.0.1:8081",
-        &format!("server edge1 127.0.0.1:{edge_port}"),
-    );
-    let cfg = replaced(
-        &cfg,
-        "    server edge2 127.0.0.1:8082 check inter 2s send-proxy-v2\n",
-        "",
-    );
-    let cfg = replaced(&cfg, "maxconn 6000", "maxconn 400");
-    std::fs::write(dir.0.join("haproxy.cfg"), cfg).unwrap();
-    let (_haproxy, addr) = start(
-        Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(dir.0.join("haproxy.cfg"))
-            .stderr(Stdio::null()),
-        port,
-    );
+    let (_haproxy, addr) = haproxy(&[edge_port], 400, &dir.0);
     eventually(Duration::from_secs(10), "HAProxy forwarding", || {
         (state_status(
             "127.0.0.4",
