@@ -5,13 +5,14 @@ use crate::config::{
     parse_credentials, parse_fps, parse_max_picture, parse_no_signal_after, parse_resolution,
     parse_size, CameraSettings, FileConfig, ServerKeys,
 };
+use crate::control::sighup::reload_on_sighup;
 use crate::control::Control;
 use crate::http::app::{App, ServerConfig};
 use crate::http::request::Limits;
 use crate::logging::LogFormat;
 use crate::net::listener::{bind_all, Listener};
 use crate::net::{raise_fd_limit, ListenSpec};
-use crate::reload::{reload_on_sighup, Reloader};
+use crate::reload::Reloader;
 use crate::server::serve;
 use crate::service::notify::Notifier;
 use crate::service::watchdog;
@@ -469,9 +470,8 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
         text,
         shutdown.clone(),
     ));
-    app.set_control(control.clone());
     reload_on_sighup(
-        control,
+        control.clone(),
         tls,
         app.clone(),
         notifier.clone(),
@@ -505,7 +505,12 @@ pub async fn run_server(mut args: ServeArgs) -> anyhow::Result<()> {
         })
         .collect();
     let app_cameras = app.clone();
-    let server = tokio::spawn(serve(listeners, app.clone(), shutdown.clone()));
+    let server = tokio::spawn(serve(
+        listeners,
+        app.clone(),
+        control.clone(),
+        shutdown.clone(),
+    ));
     // Every listener is bound (connections queue from now on) and every camera started.
     notifier.ready(&status);
     if let Some(interval) = watchdog_interval {

@@ -26,12 +26,9 @@ pub mod plan;
 
 use crate::camera::Camera;
 use crate::config::{CameraSettings, FileConfig, ServerKeys};
-use crate::control::Control;
 use crate::http::app::{App, ReloadStatus};
 use crate::http::auth::Auth;
-use crate::net::tls::Tls;
 use crate::security::SecurityArgs;
-use crate::service::notify::Notifier;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -168,44 +165,4 @@ fn needs_restart(before: &ServerKeys, after: &ServerKeys) -> Vec<String> {
         before.trusted_proxies != after.trusted_proxies,
     );
     keys
-}
-
-/// Reloads (the certificate, then the files, through the control plane) on every SIGHUP until
-/// `shutdown`, telling systemd when a reload starts and when it is done.
-pub fn reload_on_sighup(
-    control: Arc<Control>,
-    tls: Option<Arc<Tls>>,
-    app: Arc<App>,
-    notifier: Arc<Notifier>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                r = hup.recv() => if r.is_none() { return },
-                _ = shutdown.cancelled() => return,
-            }
-            notifier.reloading();
-            if let Some(tls) = &tls {
-                match tls.reload() {
-                    Ok(()) => {
-                        tracing::info!(cert = %tls.cert().display(), "SIGHUP: certificate reloaded")
-                    }
-                    Err(e) => tracing::error!(
-                        error = format!("{e:#}"),
-                        "SIGHUP: reload failed, keeping the current certificate"
-                    ),
-                }
-            }
-            let status = control.reload(&app).await;
-            let line = match &status.error {
-                None => "reloaded".to_string(),
-                Some(e) => format!("reload refused, running configuration kept: {e}"),
-            };
-            notifier.ready(&line);
-        }
-    });
-    Ok(())
 }

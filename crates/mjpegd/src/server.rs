@@ -8,6 +8,7 @@
 //! shutdown the listener closes, every connection is told to end, and the process exits once they have
 //! (or after a short grace period).
 
+use crate::control::Control;
 use crate::http::app::App;
 use crate::http::connection::handle_connection;
 use crate::http::limits::{refuse, Permit, Refused};
@@ -26,6 +27,7 @@ use tokio_util::task::TaskTracker;
 pub async fn serve(
     listeners: Vec<(Listener, AcceptProbe)>,
     app: Arc<App>,
+    control: Arc<Control>,
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
@@ -43,6 +45,7 @@ pub async fn serve(
                 probe,
                 spare,
                 app.clone(),
+                control.clone(),
                 shutdown.clone(),
                 tracker.clone(),
             ))
@@ -61,11 +64,13 @@ pub async fn serve(
 }
 
 /// One listener's accept loop; its connections' tasks go to `tracker`.
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: Listener,
     mut probe: AcceptProbe,
     mut spare: SpareFd,
     app: Arc<App>,
+    control: Arc<Control>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -113,11 +118,12 @@ async fn accept_loop(
                 };
                 // One head timeout from accept covers a TLS handshake and the first request head.
                 let deadline = tokio::time::Instant::now() + app.config.limits.head_timeout;
-                let (app, shutdown) = (app.clone(), shutdown.clone());
+                let (app, control, shutdown) = (app.clone(), control.clone(), shutdown.clone());
                 let (proxy_protocol, tls) = (listener.proxy_protocol, tls.clone());
                 tracker.spawn(async move {
                     serve_connection(
                         app,
+                        control,
                         conn,
                         peer,
                         permit,
@@ -149,6 +155,7 @@ async fn accept_loop(
 #[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     app: Arc<App>,
+    control: Arc<Control>,
     conn: Conn,
     mut peer: Peer,
     mut permit: Permit,
@@ -182,11 +189,11 @@ async fn serve_connection(
     }
     match (conn, tls.as_ref().map(|t| t.acceptor())) {
         (Conn::Unix(socket), _) => {
-            handle_connection(app, socket, peer, permit, shutdown, deadline).await
+            handle_connection(app, control, socket, peer, permit, shutdown, deadline).await
         }
         (Conn::Tcp(socket), None) => {
             let _ = socket.set_nodelay(true);
-            handle_connection(app, socket, peer, permit, shutdown, deadline).await
+            handle_connection(app, control, socket, peer, permit, shutdown, deadline).await
         }
         (Conn::Tcp(socket), Some(acceptor)) => {
             let _ = socket.set_nodelay(true);
@@ -200,7 +207,7 @@ async fn serve_connection(
                     app.counters
                         .tls_handshakes_completed
                         .fetch_add(1, Ordering::Relaxed);
-                    handle_connection(app, tls, peer, permit, shutdown, deadline).await
+                    handle_connection(app, control, tls, peer, permit, shutdown, deadline).await
                 }
                 Ok(Err(e)) => {
                     app.counters.tls_handshakes.fetch_add(1, Ordering::Relaxed);

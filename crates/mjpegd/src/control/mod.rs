@@ -14,6 +14,7 @@
 //! camera of the flags (`[cameras.default]`, every key from the flags) and changes live in memory.
 
 pub mod edit;
+pub mod sighup;
 
 use crate::config::{self, ConfigError};
 use crate::http::app::{App, ReloadStatus};

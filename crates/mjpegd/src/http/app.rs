@@ -2,7 +2,6 @@
 //! a reload), the access rules, the HTTP settings, and the counters `/state` and `/metrics` show.
 
 use crate::camera::Camera;
-use crate::control::Control;
 use crate::http::auth::Auth;
 use crate::http::limits::ConnectionLimits;
 use crate::http::request::Limits;
@@ -135,8 +134,6 @@ pub struct App {
     /// Open connections and their limits.
     pub connections: Arc<ConnectionLimits>,
     streams: AtomicUsize,
-    /// Where changes to the configuration go (set once the server has started).
-    control: std::sync::OnceLock<Arc<Control>>,
     /// `/state` documents built lately (built off the runtime, one at a time).
     pub state_cache: super::state_cache::StateCache,
 }
@@ -174,7 +171,6 @@ impl App {
             cors,
             connections,
             streams: AtomicUsize::new(0),
-            control: std::sync::OnceLock::new(),
             state_cache: Default::default(),
         })
     }
@@ -193,16 +189,6 @@ impl App {
             &mut *self.cameras.write().unwrap_or_else(|e| e.into_inner()),
             Arc::new(cameras),
         )
-    }
-
-    /// The control plane, once set.
-    pub fn control(&self) -> Option<&Arc<Control>> {
-        self.control.get()
-    }
-
-    /// Sets the control plane (once, at start).
-    pub fn set_control(&self, control: Arc<Control>) {
-        let _ = self.control.set(control);
     }
 
     /// Who may connect now.

@@ -13,6 +13,7 @@ use super::limits::Permit;
 use super::request::{read_request, RequestError};
 use super::response::Response;
 use super::route::route;
+use crate::control::Control;
 use crate::http::app::App;
 use crate::net::{Peer, Transport};
 use bytes::BytesMut;
@@ -26,8 +27,10 @@ use tokio_util::sync::CancellationToken;
 /// Serves requests on one connection until it closes, turns into a stream that ends, or the server stops.
 /// The first request head must have arrived by `first_deadline` (the accept time plus the head timeout,
 /// which a TLS handshake has already spent part of).
+#[allow(clippy::too_many_arguments)]
 pub async fn handle_connection<T: Transport>(
     app: Arc<App>,
+    control: Arc<Control>,
     mut io: T,
     addr: Peer,
     mut permit: Permit,
@@ -132,6 +135,7 @@ pub async fn handle_connection<T: Transport>(
         let server = super::route::server_of(&request.path, action);
         let ctx = Ctx {
             app: &app,
+            control: &control,
             request: &request,
             client,
             verdict,

@@ -20,7 +20,7 @@ use crate::http::app::App;
 use crate::http::body::Body;
 use crate::http::response::Response;
 use crate::http::state::camera_summary;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Largest request body of an API write.
@@ -60,17 +60,17 @@ pub async fn answer<R: AsyncRead + AsyncWrite + Unpin>(
             let cameras = app.cameras();
             let mut list = Vec::with_capacity(cameras.len());
             for (index, camera) in cameras.iter().enumerate() {
-                list.push(described(app, index, camera.name()).await);
+                list.push(described(ctx, index, camera.name()).await);
             }
             // What the asker may do, so a page shows admins their controls and viewers none.
             let can_write = access::may_write(ctx.verdict, &ctx.client).is_ok();
             Response::json_value(
                 200,
-                &json!({ "cameras": list, "saved_to": saved_to(app), "can_write": can_write }),
+                &json!({ "cameras": list, "saved_to": saved_to(ctx), "can_write": can_write }),
             )
         }
         ("GET" | "HEAD", Target::Camera(name)) => match index_of(app, &name) {
-            Some(index) => Response::json_value(200, &described(app, index, &name).await),
+            Some(index) => Response::json_value(200, &described(ctx, index, &name).await),
             None => not_found(&name),
         },
         ("PUT" | "PATCH" | "DELETE", Target::Camera(name)) => write(ctx, method, name, body).await,
@@ -96,12 +96,7 @@ async fn write<R: AsyncRead + AsyncWrite + Unpin>(
             response
         };
     }
-    let Some(control) = app.control() else {
-        return error(
-            503,
-            "changes are not accepted yet: the server is starting".into(),
-        );
-    };
+    let control = ctx.control;
     let change = if with_body {
         let keys = match super::json_object(
             ctx,
@@ -143,7 +138,7 @@ async fn write<R: AsyncRead + AsyncWrite + Unpin>(
             }
             let created = written.status.added.contains(&name);
             if let Some(index) = index_of(app, &name) {
-                answer["camera"] = described(app, index, &name).await;
+                answer["camera"] = described(ctx, index, &name).await;
             }
             Response::json_value(if created { 201 } else { 200 }, &answer)
         }
@@ -159,16 +154,13 @@ async fn write<R: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// A camera as the API shows it: its keys in the configuration, its state and URLs.
-async fn described(app: &App, index: usize, name: &str) -> Json {
-    let cameras = app.cameras();
+async fn described(ctx: &Ctx<'_>, index: usize, name: &str) -> Json {
+    let cameras = ctx.app.cameras();
     let mut doc = match cameras.get(index) {
         Some(camera) => camera_summary(index, camera),
         None => json!({ "name": name }),
     };
-    let settings = match app.control() {
-        Some(control) => control.camera_keys(name).await.unwrap_or_default(),
-        None => Map::new(),
-    };
+    let settings = ctx.control.camera_keys(name).await.unwrap_or_default();
     doc["settings"] = Json::Object(settings);
     doc
 }
@@ -178,9 +170,9 @@ fn index_of(app: &App, name: &str) -> Option<usize> {
 }
 
 /// Where writes are saved (null: in memory only).
-fn saved_to(app: &App) -> Json {
-    app.control()
-        .and_then(|c| c.path())
+fn saved_to(ctx: &Ctx<'_>) -> Json {
+    ctx.control
+        .path()
         .map_or(Json::Null, |p| json!(p.display().to_string()))
 }
 

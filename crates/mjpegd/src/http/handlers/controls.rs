@@ -57,7 +57,29 @@ pub async fn answer<R: AsyncRead + AsyncWrite + Unpin>(
     };
     let Some(controls) = camera.controls() else {
         if crate::source::esp32::control_address(&camera.settings()).is_some() {
-            return super::esp32::controls(ctx, camera, which, write, body).await;
+            // A relayed ESP32-CAM: its settings under the same names, read and written here, sent there.
+            let asked = if !write {
+                None
+            } else {
+                let with_body = which == Which::List;
+                if let Err(refusal) =
+                    access::check_write(ctx.verdict, &ctx.client, ctx.request, with_body)
+                {
+                    return super::refused(refusal);
+                }
+                if !with_body {
+                    return error(
+                        501,
+                        "an ESP32-CAM's firmware keeps no defaults to reset to: set the values you want"
+                            .into(),
+                    );
+                }
+                match read_values(ctx, body).await {
+                    Ok(a) => Some(a),
+                    Err(response) => return response,
+                }
+            };
+            return super::esp32::controls(camera, asked).await;
         }
         return error(
             404,
@@ -109,9 +131,7 @@ pub async fn answer<R: AsyncRead + AsyncWrite + Unpin>(
 /// Writes the values the camera took into its `[cameras.NAME.controls]` (a menu by its label), keeping
 /// the rest of the table; what the control plane answered.
 async fn save_to_file(ctx: &Ctx<'_>, camera: &Camera, report: &Report) -> Json {
-    let Some(control) = ctx.app.control() else {
-        return json!({ "saved": false, "error": "the server is starting: nothing was saved" });
-    };
+    let control = ctx.control;
     let taken: Vec<(String, Json)> = report
         .results
         .iter()
@@ -164,7 +184,7 @@ async fn save_to_file(ctx: &Ctx<'_>, camera: &Camera, report: &Report) -> Json {
 }
 
 /// The body of a PATCH: a JSON object of at most [`MAX_KEYS`] keys, each a number, true/false or a label.
-pub(super) async fn read_values<R: AsyncRead + AsyncWrite + Unpin>(
+async fn read_values<R: AsyncRead + AsyncWrite + Unpin>(
     ctx: &Ctx<'_>,
     body: &mut Body<'_, R>,
 ) -> Result<Vec<(String, Setting)>, Response> {

@@ -3,18 +3,15 @@
 //! needs (an admin, not made cross-site), though it comes as a GET as the firmware's own page sends it;
 //! `status` is a read.
 
-use super::controls::Which;
 use super::Ctx;
 use crate::camera::Camera;
 use crate::http::access;
-use crate::http::body::Body;
 use crate::http::response::Response;
 use crate::source::controls::Setting;
 use crate::source::esp32::{
     check_control, control_address, forward, native_key, var_of, Answer, ForwardError, VARS,
 };
 use serde_json::{json, Map, Value as Json};
-use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Forwards a setting to the camera.
 pub async fn control(ctx: &Ctx<'_>, camera: &Camera) -> Response {
@@ -85,36 +82,14 @@ fn passed_on(answer: Result<Answer, ForwardError>) -> Response {
 }
 
 /// A relayed ESP32-CAM's settings in the native controls API's shape (`/cams/NAME/controls`): read from
-/// its `/status`, each var under its native name where one means the same ([`crate::source::esp32::NATIVE`]),
-/// written one `/control` call per key (checked first), then read back. The firmware has no defaults, so
-/// `reset` is not supported (501).
-pub async fn controls<R: AsyncRead + AsyncWrite + Unpin>(
-    ctx: &Ctx<'_>,
-    camera: &Camera,
-    which: Which,
-    write: bool,
-    body: &mut Body<'_, R>,
-) -> Response {
+/// its `/status`, each var under its native name where one means the same ([`crate::source::esp32::NATIVE`]);
+/// `asked` (a PATCH, its sender already checked by [`super::controls`]) is written one `/control` call per
+/// key, each checked first, and the values then read back.
+pub async fn controls(camera: &Camera, asked: Option<Vec<(String, Setting)>>) -> Response {
     let settings = camera.settings();
-    if write {
-        let with_body = which == Which::List;
-        if let Err(refusal) = access::check_write(ctx.verdict, &ctx.client, ctx.request, with_body)
-        {
-            return super::refused(refusal);
-        }
-        if which == Which::Reset {
-            return Response::json_value(
-                501,
-                &json!({"error": "an ESP32-CAM's firmware keeps no defaults to reset to: set the values you want"}),
-            );
-        }
-    }
+    let write = asked.is_some();
     let mut results = Map::new();
-    if write {
-        let asked = match super::controls::read_values(ctx, body).await {
-            Ok(a) => a,
-            Err(r) => return r,
-        };
+    if let Some(asked) = asked {
         for (key, setting) in asked {
             let outcome = match var_of(&key) {
                 None => {

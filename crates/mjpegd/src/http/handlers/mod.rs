@@ -27,6 +27,7 @@ use super::request::Request;
 use super::response::Response;
 use super::route::{Resource, Route};
 use crate::camera::Camera;
+use crate::control::Control;
 use crate::http::app::App;
 use crate::net::{Peer, Transport};
 use mjpegd_core::variant::{SizeRequest, VariantKey};
@@ -36,6 +37,8 @@ use std::time::SystemTime;
 /// One request as its handler sees it.
 pub struct Ctx<'a> {
     pub app: &'a Arc<App>,
+    /// Where changes to the configuration go.
+    pub control: &'a Control,
     pub request: &'a Request,
     /// The client (behind a trusted proxy, the one the proxy names).
     pub client: Peer,
