@@ -251,3 +251,71 @@ fn with_access_keys_a_push_key_pushes_and_a_viewer_key_does_not() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, std::fs::read(&files[0]).unwrap());
 }
+
+/// A config whose pushed camera cuts a silent pusher after 1 s.
+fn quick_config(dir: &Path) -> PathBuf {
+    let file = dir.join("quick.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[cameras.door]\nsource = \"push\"\npush-key = \"{KEY}\"\nno-signal-after = \"1s\"\nread-timeout = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn a_close_delimited_multipart_body_is_read_until_the_close() {
+    let dir = TempDir::new("push-close");
+    let files = jpegs(&dir.0, 2);
+    let frames: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let server = Server::start(&["--config", config(&dir.0).to_str().unwrap()]);
+    let mut viewer = server.stream("/cams/door/stream?delivery=all");
+    viewer.set_timeout(Duration::from_secs(10));
+    // HTTP/1.0, no length, not chunked, no Content-Type: the body lasts until the pusher closes.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    write!(
+        s,
+        "POST /cams/door/push?key={KEY} HTTP/1.0\r\nHost: t\r\n\r\n"
+    )
+    .unwrap();
+    for jpeg in &frames {
+        write!(
+            s,
+            "--x\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            jpeg.len()
+        )
+        .unwrap();
+        s.write_all(jpeg).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    s.write_all(b"--x\r\n").unwrap();
+    let want: HashSet<Vec<u8>> = [frames[1].clone()].into();
+    until_one_of(&mut viewer, &want, Duration::from_secs(10));
+}
+
+#[test]
+fn a_silent_pusher_is_cut_and_an_oversized_frame_is_refused() {
+    let dir = TempDir::new("push-limits");
+    let server = Server::start(&["--config", quick_config(&dir.0).to_str().unwrap()]);
+    // A slow-loris pusher: its head, then nothing. It is cut after read-timeout, and the camera is free.
+    let mut s = raw_pusher(&server, KEY);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut rest);
+    assert!(started.elapsed() < Duration::from_secs(8), "cut in time");
+    // A declared length past the bound is refused before the body is sent.
+    let r = common::request(
+        server.addr,
+        &format!(
+            "POST /cams/door/push?key={KEY} HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\nContent-Length: 100000000\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 413);
+    // The camera is free again.
+    let files = jpegs(&dir.0, 1);
+    let url = format!("http://{}/cams/door/push?key={KEY}", server.addr);
+    assert_eq!(curl_post(&url, &files, &[]), "204 1\n");
+}
