@@ -188,6 +188,18 @@ fn one_pusher_at_a_time_and_viewers_outlive_a_pusher() {
     push_part(&mut first, &frames[0]);
     let want: HashSet<Vec<u8>> = [frames[0].clone()].into();
     until_one_of(&mut viewer, &want, Duration::from_secs(10));
+    let state = server.get("/cams/door/state");
+    let state: serde_json::Value = serde_json::from_slice(&state.body).unwrap();
+    let pusher = &state["result"]["source"]["pusher"];
+    assert_eq!(pusher["protocol"], "multipart", "{pusher}");
+    assert_eq!(pusher["frames"], 1, "{pusher}");
+    assert!(
+        pusher["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{pusher}"
+    );
 
     // A second pusher is told who holds the camera.
     let out = Command::new("curl")
@@ -205,6 +217,11 @@ fn one_pusher_at_a_time_and_viewers_outlive_a_pusher() {
 
     // The pusher goes; the viewer stays and sees "no signal" (a frame that is none of the pushed ones).
     drop(first);
+    eventually(Duration::from_secs(5), "the camera free again", || {
+        let state = server.get("/cams/door/state");
+        let state: serde_json::Value = serde_json::from_slice(&state.body).unwrap();
+        state["result"]["source"]["pusher"].is_null().then_some(())
+    });
     let went = Instant::now();
     loop {
         let part = viewer.next_part().expect("the viewer stays connected");

@@ -59,7 +59,23 @@ impl fmt::Debug for PushKey {
 pub struct Pusher {
     pub addr: Peer,
     pub since: SystemTime,
+    /// How it pushes: `multipart` or `jpeg-per-request` (None until its first body is seen).
+    pub protocol: Option<&'static str>,
+    /// Frames it has sent (those dropped because the supervisor was behind included).
+    pub frames: u64,
     id: u64,
+}
+
+impl Pusher {
+    /// Frames per second since it connected.
+    pub fn fps(&self, now: SystemTime) -> f64 {
+        let secs = now
+            .duration_since(self.since)
+            .unwrap_or_default()
+            .as_secs_f64()
+            .max(0.001);
+        (self.frames as f64 / secs * 10.0).round() / 10.0
+    }
 }
 
 /// Where a pushed camera's frames come in: the sending side for the handler, the receiving side for the
@@ -100,6 +116,8 @@ impl Inlet {
         *holder = Some(Pusher {
             addr,
             since: SystemTime::now(),
+            protocol: None,
+            frames: 0,
             id,
         });
         Ok(Hold {
@@ -118,9 +136,23 @@ impl Inlet {
 }
 
 impl Hold {
+    /// Changes this pusher's entry (if it still holds the camera).
+    fn update(&self, f: impl FnOnce(&mut Pusher)) {
+        let mut holder = self.inlet.holder.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = holder.as_mut().filter(|p| p.id == self.id) {
+            f(p);
+        }
+    }
+
+    /// Records how this pusher sends its frames, for `/state`.
+    pub fn set_protocol(&self, protocol: &'static str) {
+        self.update(|p| p.protocol = Some(protocol));
+    }
+
     /// Hands a frame to the source; when the queue is full (the supervisor is behind) the frame is
     /// dropped, and `false` says so.
     pub fn send(&self, jpeg: bytes::Bytes) -> bool {
+        self.update(|p| p.frames += 1);
         self.inlet
             .tx
             .try_send(Captured {
@@ -205,10 +237,13 @@ mod tests {
         drop(hold);
         assert!(inlet.pusher().is_none());
         let again = inlet.take(b).unwrap();
-        assert_eq!(inlet.pusher().unwrap().addr, b);
+        again.set_protocol("multipart");
+        let p = inlet.pusher().unwrap();
+        assert_eq!((p.addr, p.protocol, p.frames), (b, Some("multipart"), 0));
         for _ in 0..QUEUE {
             assert!(again.send(bytes::Bytes::from_static(b"x")));
         }
         assert!(!again.send(bytes::Bytes::from_static(b"x")), "bounded");
+        assert_eq!(inlet.pusher().unwrap().frames, QUEUE as u64 + 1);
     }
 }

@@ -140,9 +140,11 @@ async fn run<T: Transport>(
     let outcome = loop {
         match kind_of(request) {
             Kind::Multipart(boundary) => {
+                hold.set_protocol("multipart");
                 break multipart(io, buf, request, boundary, &hold, read_timeout).await;
             }
             Kind::Jpeg => {
+                hold.set_protocol("jpeg-per-request");
                 if let Err(e) = one_jpeg(io, buf, request, &hold, read_timeout, &app.cors).await {
                     break Err(e);
                 }
