@@ -336,3 +336,40 @@ fn a_silent_pusher_is_cut_and_an_oversized_frame_is_refused() {
     let url = format!("http://{}/cams/door/push?key={KEY}", server.addr);
     assert_eq!(curl_post(&url, &files, &[]), "204 1\n");
 }
+
+#[test]
+fn a_reload_that_changes_the_push_key_cuts_the_pusher_holding_the_old_one() {
+    let dir = TempDir::new("push-reload");
+    let files = jpegs(&dir.0, 1);
+    let jpeg = std::fs::read(&files[0]).unwrap();
+    let file = config(&dir.0);
+    let server = Server::start(&["--config", file.to_str().unwrap()]);
+    let mut pusher = raw_pusher(&server, KEY);
+    push_part(&mut pusher, &jpeg);
+    eventually(Duration::from_secs(5), "the pusher in /state", || {
+        let r = server.get("/cams/door/state");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        (v["result"]["source"]["pusher"]["frames"] == 1).then_some(())
+    });
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace(KEY, "another-key-0123456789")).unwrap();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    eventually(Duration::from_secs(10), "the reload", || {
+        (server.state()["config"]["reloads"].as_u64().unwrap() >= 1).then_some(())
+    });
+    // The next frame with the old key ends the connection.
+    pusher
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        push_part(&mut pusher, &jpeg)
+    }));
+    let mut rest = Vec::new();
+    let read = std::io::Read::read_to_end(&mut pusher, &mut rest);
+    assert!(read.is_ok() || rest.is_empty(), "the connection ends");
+    eventually(Duration::from_secs(5), "the camera free", || {
+        let r = server.get("/cams/door/state");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["result"]["source"]["pusher"].is_null().then_some(())
+    });
+}

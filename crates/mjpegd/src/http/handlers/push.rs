@@ -78,11 +78,25 @@ fn authorized(ctx: &Ctx<'_>, request: &Request, key: &PushKey) -> Result<(), Res
     }
 }
 
+/// Whether `camera` still takes frames from a pusher that presented `key` (a reload may have made it
+/// another kind of source, or changed its key).
+fn still_pushed(camera: &Camera, key: Option<&str>) -> bool {
+    match camera.settings().source {
+        SourceSpec::Push(Some(k)) => key.is_none_or(|given| k.matches(given)),
+        _ => false,
+    }
+}
+
 /// Takes the connection over and feeds the camera until the pusher leaves.
 pub async fn serve<T: Transport>(ctx: &Ctx<'_>, camera: &Camera, mut io: T, mut buf: BytesMut) {
     let refused = match first_checks(ctx, camera) {
         Ok(hold) => {
-            run(ctx, camera, &mut io, &mut buf, hold).await;
+            // A camera that is removed (or a server that stops) ends its pusher's connection too.
+            let stop = camera.client_token();
+            tokio::select! {
+                () = run(ctx, camera, &mut io, &mut buf, hold) => {}
+                () = stop.cancelled() => {}
+            }
             return;
         }
         Err(r) => r,
@@ -141,7 +155,11 @@ async fn run<T: Transport>(
         match kind_of(request) {
             Kind::Multipart(boundary) => {
                 hold.set_protocol("multipart");
-                break multipart(io, buf, request, boundary, &hold, read_timeout).await;
+                let still = |c: &Camera| still_pushed(c, presented_key(ctx.request));
+                break multipart(io, buf, request, boundary, &hold, read_timeout, || {
+                    still(camera)
+                })
+                .await;
             }
             Kind::Jpeg => {
                 hold.set_protocol("jpeg-per-request");
@@ -241,6 +259,7 @@ async fn multipart<T: Transport>(
     boundary: Option<String>,
     hold: &Hold,
     read_timeout: std::time::Duration,
+    still: impl Fn() -> bool,
 ) -> Result<(), String> {
     let mut parser = MultipartParser::new(boundary.as_deref(), MAX_PART);
     let mut body = Body::of(io, buf, request).until_close();
@@ -255,6 +274,9 @@ async fn multipart<T: Transport>(
         let Some(piece) = piece else {
             return Ok(());
         };
+        if !still() {
+            return Err("the camera's source or push key changed".into());
+        }
         parser.push(&piece);
         loop {
             match parser.next_part() {
