@@ -373,3 +373,38 @@ fn a_reload_that_changes_the_push_key_cuts_the_pusher_holding_the_old_one() {
         v["result"]["source"]["pusher"].is_null().then_some(())
     });
 }
+
+#[test]
+fn a_multipart_part_past_the_bound_cuts_the_pusher() {
+    let dir = TempDir::new("push-big");
+    let server = Server::start(&["--config", config(&dir.0).to_str().unwrap()]);
+    let mut pusher = raw_pusher(&server, KEY);
+    pusher
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // A part that says nothing of its length and never ends: cut at 16 MiB, not buffered forever.
+    let head = b"--frame\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8";
+    write!(pusher, "{:x}\r\n", head.len()).unwrap();
+    pusher.write_all(head).unwrap();
+    pusher.write_all(b"\r\n").unwrap();
+    let chunk = vec![0x55u8; 1 << 20];
+    let mut sent = 0;
+    for _ in 0..40 {
+        let ok = write!(pusher, "{:x}\r\n", chunk.len()).is_ok()
+            && pusher.write_all(&chunk).is_ok()
+            && pusher.write_all(b"\r\n").is_ok();
+        if !ok {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(
+        (15..40).contains(&sent),
+        "cut past 16 MiB, well before 40 ({sent} MiB sent)"
+    );
+    eventually(Duration::from_secs(5), "the camera free", || {
+        let r = server.get("/cams/door/state");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["result"]["source"]["pusher"].is_null().then_some(())
+    });
+}
