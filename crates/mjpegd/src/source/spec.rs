@@ -195,9 +195,12 @@ impl SourceSpec {
                 let push =
                     super::push::Push::new(inlet.unwrap_or_else(super::push::Inlet::new), args.fps);
                 // A pusher that sends nothing for the read timeout is gone: its camera shows "no signal"
-                // after no-signal-after meanwhile, as any silent source does.
+                // after no-signal-after meanwhile, as any silent source does. The pusher pushes whether
+                // anyone watches or not, so its frames are always taken (never left queued to be shown
+                // stale to the next viewer), and a snapshot has the newest at once.
                 let config = SupervisorConfig {
                     frame_timeout: args.read_timeout + Duration::from_secs(1),
+                    capture: super::supervisor::Capture::Always,
                     ..config
                 };
                 tokio::spawn(supervise(push, hub, config, shutdown))
