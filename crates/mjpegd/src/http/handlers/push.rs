@@ -274,13 +274,14 @@ async fn multipart<T: Transport>(
         let Some(piece) = piece else {
             return Ok(());
         };
-        if !still() {
-            return Err("the camera's source or push key changed".into());
-        }
         parser.push(&piece);
         loop {
             match parser.next_part() {
                 Some(Ok(part)) => {
+                    // (checked per frame, not per read: a reload may have changed the camera)
+                    if !still() {
+                        return Err("the camera's source or push key changed".into());
+                    }
                     let _ = hold.send(part.body);
                 }
                 Some(Err(e)) => return Err(format!("the pushed stream is broken: {e}")),
