@@ -12,6 +12,9 @@
 //! A V4L2 camera also owns its [`Controls`]: they outlive source restarts (a reload, a replug), so the
 //! values written over HTTP are applied again at every open until the server stops.
 //!
+//! A pushed camera's [`Inlet`] (where its pushers' frames come in) is the camera's too, so a pusher stays
+//! connected through a reload that restarts the source.
+//!
 //! A camera also owns its size/quality [`Variants`], each a hub fed from the camera's (see
 //! [`crate::variant`]); they live and end with the clients that ask for them.
 
@@ -19,6 +22,7 @@ use crate::config::CameraSettings;
 use crate::hub::{SharedHub, SourceStatus};
 use crate::record::RecordingStatus;
 use crate::source::controls::Controls;
+use crate::source::push::Inlet;
 use crate::source::spec::SourceSpec;
 use crate::variant::{Lease, Variants};
 use mjpegd_core::variant::VariantKey;
@@ -42,6 +46,8 @@ pub struct Camera {
     recorder: Mutex<Option<JoinHandle<()>>>,
     /// A V4L2 camera's controls (None for other sources).
     controls: Mutex<Option<Arc<Controls>>>,
+    /// Where pushed frames come in (used only while the source is `push`).
+    pub inlet: Arc<Inlet>,
 }
 
 struct RunningSource {
@@ -68,7 +74,8 @@ impl Camera {
         );
         let clients = shutdown.child_token();
         let controls = controls_for(&settings, None);
-        let source = spawn_source(&settings, &hub, &clients, controls.clone());
+        let inlet = Inlet::new();
+        let source = spawn_source(&settings, &hub, &clients, controls.clone(), &inlet);
         let (recording, recorder) = match &settings.record {
             Some(record) => {
                 let status = Arc::new(Mutex::new(RecordingStatus::default()));
@@ -94,6 +101,7 @@ impl Camera {
             clients,
             source: Mutex::new(Some(source)),
             controls: Mutex::new(controls),
+            inlet,
         })
     }
 
@@ -174,7 +182,7 @@ impl Camera {
             *held = controls_for(&new, held.take());
             held.clone()
         };
-        let source = spawn_source(&new, &self.hub, &self.clients, controls);
+        let source = spawn_source(&new, &self.hub, &self.clients, controls, &self.inlet);
         *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = new;
     }
@@ -227,6 +235,7 @@ fn spawn_source(
     hub: &Arc<SharedHub>,
     parent: &CancellationToken,
     controls: Option<Arc<Controls>>,
+    inlet: &Arc<Inlet>,
 ) -> RunningSource {
     let stop = parent.child_token();
     let task = settings.source.spawn(
@@ -235,6 +244,7 @@ fn spawn_source(
         settings.supervisor.clone(),
         stop.clone(),
         controls,
+        Some(inlet.clone()),
     );
     RunningSource { stop, task }
 }

@@ -263,6 +263,10 @@ impl ServeArgs {
             Some(device) => SourceSpec::Device(device.clone()),
             None => SourceSpec::parse(&self.source)?,
         };
+        anyhow::ensure!(
+            !matches!(source, SourceSpec::Push(None)) || self.config.is_some(),
+            "--source push needs a camera in a config file with its push-key"
+        );
         Ok(CameraSettings {
             name: "default".to_string(),
             source,

@@ -164,6 +164,7 @@ struct CameraKeys {
     linger: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     control_url: Option<Spanned<String>>,
+    push_key: Option<Spanned<String>>,
     read_timeout: Option<Spanned<String>>,
     no_signal_after: Option<Spanned<String>>,
     max_picture_size: Option<Spanned<String>>,
@@ -425,6 +426,26 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
             let url = crate::source::url::RelayUrl::parse(u.get_ref())
                 .map_err(|e| at(u.span(), format!("control-url: {e}")))?;
             c.options.control_url = Some(url);
+        }
+        match (&mut c.source, &k.push_key) {
+            (SourceSpec::Push(key), Some(k)) => {
+                *key = Some(
+                    crate::source::push::PushKey::new(k.get_ref()).map_err(|e| at(k.span(), e))?,
+                );
+            }
+            (SourceSpec::Push(_), None) => {
+                return Err(at(
+                    name.span(),
+                    "a pushed camera (source = \"push\") needs push-key = \"...\" (at least 16 characters)".into(),
+                ))
+            }
+            (_, Some(k)) => {
+                return Err(at(
+                    k.span(),
+                    "push-key: only for a pushed camera (source = \"push\")".into(),
+                ))
+            }
+            (_, None) => {}
         }
         if let Some(d) = value(&k.no_signal_after, parse_no_signal_after, &at)? {
             c.supervisor.no_signal_after = d;
@@ -842,6 +863,24 @@ capture = "always"
         assert_eq!(a.supervisor.capture, Capture::Always);
         assert_eq!(c.cameras[2].source, SourceSpec::Pattern);
         assert_eq!(c.cameras[2].options.fps, base().options.fps);
+    }
+
+    #[test]
+    fn a_pushed_camera_needs_a_bounded_key_that_is_never_shown() {
+        let ok = "[cameras.door]\nsource = \"push\"\npush-key = \"0123456789abcdef-secret\"\n";
+        let c = parse(ok, Path::new("cams.toml"), &base()).unwrap();
+        assert!(matches!(c.cameras[0].source, SourceSpec::Push(Some(_))));
+        assert!(!format!("{:?} {}", c.cameras[0], c.cameras[0].source).contains("secret"));
+        assert!(err("[cameras.door]\nsource = \"push\"\n").contains("needs push-key"));
+        let short = err("[cameras.door]\nsource = \"push\"\npush-key = \"short-secret\"\n");
+        assert!(
+            short.contains("16 to 256") && !short.contains("short-secret"),
+            "{short}"
+        );
+        assert!(
+            err("[cameras.a]\nsource = \"pattern\"\npush-key = \"0123456789abcdef\"\n")
+                .contains("only for a pushed camera")
+        );
     }
 
     #[test]

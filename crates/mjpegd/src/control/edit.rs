@@ -155,10 +155,21 @@ pub fn camera_keys(doc: &DocumentMut, name: &str) -> Option<Map<String, Json>> {
         .get(name)?
         .as_table_like()?;
     match table_to_json(table) {
-        Json::Object(m) => Some(m),
+        Json::Object(mut m) => {
+            // A secret shows only as being there.
+            for key in SECRET_KEYS {
+                if let Some(v) = m.get_mut(*key) {
+                    *v = Json::String("***".into());
+                }
+            }
+            Some(m)
+        }
         _ => None,
     }
 }
+
+/// Camera keys whose values are never shown (the API shows `"***"`).
+const SECRET_KEYS: &[&str] = &["push-key"];
 
 /// The names of the file's cameras, in its order.
 pub fn camera_names(doc: &DocumentMut) -> Vec<String> {
@@ -327,6 +338,18 @@ resolution = "1280x720"
             .replace("quality = 70\n", "")
         );
         assert!(patch_camera(&mut doc, "nope", &obj(json!({"fps": 1}))).is_err());
+    }
+
+    #[test]
+    fn a_push_key_is_never_shown() {
+        let doc: DocumentMut =
+            "[cameras.door]\nsource = \"push\"\npush-key = \"0123456789abcdef-secret\"\n"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            camera_keys(&doc, "door").unwrap(),
+            obj(json!({"source": "push", "push-key": "***"}))
+        );
     }
 
     #[test]

@@ -168,6 +168,8 @@ pub struct Body<'a, R> {
     decoder: Decoder,
     framing: Framing,
     expects_continue: bool,
+    /// A body without length or chunks that lasts until the connection closes (a pushed stream's).
+    until_close: bool,
 }
 
 impl<'a, R: AsyncRead + AsyncWrite + Unpin> Body<'a, R> {
@@ -178,7 +180,18 @@ impl<'a, R: AsyncRead + AsyncWrite + Unpin> Body<'a, R> {
             decoder: Decoder::new(framing),
             framing,
             expects_continue: false,
+            until_close: false,
         }
+    }
+
+    /// The body of a request that declares no length and is not chunked, read until the client closes
+    /// the connection (as HTTP/1.0 bodies and `ffmpeg -chunked_post 0` are). Only for a handler that
+    /// takes the connection over: the connection carries nothing after it.
+    pub fn until_close(mut self) -> Self {
+        if self.framing == Framing::None {
+            self.until_close = true;
+        }
+        self
     }
 
     /// The body of `request` on its connection.
@@ -207,6 +220,17 @@ impl<'a, R: AsyncRead + AsyncWrite + Unpin> Body<'a, R> {
 
     /// The next piece of the body as it arrives (None at its end), each read by `deadline`.
     pub async fn next_piece(&mut self, deadline: Instant) -> Result<Option<Bytes>, BodyError> {
+        if self.until_close {
+            if !self.buf.is_empty() {
+                return Ok(Some(self.buf.split().freeze()));
+            }
+            self.buf.reserve(16 * 1024);
+            return match tokio::time::timeout_at(deadline, self.io.read_buf(self.buf)).await {
+                Err(_) => Err(BodyError::Timeout),
+                Ok(Ok(0)) | Ok(Err(_)) => Ok(None),
+                Ok(Ok(_)) => Ok(Some(self.buf.split().freeze())),
+            };
+        }
         loop {
             match self.decoder.decode(self.buf)? {
                 Decoded::Data(d) => return Ok(Some(d)),
@@ -360,6 +384,21 @@ mod tests {
             b"hello world"
         );
         assert!(body.finished());
+    }
+
+    #[tokio::test]
+    async fn a_close_delimited_body_lasts_until_the_close() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (mut client, mut io) = tokio::io::duplex(1 << 16);
+        client.write_all(b"lo world").await.unwrap();
+        drop(client);
+        let mut buf = BytesMut::from(&b"hel"[..]);
+        let mut body = Body::new(&mut io, &mut buf, Framing::None).until_close();
+        let mut all = Vec::new();
+        while let Some(piece) = body.next_piece(deadline).await.unwrap() {
+            all.extend_from_slice(&piece);
+        }
+        assert_eq!(all, b"hello world");
     }
 
     #[tokio::test]

@@ -112,7 +112,10 @@ pub async fn handle_connection<T: Transport>(
             Some(auth) => auth.check(&request, client.ip()).await,
             None => Verdict::Open,
         };
-        if !verdict.admitted() {
+        // A pusher's `?key=` is its camera's push key, which the server's access keys do not know: the push
+        // handler checks it (and refuses, as here, a request that has no right to push).
+        let pushing = verdict == Verdict::Refused && super::route::is_push(&request.path);
+        if !verdict.admitted() && !pushing {
             let server = super::route::server_of(&request.path, request.param("action"));
             refuse(
                 &app,
@@ -145,7 +148,7 @@ pub async fn handle_connection<T: Transport>(
         };
         let answer = match handlers::handler(route, &request.method, &cameras) {
             Handler::TakeOver(take_over) => {
-                handlers::take_over(&ctx, take_over, io).await;
+                handlers::take_over(&ctx, take_over, io, buf).await;
                 return;
             }
             Handler::Answer(answer) => answer,

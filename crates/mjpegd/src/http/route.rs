@@ -44,6 +44,8 @@ pub enum Resource {
     MjpgCommand,
     /// mjpg-streamer's `input.json`: the camera's controls, every value a string.
     MjpgInput,
+    /// A pushed camera's inlet: `/cams/NAME/push`.
+    Push,
 }
 
 /// Where a request goes.
@@ -214,6 +216,10 @@ pub fn route(path: &str, action: Option<&str>, plugin: Option<&str>, cameras: &[
                 index,
                 resource: Resource::MjpgInput,
             },
+            "push" => Route::Camera {
+                index,
+                resource: Resource::Push,
+            },
             "" | "index.html" => match action {
                 Some("command") if !plugin_zero(plugin) => only_plugin_zero(plugin),
                 Some(a) => by_action(a, index, &camera),
@@ -226,6 +232,14 @@ pub fn route(path: &str, action: Option<&str>, plugin: Option<&str>, cameras: &[
         };
     }
     Route::NotFound
+}
+
+/// Whether `path` is a camera's push inlet (`/cams/NAME/push`), whose requests present a push key
+/// rather than the server's credentials.
+pub fn is_push(path: &str) -> bool {
+    path.strip_prefix("/cams/")
+        .and_then(|rest| rest.strip_suffix("/push"))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
 /// mjpg-streamer's `input.json` (camera 0) or `input_N.json` (camera N, at most 3 digits).
@@ -355,6 +369,9 @@ mod tests {
         use Resource::*;
         assert_eq!(r("/cams/printer/stream", None), cam(1, Stream));
         assert_eq!(r("/cams/garage/snapshot", None), cam(2, Snapshot));
+        assert_eq!(r("/cams/garage/push", None), cam(2, Push));
+        assert!(is_push("/cams/garage/push"));
+        assert!(!is_push("/cams//push") && !is_push("/cams/a/b/push") && !is_push("/push"));
         assert_eq!(r("/cams/garage/state", None), cam(2, State));
         assert_eq!(r("/cams/garage/control", None), cam(2, Control));
         assert_eq!(r("/cams/garage/status", None), cam(2, Status));

@@ -207,6 +207,31 @@ fn client_json(
     client
 }
 
+/// A pushed camera's pusher (null when none pushes, and for cameras that are not pushed); its address
+/// only where clients' addresses are shown.
+fn pusher_json(
+    camera: &Camera,
+    settings: &crate::config::CameraSettings,
+    now: SystemTime,
+    show_clients: bool,
+) -> Option<serde_json::Value> {
+    if !matches!(settings.source, crate::source::spec::SourceSpec::Push(_)) {
+        return None;
+    }
+    Some(camera.inlet.pusher().map_or(serde_json::Value::Null, |p| {
+        let mut v = json!({
+            "protocol": p.protocol,
+            "since": humantime::format_rfc3339_seconds(p.since).to_string(),
+            "frames": p.frames,
+            "fps": p.fps(now),
+        });
+        if show_clients {
+            v["address"] = json!(p.addr.to_string());
+        }
+        v
+    }))
+}
+
 /// crowsnest's path of the camera at `index`: `/webcam/`, `/webcam2/`, ...
 fn crowsnest(index: usize) -> String {
     match index {
@@ -307,6 +332,7 @@ pub fn camera_state(
                 "error": source.error,
                 "last_error": source.last_error,
                 "last_error_at": source.last_error_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                "pusher": pusher_json(camera, &settings, now, show_clients),
             },
             "stream": {
                 "queued_fps": captured_fps,

@@ -1,7 +1,7 @@
 //! Sources: where frames come from.
 //!
 //! A [`Source`] opens something that yields JPEGs (a camera, an upstream server, a child process, files,
-//! the built-in pattern) and hands over one frame at a time. It knows nothing of clients. The
+//! the built-in pattern, frames a camera pushes) and hands over one frame at a time. It knows nothing of clients. The
 //! [`supervisor`] drives it: it opens it only while someone watches (if asked), validates each frame,
 //! publishes it into the hub, and when the source fails it keeps clients connected with a "no signal"
 //! frame while it retries with back-off. A new kind of source is one file implementing this trait.
@@ -15,6 +15,7 @@ pub mod files;
 pub mod orient;
 pub mod pattern;
 pub mod pipe;
+pub mod push;
 pub mod relay;
 pub mod spec;
 pub mod supervisor;

@@ -93,6 +93,9 @@ pub enum SourceSpec {
     Stdin,
     /// Recorded frames.
     Files(FilesFrom),
+    /// Frames a camera pushes to `/cams/NAME/push`, with the key it must hold (None until the file's
+    /// `push-key` is read; a pushed camera without one is refused).
+    Push(Option<super::push::PushKey>),
 }
 
 impl SourceSpec {
@@ -101,6 +104,7 @@ impl SourceSpec {
         match s {
             "pattern" | "test" | "testsrc" => Ok(SourceSpec::Pattern),
             "-" => Ok(SourceSpec::Stdin),
+            "push" => Ok(SourceSpec::Push(None)),
             url if url.starts_with("http://") => Ok(SourceSpec::Relay(
                 RelayUrl::parse(url).map_err(|e| anyhow::anyhow!(e))?,
             )),
@@ -139,6 +143,7 @@ impl SourceSpec {
         config: SupervisorConfig,
         shutdown: CancellationToken,
         controls: Option<Arc<super::controls::Controls>>,
+        inlet: Option<Arc<super::push::Inlet>>,
     ) -> JoinHandle<()> {
         let (width, height) = args.resolution;
         match self {
@@ -186,6 +191,20 @@ impl SourceSpec {
                 let files = Files::new(from.clone(), args.fps);
                 tokio::spawn(supervise(files, hub, config, shutdown))
             }
+            SourceSpec::Push(_) => {
+                let push =
+                    super::push::Push::new(inlet.unwrap_or_else(super::push::Inlet::new), args.fps);
+                // A pusher that sends nothing for the read timeout is gone: its camera shows "no signal"
+                // after no-signal-after meanwhile, as any silent source does. The pusher pushes whether
+                // anyone watches or not, so its frames are always taken (never left queued to be shown
+                // stale to the next viewer), and a snapshot has the newest at once.
+                let config = SupervisorConfig {
+                    frame_timeout: args.read_timeout + Duration::from_secs(1),
+                    capture: super::supervisor::Capture::Always,
+                    ..config
+                };
+                tokio::spawn(supervise(push, hub, config, shutdown))
+            }
         }
     }
 }
@@ -201,6 +220,7 @@ impl fmt::Display for SourceSpec {
             SourceSpec::Stdin => f.write_str("MJPEG from standard input"),
             SourceSpec::Files(FilesFrom::Dir(d)) => write!(f, "the JPEG files in {}", d.display()),
             SourceSpec::Files(FilesFrom::Mjpeg(p)) => write!(f, "the MJPEG file {}", p.display()),
+            SourceSpec::Push(_) => f.write_str("frames pushed to it"),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod esp32;
 pub mod metrics;
 pub mod mjpg_streamer;
 pub mod page;
+pub mod push;
 pub mod recordings;
 pub mod snapshot;
 pub mod state;
@@ -93,6 +94,8 @@ pub enum Answer {
 pub enum TakeOver {
     Stream(Arc<Camera>),
     Download(String),
+    /// `/cams/NAME/push`, whatever the method (the handler answers those it does not take).
+    Push(Arc<Camera>),
 }
 
 /// What serves a request.
@@ -112,6 +115,10 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
             resource: Resource::Controls(which),
         } => Answer::Controls(camera(index), which),
         Route::CameraStreamer { camera: c, which } => Answer::CameraStreamer(c.map(camera), which),
+        Route::Camera {
+            index,
+            resource: Resource::Push,
+        } => return Handler::TakeOver(TakeOver::Push(camera(index))),
         _ if !reads => Answer::MethodNotAllowed,
         Route::Camera { index, resource } => match resource {
             Resource::Stream => return Handler::TakeOver(TakeOver::Stream(camera(index))),
@@ -124,6 +131,7 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
             Resource::Controls(which) => Answer::Controls(camera(index), which),
             Resource::MjpgCommand => Answer::MjpgCommand(camera(index)),
             Resource::MjpgInput => Answer::MjpgInput(camera(index)),
+            Resource::Push => return Handler::TakeOver(TakeOver::Push(camera(index))),
         },
         Route::RecordingFile(name) => return Handler::TakeOver(TakeOver::Download(name)),
         Route::State => Answer::State(None),
@@ -233,10 +241,16 @@ pub async fn answer<T: Transport>(
     }
 }
 
-/// Runs a handler that takes the connection over.
-pub async fn take_over<T: Transport>(ctx: &Ctx<'_>, take_over: TakeOver, io: T) {
+/// Runs a handler that takes the connection over; `buf` holds what was read past the request head.
+pub async fn take_over<T: Transport>(
+    ctx: &Ctx<'_>,
+    take_over: TakeOver,
+    io: T,
+    buf: bytes::BytesMut,
+) {
     match take_over {
         TakeOver::Stream(camera) => stream::serve(ctx, &camera, io).await,
         TakeOver::Download(name) => download::serve(ctx, &name, io).await,
+        TakeOver::Push(camera) => push::serve(ctx, &camera, io, buf).await,
     }
 }

@@ -1,0 +1,292 @@
+//! `/cams/NAME/push`: a camera that cannot be reached pushes its frames here (an ESP32-CAM behind NAT,
+//! `ffmpeg -f mpjpeg -method POST`).
+//!
+//! The handler takes the connection over, because a pushed stream's body never ends. It accepts, from a
+//! client holding the camera's push key (`?key=` or `Authorization: Bearer KEY`) or an admin:
+//! - a `multipart/x-mixed-replace` body (chunked, with a length, or until the connection closes): each part
+//!   is a frame, cut by the same [`MultipartParser`] as a relay's, each bounded. ffmpeg sends no
+//!   Content-Type, so a body that is not declared a JPEG is read as multipart (its first line says the
+//!   boundary);
+//! - one `image/jpeg` per request on a keep-alive connection (an ESP32's HTTPClient), each answered 204.
+//!
+//! Frames go to the camera's [`crate::source::push::Inlet`], from where the supervisor checks and
+//! publishes them as it does any source's. One pusher holds a camera at a time: another gets 409 saying
+//! who holds it. A presented key that is wrong is always refused (401), whoever presents it; the key is
+//! never logged or shown.
+
+use super::Ctx;
+use crate::camera::Camera;
+use crate::http::body::{Body, BodyError};
+use crate::http::request::{read_request, Request};
+use crate::http::response::Response;
+use crate::net::Transport;
+use crate::source::push::{Hold, PushKey};
+use crate::source::relay::MAX_PART;
+use crate::source::spec::SourceSpec;
+use bytes::{Bytes, BytesMut};
+use mjpegd_core::parse::multipart::{boundary_from_content_type, MultipartParser};
+use std::sync::atomic::Ordering;
+use tokio::time::Instant;
+
+/// What a request's body holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    /// One JPEG (`Content-Type: image/jpeg`).
+    Jpeg,
+    /// An endless multipart stream, with the boundary the Content-Type declares (if any).
+    Multipart(Option<String>),
+}
+
+fn kind_of(request: &Request) -> Kind {
+    let content_type = request.header("content-type").unwrap_or("");
+    let lower = content_type.to_ascii_lowercase();
+    if lower.starts_with("image/jpeg") || lower.starts_with("image/jpg") {
+        Kind::Jpeg
+    } else {
+        Kind::Multipart(boundary_from_content_type(content_type))
+    }
+}
+
+/// The key the request presents, if any: `?key=` or `Authorization: Bearer KEY`.
+fn presented_key(request: &Request) -> Option<&str> {
+    request.param("key").or_else(|| {
+        request
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer ").or(a.strip_prefix("bearer ")))
+            .map(str::trim)
+    })
+}
+
+/// Whether `request` may push: a presented key must be the camera's; without one, only an admin may.
+fn authorized(ctx: &Ctx<'_>, request: &Request, key: &PushKey) -> Result<(), Response> {
+    match presented_key(request) {
+        Some(given) if key.matches(given) => Ok(()),
+        Some(_) => {
+            ctx.app.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(client = %ctx.client, "push refused: wrong push key");
+            Err(Response::text(401, "wrong push key\n"))
+        }
+        None => crate::http::access::may_write(ctx.verdict, &ctx.client).map_err(|r| {
+            if r.status == 401 {
+                ctx.app.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            }
+            Response::text(
+                r.status,
+                format!("pushing needs the camera's push key (?key= or Authorization: Bearer) or an admin: {}", r.reason),
+            )
+        }),
+    }
+}
+
+/// Whether `camera` still takes frames from a pusher that presented `key` (a reload may have made it
+/// another kind of source, or changed its key).
+fn still_pushed(camera: &Camera, key: Option<&str>) -> bool {
+    match camera.settings().source {
+        SourceSpec::Push(Some(k)) => key.is_none_or(|given| k.matches(given)),
+        _ => false,
+    }
+}
+
+/// Takes the connection over and feeds the camera until the pusher leaves.
+pub async fn serve<T: Transport>(ctx: &Ctx<'_>, camera: &Camera, mut io: T, mut buf: BytesMut) {
+    let refused = match first_checks(ctx, camera) {
+        Ok(hold) => {
+            // A camera that is removed (or a server that stops) ends its pusher's connection too.
+            let stop = camera.client_token();
+            tokio::select! {
+                () = run(ctx, camera, &mut io, &mut buf, hold) => {}
+                () = stop.cancelled() => {}
+            }
+            return;
+        }
+        Err(r) => r,
+    };
+    let _ = refused.write(&mut io, false, &ctx.app.cors).await;
+    crate::http::limits::linger_close(&mut io).await;
+}
+
+/// The method, the camera, the key and the hold: the hold on the camera, or the refusal.
+fn first_checks(ctx: &Ctx<'_>, camera: &Camera) -> Result<Hold, Response> {
+    let request = ctx.request;
+    if !matches!(request.method.as_str(), "POST" | "PUT") {
+        return Err(Response::text(
+            405,
+            "push frames with POST or PUT (multipart/x-mixed-replace, or one image/jpeg per request)\n",
+        )
+        .header("Allow", "POST, PUT"));
+    }
+    let SourceSpec::Push(Some(key)) = camera.settings().source else {
+        return Err(Response::text(
+            404,
+            format!(
+                "camera {:?} is not a pushed camera (source = \"push\" with a push-key)\n",
+                camera.name()
+            ),
+        ));
+    };
+    authorized(ctx, request, &key)?;
+    camera.inlet.take(ctx.client).map_err(|holder| {
+        Response::text(
+            409,
+            format!(
+                "camera {:?} is being pushed by {} (since {}); one pusher at a time\n",
+                camera.name(),
+                holder.addr,
+                humantime::format_rfc3339_seconds(holder.since)
+            ),
+        )
+    })
+}
+
+/// Feeds the camera from this connection's requests until it ends.
+async fn run<T: Transport>(
+    ctx: &Ctx<'_>,
+    camera: &Camera,
+    io: &mut T,
+    buf: &mut BytesMut,
+    hold: Hold,
+) {
+    let app = ctx.app;
+    let read_timeout = camera.settings().options.read_timeout;
+    tracing::info!(camera = camera.name(), client = %ctx.client, "pusher connected");
+    let mut owned;
+    let mut request = ctx.request;
+    let outcome = loop {
+        match kind_of(request) {
+            Kind::Multipart(boundary) => {
+                hold.set_protocol("multipart");
+                let still = |c: &Camera| still_pushed(c, presented_key(ctx.request));
+                break multipart(io, buf, request, boundary, &hold, read_timeout, || {
+                    still(camera)
+                })
+                .await;
+            }
+            Kind::Jpeg => {
+                hold.set_protocol("jpeg-per-request");
+                if let Err(e) = one_jpeg(io, buf, request, &hold, read_timeout, &app.cors).await {
+                    break Err(e);
+                }
+                if !request.keep_alive() {
+                    break Ok(());
+                }
+            }
+        }
+        // The next request on a keep-alive connection: another frame for the same camera, with the key.
+        owned = match read_request(io, buf, &app.config.limits).await {
+            Ok(r) => r,
+            Err(_) => break Ok(()),
+        };
+        request = &owned;
+        let SourceSpec::Push(Some(key)) = camera.settings().source else {
+            break Err("the camera is no longer a pushed camera".into());
+        };
+        let same_place =
+            request.path == ctx.request.path && matches!(request.method.as_str(), "POST" | "PUT");
+        let allowed = if !same_place {
+            Err(Response::text(
+                400,
+                "this connection pushes frames: only POST or PUT to the same camera's /push\n",
+            ))
+        } else {
+            match presented_key(request) {
+                Some(given) if key.matches(given) => Ok(()),
+                // (the first request's admission holds for the connection when it presented no key)
+                None if presented_key(ctx.request).is_none() => Ok(()),
+                _ => {
+                    app.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+                    Err(Response::text(401, "wrong push key\n"))
+                }
+            }
+        };
+        if let Err(r) = allowed {
+            let _ = r.write(io, false, &app.cors).await;
+            break Err(format!("refused a later request ({})", r.status));
+        }
+    };
+    match outcome {
+        Ok(()) => {
+            tracing::info!(camera = camera.name(), client = %ctx.client, "pusher left")
+        }
+        Err(why) => {
+            tracing::info!(camera = camera.name(), client = %ctx.client, %why, "pusher cut")
+        }
+    }
+    drop(hold);
+}
+
+/// Reads one JPEG request body (at most [`MAX_PART`] bytes), hands it over and answers 204.
+async fn one_jpeg<T: Transport>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    request: &Request,
+    hold: &Hold,
+    read_timeout: std::time::Duration,
+    cors: &str,
+) -> Result<(), String> {
+    let deadline = Instant::now() + read_timeout;
+    let mut body = Body::of(io, buf, request);
+    let jpeg = match body.read_to_end(MAX_PART, deadline).await {
+        Ok(b) => b,
+        Err(e) => {
+            let (status, reason) = e.status();
+            let _ = Response::text(status, reason.clone())
+                .write(io, false, cors)
+                .await;
+            return Err(reason.trim_end().to_string());
+        }
+    };
+    if jpeg.is_empty() {
+        let _ = Response::text(400, "an empty frame: send one JPEG per request\n")
+            .write(io, false, cors)
+            .await;
+        return Err("an empty frame".into());
+    }
+    let _ = hold.send(jpeg);
+    let close = !request.keep_alive();
+    let mut response = Response::text(204, "").persist(!close, request.version == 0);
+    response.content_type = "text/plain";
+    response
+        .write(io, false, cors)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Reads an endless multipart body, cutting frames as they come.
+async fn multipart<T: Transport>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    request: &Request,
+    boundary: Option<String>,
+    hold: &Hold,
+    read_timeout: std::time::Duration,
+    still: impl Fn() -> bool,
+) -> Result<(), String> {
+    let mut parser = MultipartParser::new(boundary.as_deref(), MAX_PART);
+    let mut body = Body::of(io, buf, request).until_close();
+    loop {
+        let deadline = Instant::now() + read_timeout;
+        let piece: Option<Bytes> = match body.next_piece(deadline).await {
+            Ok(p) => p,
+            Err(BodyError::Timeout) => return Err(format!("sent nothing for {read_timeout:?}")),
+            Err(BodyError::Closed) => None,
+            Err(e) => return Err(e.status().1.trim_end().to_string()),
+        };
+        let Some(piece) = piece else {
+            return Ok(());
+        };
+        parser.push(&piece);
+        loop {
+            match parser.next_part() {
+                Some(Ok(part)) => {
+                    // (checked per frame, not per read: a reload may have changed the camera)
+                    if !still() {
+                        return Err("the camera's source or push key changed".into());
+                    }
+                    let _ = hold.send(part.body);
+                }
+                Some(Err(e)) => return Err(format!("the pushed stream is broken: {e}")),
+                None => break,
+            }
+        }
+    }
+}
