@@ -155,21 +155,49 @@ pub fn camera_keys(doc: &DocumentMut, name: &str) -> Option<Map<String, Json>> {
         .get(name)?
         .as_table_like()?;
     match table_to_json(table) {
-        Json::Object(mut m) => {
-            // A secret shows only as being there.
-            for key in SECRET_KEYS {
-                if let Some(v) = m.get_mut(*key) {
-                    *v = Json::String("***".into());
-                }
-            }
-            Some(m)
-        }
+        Json::Object(m) => Some(m.iter().map(|(k, v)| (k.clone(), shown(k, v))).collect()),
         _ => None,
     }
 }
 
 /// Camera keys whose values are never shown (the API shows `"***"`).
-const SECRET_KEYS: &[&str] = &["push-key"];
+const SECRET_KEYS: &[&str] = &["push-key", "source-auth"];
+/// Camera keys that hold URLs (or a command line): shown without the credentials in them.
+const URL_KEYS: &[&str] = &["source", "control-url"];
+
+/// A key's value as the API shows it: a secret only as being there, a URL without its credentials.
+fn shown(key: &str, value: &Json) -> Json {
+    match value {
+        _ if SECRET_KEYS.contains(&key) => Json::String("***".into()),
+        Json::String(s) if URL_KEYS.contains(&key) => {
+            Json::String(crate::source::url::redact_urls(s).into_owned())
+        }
+        other => other.clone(),
+    }
+}
+
+/// A value sent back exactly as it was shown (`"***"`, a URL without its credentials) keeps the value the
+/// file has: what a client read and writes back unchanged does not overwrite a secret with its mask.
+fn restore_hidden(doc: &DocumentMut, name: &str, keys: &mut Map<String, Json>) {
+    let Some(table) = doc
+        .get("cameras")
+        .and_then(|c| c.as_table_like())
+        .and_then(|c| c.get(name))
+        .and_then(|t| t.as_table_like())
+    else {
+        return;
+    };
+    let Json::Object(raw) = table_to_json(table) else {
+        return;
+    };
+    for (k, v) in keys.iter_mut() {
+        if let Some(old) = raw.get(k) {
+            if *v != *old && *v == shown(k, old) {
+                *v = old.clone();
+            }
+        }
+    }
+}
 
 /// The names of the file's cameras, in its order.
 pub fn camera_names(doc: &DocumentMut) -> Vec<String> {
@@ -186,6 +214,9 @@ pub fn put_camera(
     name: &str,
     keys: &Map<String, Json>,
 ) -> Result<(), EditError> {
+    let mut keys = keys.clone();
+    restore_hidden(doc, name, &mut keys);
+    let keys = &keys;
     let mut items = Vec::with_capacity(keys.len());
     for (k, v) in keys {
         items.push((k.clone(), to_toml(k, v, 0)?));
@@ -223,6 +254,9 @@ pub fn patch_camera(
     name: &str,
     patch: &Map<String, Json>,
 ) -> Result<(), EditError> {
+    let mut patch = patch.clone();
+    restore_hidden(doc, name, &mut patch);
+    let patch = &patch;
     let mut items = Vec::with_capacity(patch.len());
     for (k, v) in patch {
         items.push((
@@ -410,6 +444,24 @@ resolution = "1280x720"
         let deep = json!({"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}});
         assert!(put_camera(&mut doc, "x", &obj(deep)).is_err());
         assert_eq!(doc.to_string(), FILE, "a refused edit changes nothing");
+    }
+
+    #[test]
+    fn secrets_are_shown_masked_and_a_mask_written_back_keeps_the_secret() {
+        let file = "[cameras.door]\nsource = \"http://admin:S3cret@cam/stream\"\nsource-auth = \"u:S3cret\"\n";
+        let mut doc: DocumentMut = file.parse().unwrap();
+        let shown = camera_keys(&doc, "door").unwrap();
+        let text = Json::Object(shown.clone()).to_string();
+        assert!(!text.contains("S3cret"), "{text}");
+        assert_eq!(shown["source-auth"], "***");
+        // What was read, written back whole, changes nothing.
+        put_camera(&mut doc, "door", &shown).unwrap();
+        assert_eq!(doc.to_string(), file);
+        patch_camera(&mut doc, "door", &obj(json!({"source-auth": "***"}))).unwrap();
+        assert_eq!(doc.to_string(), file);
+        // A new value is taken.
+        patch_camera(&mut doc, "door", &obj(json!({"source-auth": "u:new"}))).unwrap();
+        assert!(doc.to_string().contains("u:new"));
     }
 
     #[test]
