@@ -245,7 +245,6 @@ async fn option(ctx: &Ctx<'_>, cameras: &[Arc<Camera>], scoped: bool) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::controls::values::MenuEntry;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -284,31 +283,7 @@ mod tests {
     }
 
     fn info(kind: Kind) -> Info {
-        Info {
-            id: 0x009a_0901,
-            key: "auto_exposure".into(),
-            name: "Auto Exposure".into(),
-            kind,
-            min: 0,
-            max: 3,
-            step: 1,
-            default: 3,
-            flags: 0,
-            menu: if kind == Kind::Menu {
-                vec![
-                    MenuEntry {
-                        index: 1,
-                        label: "Manual Mode".into(),
-                    },
-                    MenuEntry {
-                        index: 3,
-                        label: "Aperture Priority Mode".into(),
-                    },
-                ]
-            } else {
-                vec![]
-            },
-        }
+        crate::source::controls::values::sample_control(0x009a_0901, "Auto Exposure", kind)
     }
 
     #[test]

@@ -273,7 +273,6 @@ fn header_safe(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::controls::values::MenuEntry;
 
     fn q<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |n| {
@@ -319,31 +318,7 @@ mod tests {
 
     fn reading(id: u32, name: &str, kind: Kind, value: Result<i32, String>) -> Reading {
         Reading {
-            info: Info {
-                id,
-                key: crate::source::controls::values::key_of(name),
-                name: name.into(),
-                kind,
-                min: 0,
-                max: 3,
-                step: 1,
-                default: 3,
-                flags: 0,
-                menu: if kind == Kind::Menu {
-                    vec![
-                        MenuEntry {
-                            index: 1,
-                            label: "Manual Mode".into(),
-                        },
-                        MenuEntry {
-                            index: 3,
-                            label: "Aperture Priority Mode".into(),
-                        },
-                    ]
-                } else {
-                    vec![]
-                },
-            },
+            info: crate::source::controls::values::sample_control(id, name, kind),
             value,
         }
     }
