@@ -394,6 +394,37 @@ pub fn autos_first<T>(items: Vec<(Info, T)>) -> Vec<(Info, T)> {
     autos
 }
 
+/// An auto-exposure-like control for the handlers' unit tests: range 0 to 3, default 3, and as a menu the
+/// two entries UVC cameras offer (1 and 3, with the gap between).
+#[cfg(test)]
+pub(crate) fn sample_control(id: u32, name: &str, kind: Kind) -> Info {
+    Info {
+        id,
+        key: key_of(name),
+        name: name.into(),
+        kind,
+        min: 0,
+        max: 3,
+        step: 1,
+        default: 3,
+        flags: 0,
+        menu: if kind == Kind::Menu {
+            vec![
+                MenuEntry {
+                    index: 1,
+                    label: "Manual Mode".into(),
+                },
+                MenuEntry {
+                    index: 3,
+                    label: "Aperture Priority Mode".into(),
+                },
+            ]
+        } else {
+            vec![]
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,36 +598,5 @@ mod tests {
         let order = autos_first(vec![(exposure.clone(), 1), (menu(), 2)]);
         assert_eq!(order.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [2, 1]);
         assert_eq!(exposure.depends_on(), Some(0x009a_0901));
-    }
-}
-
-/// An auto-exposure-like control for the handlers' unit tests: range 0 to 3, default 3, and as a menu the
-/// two entries UVC cameras offer (1 and 3, with the gap between).
-#[cfg(test)]
-pub(crate) fn sample_control(id: u32, name: &str, kind: Kind) -> Info {
-    Info {
-        id,
-        key: key_of(name),
-        name: name.into(),
-        kind,
-        min: 0,
-        max: 3,
-        step: 1,
-        default: 3,
-        flags: 0,
-        menu: if kind == Kind::Menu {
-            vec![
-                MenuEntry {
-                    index: 1,
-                    label: "Manual Mode".into(),
-                },
-                MenuEntry {
-                    index: 3,
-                    label: "Aperture Priority Mode".into(),
-                },
-            ]
-        } else {
-            vec![]
-        },
     }
 }
