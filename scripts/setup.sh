@@ -13,8 +13,10 @@
 #   man-db            man(1), which checks the generated man page (and systemd-analyze its Documentation=)
 #   nginx-light, caddy, haproxy   the tests of the recipes in docs/recipes (proxies in front, scale-out);
 #                     started by the tests themselves on loopback, never as system services
+#   apache2           a real HTTP Digest server (mod_auth_digest) in front of a stream, for the relay's Digest tests
+#   mkvtoolnix        mkvextract and mkvpropedit, which must accept every finished recording
 set -euo pipefail
-packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg libjpeg-turbo-progs ustreamer curl chromium python3-pip systemd man-db nginx-light caddy haproxy)
+packages=(cmake nasm pkg-config libclang-dev fuse3 libfuse3-dev ffmpeg libjpeg-turbo-progs ustreamer curl chromium python3-pip systemd man-db nginx-light caddy haproxy apache2 mkvtoolnix)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
