@@ -1151,6 +1151,55 @@ capture = "always"
     }
 
     #[test]
+    fn pre_roll_events_and_timelapse_keys() {
+        let text = "[cameras.a]\npre-roll = \"30s\"\nevents = \"/e\"\nevent-key = \"0123456789abcdef-ev\"\ntimelapse = \"/t\"\ntimelapse-every = \"200ms\"\nrecord-keep = \"7d\"\nrecord-max-size = \"1GiB\"\n[cameras.b]\n";
+        let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
+        let a = &c.cameras[0];
+        assert_eq!(a.pre_roll, Some(Duration::from_secs(30)));
+        let e = a.events.as_ref().unwrap();
+        assert_eq!(e.dir, PathBuf::from("/e"));
+        assert!(e.key.as_ref().unwrap().matches("0123456789abcdef-ev"));
+        // The retention keys apply to each folder, without continuous recording.
+        assert_eq!(
+            (e.keep, e.max_size),
+            (Some(Duration::from_secs(7 * 86_400)), Some(1 << 30))
+        );
+        let t = a.timelapse.as_ref().unwrap();
+        assert_eq!(
+            (t.dir.as_path(), t.every),
+            (Path::new("/t"), Duration::from_millis(200))
+        );
+        assert_eq!(t.keep, Some(Duration::from_secs(7 * 86_400)));
+        assert!(a.record.is_none());
+        let b = &c.cameras[1];
+        assert!(b.pre_roll.is_none() && b.events.is_none() && b.timelapse.is_none());
+        for (bad, why) in [
+            ("pre-roll = \"0s\"", "between 1s and 10m"),
+            ("pre-roll = \"11m\"", "between 1s and 10m"),
+            (
+                "event-key = \"0123456789abcdef\"",
+                "event-key without events",
+            ),
+            (
+                "events = \"/e\"\nevent-key = \"short\"",
+                "event-key: 16 to 256",
+            ),
+            (
+                "timelapse-every = \"1s\"",
+                "timelapse-every without timelapse",
+            ),
+            (
+                "timelapse = \"/t\"\ntimelapse-every = \"10ms\"",
+                "between 100ms and 24h",
+            ),
+            ("record-keep = \"1d\"", "need record, events or timelapse"),
+        ] {
+            let e = err(&format!("[cameras.a]\n{bad}\n"));
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn recording_keys_per_camera() {
         let text = "[cameras.a]\nrecord = \"/var/lib/mjpegd\"\nrecord-segment = \"10m\"\nrecord-keep = \"7d\"\nrecord-max-size = \"20GiB\"\n[cameras.b]\n";
         let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
