@@ -307,6 +307,20 @@ fn end_of(status: &Mutex<EventStatus>) -> u64 {
         .map_or(0, |a| a.end_us)
 }
 
+/// Ends the event `name` if `t_us` is past its end, in one decision with the triggers: a trigger either
+/// came before (and moved the end, so the event goes on) or comes after (and starts another event).
+fn ended(status: &Mutex<EventStatus>, name: &str, t_us: u64) -> bool {
+    let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+    match &s.active {
+        Some(a) if a.name == name && t_us <= a.end_us => false,
+        Some(a) if a.name == name => {
+            s.active = None;
+            true
+        }
+        _ => true,
+    }
+}
+
 /// Writes one event: the pre-roll's frames from `active.start_us`, then live ones up to its end.
 async fn write_event(
     camera: String,
@@ -358,7 +372,8 @@ async fn write_event(
                     },
                     _ = tokio::time::sleep(wait) => {
                         // Silent source: the event ends when its time is up (unless a trigger moved it).
-                        if micros(SystemTime::now()) > end_of(&status) + SILENT_GRACE.as_micros() as u64 {
+                        let now = micros(SystemTime::now());
+                        if ended(&status, &active.name, now.saturating_sub(SILENT_GRACE.as_micros() as u64)) {
                             break 'subscribe;
                         }
                         continue;
@@ -368,7 +383,7 @@ async fn write_event(
             if frame.timestamp_us < active.start_us {
                 continue;
             }
-            if frame.timestamp_us > end_of(&status) {
+            if ended(&status, &active.name, frame.timestamp_us) {
                 break 'subscribe;
             }
             if let Some((seq, _)) = last {
@@ -401,8 +416,13 @@ async fn write_event(
             }
         }
     }
-    // Done: no trigger extends it from here on; the next one starts another file.
-    update(&mut |s| s.active = None);
+    // Done (also when the camera stops): no trigger extends it from here on; the next one starts another
+    // file.
+    update(&mut |s| {
+        if s.active.as_ref().is_some_and(|a| a.name == active.name) {
+            s.active = None;
+        }
+    });
     let Some(seg) = file else {
         tracing::warn!(camera = %camera, event = %active.name, "event ended without a frame: no file");
         return;
