@@ -569,3 +569,41 @@ fn a_timelapse_keeps_one_frame_per_interval_with_real_capture_times() {
     assert!((0.19..0.21).contains(&mean), "{mean} {times:?}");
     assert_eq!(jpegs_of(&files[0]).len(), times.len());
 }
+
+#[test]
+fn the_retention_keys_apply_to_the_events_folder_without_continuous_recording() {
+    let dir = TempDir::new("events-retention");
+    let events = dir.0.join("events");
+    let server = Server::start(&[
+        "--fps",
+        "10",
+        "--events",
+        events.to_str().unwrap(),
+        "--record-max-size",
+        "1",
+    ]);
+    let mut names = Vec::new();
+    for label in ["first", "second"] {
+        let (status, answer) = call(
+            server.addr,
+            "POST",
+            "/cams/default/events",
+            JSON,
+            &format!(r#"{{"label": "{label}", "post": "300ms"}}"#),
+        );
+        assert_eq!(status, 202, "{answer}");
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        names.push(v["result"]["name"].as_str().unwrap().to_string());
+        event_done(&server, None);
+        assert!(
+            events.join(names.last().unwrap()).exists(),
+            "{label} written"
+        );
+    }
+    // Over the size after the second event: the older one is deleted, never the one just written.
+    let left: Vec<String> = files(&events)
+        .iter()
+        .map(|f| f.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, [names[1].clone()]);
+}
