@@ -100,6 +100,18 @@ fn pts(file: &Path) -> Vec<f64> {
         .collect()
 }
 
+/// The value of the sample `series` (name and labels, as written) in a `/metrics` scrape.
+fn metric(server: &Server, series: &str) -> Option<f64> {
+    let text = String::from_utf8(server.get("/metrics").body).unwrap();
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -226,6 +238,12 @@ fn the_pre_roll_serves_the_frame_at_or_before_a_time() {
     assert!(p["frames"].as_u64().unwrap() >= 10, "{p}");
     assert!(p["bytes"].as_u64().unwrap() > 0, "{p}");
     assert_eq!(p["trimmed_for_memory"], 0, "{p}");
+    assert!(metric(&server, "mjpegd_pre_roll_bytes{camera=\"default\"}").unwrap() > 0.0);
+    assert!(metric(&server, "mjpegd_pre_roll_frames{camera=\"default\"}").unwrap() >= 10.0);
+    assert_eq!(
+        metric(&server, "mjpegd_pre_roll_trimmed_total{camera=\"default\"}"),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -314,6 +332,19 @@ fn an_event_holds_exactly_the_frames_from_pre_before_to_post_after_and_a_second_
     assert!(r.body == std::fs::read(&file).unwrap());
     let state = server.state();
     assert_eq!(state["events"]["frames_lost"], 0, "{state}");
+    let d = "{camera=\"default\"}";
+    assert_eq!(
+        metric(&server, &format!("mjpegd_events_total{d}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&server, &format!("mjpegd_event_frames_total{d}")),
+        Some(expected.len() as f64)
+    );
+    assert_eq!(
+        metric(&server, &format!("mjpegd_event_frames_lost_total{d}")),
+        Some(0.0)
+    );
     assert!(server.stop().success());
     // The label survives a restart (it is in the file's name).
     let server = Server::start(&["--fps", "10", "--events", events.to_str().unwrap()]);
@@ -553,6 +584,7 @@ fn a_timelapse_keeps_one_frame_per_interval_with_real_capture_times() {
     let item = &list["result"]["recordings"][0];
     assert_eq!(item["kind"], "timelapse", "{list}");
     assert_eq!(item["writing"], true, "{list}");
+    assert!(metric(&server, "mjpegd_timelapse_frames_total{camera=\"default\"}").unwrap() >= 12.0);
     assert!(server.stop().success());
     let files = files(&lapse);
     assert_eq!(files.len(), 1, "{files:?}");
