@@ -336,6 +336,7 @@ async fn write_event(
     let mut file: Option<Segment> = None;
     let mut last: Option<(u64, u64)> = None; // seq and capture time of the last frame taken
     let mut first_us = None;
+    let mut failed = 0u64;
     let title = format!("{camera} event {}", active.label);
     tracing::info!(camera = %camera, event = %active.name, "event started");
     'subscribe: loop {
@@ -407,7 +408,11 @@ async fn write_event(
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(camera = %camera, event = %active.name, error = %e, "event: a write failed; the frame is lost");
+                    // Logged once per event; the rest are counted (and summed up when it ends).
+                    failed += 1;
+                    if failed == 1 {
+                        tracing::warn!(camera = %camera, event = %active.name, error = %e, "event: writes fail; frames are counted as lost");
+                    }
                     update(&mut |s| {
                         s.frames_lost += 1;
                         s.last_error = Some(e.to_string());
@@ -423,6 +428,9 @@ async fn write_event(
             s.active = None;
         }
     });
+    if failed > 0 {
+        tracing::warn!(camera = %camera, event = %active.name, frames = failed, "event: frames lost to failed writes");
+    }
     let Some(seg) = file else {
         tracing::warn!(camera = %camera, event = %active.name, "event ended without a frame: no file");
         return;

@@ -1,8 +1,9 @@
 //! Timelapses: one frame per `timelapse-every` kept into Matroska segments, so a year of a construction
 //! site fits on a small disk.
 //!
-//! The writer is a `latest` client of the camera's hub (it wants the frame of now, not every frame): it
-//! keeps the frame captured closest to each tick of a grid `timelapse-every` apart ([`keep`]). Frames keep their real capture times in the file, so a player (or replay at a chosen
+//! The writer is an `all` client of the camera's hub: it looks at every frame's capture time (cheap) and
+//! keeps the one captured closest to each tick of a grid `timelapse-every` apart ([`keep`]), so a write
+//! that takes a while never makes it miss the frame of a tick (only the kept frames are written). Frames keep their real capture times in the file, so a player (or replay at a chosen
 //! speed) sees the real spacing. A segment holds [`SEGMENT`] of capture time (a new one also starts when
 //! the picture size changes); names are `NAME-20261124T170312.345Z-lapse.mkv`, a camera's timelapses being
 //! exactly the names of that form ([`lapse_start`]). The retention keys (`record-keep`, `record-max-size`)
@@ -103,13 +104,16 @@ pub async fn run(
         f(&mut status.lock().unwrap_or_else(|e| e.into_inner()))
     };
     update(&mut |s| s.dir = settings.dir.clone());
-    let mut sub = hub.subscribe(ClientMeta {
-        addr: "0.0.0.0:0".parse().expect("an address"),
-        policy: Policy::Latest,
-        fps_cap: None,
-        user_agent: "mjpegd timelapse".into(),
-        stop: stop.child_token(),
-    });
+    let subscribe = || {
+        hub.subscribe(ClientMeta {
+            addr: "0.0.0.0:0".parse().expect("an address"),
+            policy: Policy::All,
+            fps_cap: None,
+            user_agent: "mjpegd timelapse".into(),
+            stop: stop.child_token(),
+        })
+    };
+    let mut sub = subscribe();
     let every = settings.every.as_micros() as u64;
     let segment_us = SEGMENT.as_micros() as u64;
     let mut due: Option<u64> = None;
@@ -121,7 +125,13 @@ pub async fn run(
             _ = stop.cancelled() => break,
             r = sub.next() => match r {
                 Ok(f) => f,
-                Err(_) => break,
+                Err(cause) => {
+                    // A disk behind by more than --buffer-memory: the ticks it missed are gone; it goes on
+                    // with the newest frames.
+                    tracing::warn!(camera = %camera, %cause, "timelapse fell behind: it resumes with the newest frames");
+                    sub = subscribe();
+                    continue;
+                }
             },
         };
         let ts = frame.timestamp_us;
