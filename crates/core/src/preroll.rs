@@ -85,22 +85,20 @@ impl PreRoll {
         }
     }
 
-    /// The frame captured closest to `t_us` at or before it (the last such in publication order).
+    /// The frame captured closest to `t_us` at or before it (on a tie, the one published last). A binary
+    /// search (the lookup holds the hub's lock): capture times go up with publication; where a clock stepped
+    /// back, the answer is a frame next to the one asked for.
     pub fn at_or_before(&self, t_us: u64) -> Option<Arc<Frame>> {
-        // Capture times go up with publication, except where a clock stepped back: the latest capture time
-        // at or before `t_us` is searched for without assuming order (on a tie, the frame published last).
-        self.frames
-            .iter()
-            .filter(|f| f.timestamp_us <= t_us)
-            .max_by_key(|f| f.timestamp_us)
-            .cloned()
+        let i = self.frames.partition_point(|f| f.timestamp_us <= t_us);
+        i.checked_sub(1).map(|i| self.frames[i].clone())
     }
 
     /// The frames captured at or after `t_us` and numbered before `before_seq`, oldest first.
     pub fn between(&self, t_us: u64, before_seq: u64) -> Vec<Arc<Frame>> {
+        let from = self.frames.partition_point(|f| f.timestamp_us < t_us);
         self.frames
-            .iter()
-            .filter(|f| f.timestamp_us >= t_us && f.seq < before_seq)
+            .range(from..)
+            .take_while(|f| f.seq < before_seq)
             .cloned()
             .collect()
     }
@@ -205,6 +203,14 @@ mod tests {
             prop_assert!(held.iter().zip(&all[first..]).all(|(a, b)| Arc::ptr_eq(a, b)));
             let scan = held.iter().rfind(|f| f.timestamp_us <= t).map(|f| f.seq);
             prop_assert_eq!(p.at_or_before(t).map(|f| f.seq), scan);
+            let before = (all.len() as u64).saturating_sub(probe % 3);
+            let want: Vec<u64> = held
+                .iter()
+                .filter(|f| f.timestamp_us >= t && f.seq < before)
+                .map(|f| f.seq)
+                .collect();
+            let got: Vec<u64> = p.between(t, before).iter().map(|f| f.seq).collect();
+            prop_assert_eq!(got, want);
         }
     }
 }
