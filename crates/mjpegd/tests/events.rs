@@ -135,24 +135,24 @@ fn event_done(server: &Server, camera: Option<&str>) {
 }
 
 /// The frames the viewer saw captured within `start..=end`, in order.
-fn seen_between(seen: &Seen, start: u64, end: u64) -> Vec<(u64, Vec<u8>)> {
+fn seen_between(seen: &Seen, start: u64, end: u64) -> Vec<(u64, u64, Vec<u8>)> {
     seen.lock()
         .unwrap()
         .iter()
         .filter(|(ts, _, _)| (start..=end).contains(ts))
-        .map(|(_, seq, j)| (*seq, j.clone()))
+        .map(|(ts, seq, j)| (*seq, *ts, j.clone()))
         .collect()
 }
 
-fn assert_same_frames(file: &Path, expected: &[(u64, Vec<u8>)]) {
+fn assert_same_frames(file: &Path, expected: &[(u64, u64, Vec<u8>)]) {
     let got = jpegs_of(file);
-    let seqs: Vec<u64> = expected.iter().map(|(s, _)| *s).collect();
+    let seqs: Vec<u64> = expected.iter().map(|(s, _, _)| *s).collect();
     assert_eq!(
         got.len(),
         expected.len(),
         "frames in the file; expected seqs {seqs:?}"
     );
-    for (i, ((seq, want), got)) in expected.iter().zip(&got).enumerate() {
+    for (i, ((seq, _, want), got)) in expected.iter().zip(&got).enumerate() {
         assert!(
             want == got,
             "frame {i} of the file is not frame {seq} as viewers got it"
@@ -162,11 +162,17 @@ fn assert_same_frames(file: &Path, expected: &[(u64, Vec<u8>)]) {
     for w in seqs.windows(2) {
         assert_eq!(w[1], w[0] + 1, "{seqs:?}");
     }
-    // ffprobe reads their capture times, 0.1 s apart at 10 fps.
+    // ffprobe reads their capture times: each packet's time from the first is the viewers' X-Timestamp
+    // difference (Matroska keeps milliseconds).
     let times = pts(file);
     assert_eq!(times.len(), expected.len(), "{times:?}");
-    for w in times.windows(2) {
-        assert!((0.05..0.2).contains(&(w[1] - w[0])), "{times:?}");
+    let t0 = expected[0].1;
+    for (t, (_, ts, _)) in times.iter().zip(expected) {
+        let want = (ts - t0) as f64 / 1e6;
+        assert!(
+            (t - times[0] - want).abs() < 0.0015,
+            "{t} vs {want}: {times:?}"
+        );
     }
 }
 
@@ -407,11 +413,11 @@ fn an_event_across_a_segment_boundary_of_continuous_recording_is_one_whole_file(
         .filter(|f| {
             jpegs_of(f)
                 .iter()
-                .any(|j| expected.iter().any(|(_, e)| e == j))
+                .any(|j| expected.iter().any(|(_, _, e)| e == j))
         })
         .count();
     assert!(holding >= 3, "the event spans {holding} segments");
-    assert!(expected.iter().all(|(_, e)| recorded.contains(e)));
+    assert!(expected.iter().all(|(_, _, e)| recorded.contains(e)));
     // The recordings list says which is which.
     assert!(files(&events).len() == 1);
 }
