@@ -15,6 +15,9 @@
 //! A pushed camera's [`Inlet`] (where its pushers' frames come in) is the camera's too, so a pusher stays
 //! connected through a reload that restarts the source.
 //!
+//! A camera that keeps a pre-roll, writes event clips or a timelapse owns those too ([`crate::events`],
+//! [`crate::timelapse`]); a pre-roll or a timelapse keeps an on-demand source open, as recording does.
+//!
 //! A camera also owns its size/quality [`Variants`], each a hub fed from the camera's (see
 //! [`crate::variant`]); they live and end with the clients that ask for them.
 
@@ -44,6 +47,13 @@ pub struct Camera {
     /// The recorder's status and task, if the camera records.
     pub recording: Option<Arc<Mutex<RecordingStatus>>>,
     recorder: Mutex<Option<JoinHandle<()>>>,
+    /// Event clips, if the camera has `events`.
+    pub events: Option<crate::events::Events>,
+    /// The timelapse's status and task, if the camera has one.
+    pub timelapse: Option<Arc<Mutex<crate::timelapse::TimelapseStatus>>>,
+    timelapser: Mutex<Option<JoinHandle<()>>>,
+    /// Counts the camera as watched while it keeps a pre-roll (memory must hold the last seconds).
+    _pre_roll_watch: Option<crate::hub::WatchGuard>,
     /// A V4L2 camera's controls (None for other sources).
     controls: Mutex<Option<Arc<Controls>>>,
     /// Where pushed frames come in (used only while the source is `push`).
@@ -72,6 +82,10 @@ impl Camera {
                 ..SourceStatus::default()
             },
         );
+        let pre_roll_watch = settings.pre_roll.map(|keep| {
+            hub.keep_pre_roll(keep, settings.buffer_memory);
+            hub.watch()
+        });
         let clients = shutdown.child_token();
         let controls = controls_for(&settings, None);
         let inlet = Inlet::new();
@@ -90,8 +104,29 @@ impl Camera {
             }
             None => (None, None),
         };
+        let events = settings.events.clone().map(|e| {
+            crate::events::Events::new(&settings.name, hub.clone(), e, clients.child_token())
+        });
+        let (timelapse, timelapser) = match &settings.timelapse {
+            Some(t) => {
+                let status = Arc::new(Mutex::new(crate::timelapse::TimelapseStatus::default()));
+                let task = tokio::spawn(crate::timelapse::run(
+                    settings.name.clone(),
+                    hub.clone(),
+                    t.clone(),
+                    status.clone(),
+                    clients.child_token(),
+                ));
+                (Some(status), Some(task))
+            }
+            None => (None, None),
+        };
         let variants = Variants::new(&settings.name, hub.clone(), settings.buffer_memory);
         Arc::new(Camera {
+            events,
+            timelapse,
+            timelapser: Mutex::new(timelapser),
+            _pre_roll_watch: pre_roll_watch,
             variants,
             recording,
             recorder: Mutex::new(recorder),
@@ -197,6 +232,17 @@ impl Camera {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(task) = recorder {
+            let _ = task.await;
+        }
+        if let Some(events) = &self.events {
+            events.finish().await;
+        }
+        let timelapser = self
+            .timelapser
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = timelapser {
             let _ = task.await;
         }
         self.stop_source().await;

@@ -121,6 +121,22 @@ pub struct ServeArgs {
     /// Keep each camera's recordings within this size (e.g. 20GiB), deleting the oldest segments first.
     #[arg(long, value_parser = parse_size)]
     pub record_max_size: Option<u64>,
+    /// Keep this much of the camera's latest frames in memory (e.g. 30s; 1s to 10m, within
+    /// --buffer-memory), for event clips' pre-roll and snapshot?at=.
+    #[arg(long, value_parser = crate::config::parse_pre_roll)]
+    pub pre_roll: Option<Duration>,
+    /// Write event clips (POST /cams/NAME/events) into this folder.
+    #[arg(long)]
+    pub events: Option<std::path::PathBuf>,
+    /// A key (16 to 256 characters) that may trigger events and nothing else (needs --events).
+    #[arg(long, requires = "events", value_parser = parse_event_key)]
+    pub event_key: Option<crate::source::push::PushKey>,
+    /// Keep one frame per --timelapse-every into timelapse segments in this folder.
+    #[arg(long)]
+    pub timelapse: Option<std::path::PathBuf>,
+    /// The interval of --timelapse (100ms to 24h).
+    #[arg(long, default_value = "10s", value_parser = crate::timelapse::parse_every)]
+    pub timelapse_every: Duration,
     /// Pixel format to ask a V4L2 camera for (auto prefers MJPEG, which needs no encoding).
     #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
     pub format: FormatChoice,
@@ -307,6 +323,25 @@ impl ServeArgs {
                 .map(|dir| crate::record::RecordSettings {
                     dir: dir.clone(),
                     segment: self.record_segment,
+                    keep: self.record_keep,
+                    max_size: self.record_max_size,
+                }),
+            pre_roll: self.pre_roll,
+            events: self
+                .events
+                .as_ref()
+                .map(|dir| crate::events::EventSettings {
+                    dir: dir.clone(),
+                    key: self.event_key.clone(),
+                    keep: self.record_keep,
+                    max_size: self.record_max_size,
+                }),
+            timelapse: self
+                .timelapse
+                .as_ref()
+                .map(|dir| crate::timelapse::TimelapseSettings {
+                    dir: dir.clone(),
+                    every: self.timelapse_every,
                     keep: self.record_keep,
                     max_size: self.record_max_size,
                 }),
@@ -612,4 +647,9 @@ fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+/// `--event-key`: as a push key, 16 to 256 printable characters.
+fn parse_event_key(s: &str) -> Result<crate::source::push::PushKey, String> {
+    crate::source::push::PushKey::new(s).map_err(|e| e.replace("push-key", "event-key"))
 }

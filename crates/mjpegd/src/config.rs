@@ -49,6 +49,12 @@ pub struct CameraSettings {
     pub lockstep_timeout: Duration,
     /// Where to record this camera, if anywhere.
     pub record: Option<RecordSettings>,
+    /// Capture time of frames kept in memory (`pre-roll`), within `buffer_memory`.
+    pub pre_roll: Option<Duration>,
+    /// Event clips (`events`, `event-key`).
+    pub events: Option<crate::events::EventSettings>,
+    /// A timelapse (`timelapse`, `timelapse-every`).
+    pub timelapse: Option<crate::timelapse::TimelapseSettings>,
     /// Most size/quality variants transcoded at once.
     pub max_variants: usize,
     /// Frames a snapshot lets go by after it started an idle on-demand source (auto-exposure settling).
@@ -175,6 +181,11 @@ struct CameraKeys {
     record_segment: Option<Spanned<String>>,
     record_keep: Option<Spanned<String>>,
     record_max_size: Option<Spanned<String>>,
+    pre_roll: Option<Spanned<String>>,
+    events: Option<Spanned<PathBuf>>,
+    event_key: Option<Spanned<String>>,
+    timelapse: Option<Spanned<PathBuf>>,
+    timelapse_every: Option<Spanned<String>>,
     max_variants: Option<Spanned<i64>>,
     warmup_frames: Option<Spanned<i64>>,
     controls: Option<Spanned<IndexMap<String, Spanned<toml::Value>>>>,
@@ -477,14 +488,66 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
                 max_size,
             });
         }
+        if let Some(d) = value(&k.pre_roll, parse_pre_roll, &at)? {
+            c.pre_roll = Some(d);
+        }
+        if let Some(dir) = &k.events {
+            let old = c.events.take();
+            c.events = Some(crate::events::EventSettings {
+                dir: dir.get_ref().clone(),
+                key: old.as_ref().and_then(|e| e.key.clone()),
+                keep: old.as_ref().and_then(|e| e.keep),
+                max_size: old.as_ref().and_then(|e| e.max_size),
+            });
+        }
+        if let Some(key) = &k.event_key {
+            let checked = crate::source::push::PushKey::new(key.get_ref())
+                .map_err(|e| at(key.span(), e.replace("push-key", "event-key")))?;
+            match &mut c.events {
+                Some(e) => e.key = Some(checked),
+                None => return Err(at(key.span(), "event-key without events = \"DIR\"".into())),
+            }
+        }
+        if let Some(dir) = &k.timelapse {
+            let old = c.timelapse.take();
+            c.timelapse = Some(crate::timelapse::TimelapseSettings {
+                dir: dir.get_ref().clone(),
+                every: old
+                    .as_ref()
+                    .map_or(crate::timelapse::DEFAULT_EVERY, |t| t.every),
+                keep: old.as_ref().and_then(|t| t.keep),
+                max_size: old.as_ref().and_then(|t| t.max_size),
+            });
+        }
+        if let Some(d) = value(&k.timelapse_every, crate::timelapse::parse_every, &at)? {
+            match &mut c.timelapse {
+                Some(t) => t.every = d,
+                None => {
+                    return Err(at(
+                        k.timelapse_every.as_ref().map(|s| s.span()).unwrap_or(0..0),
+                        "timelapse-every without timelapse = \"DIR\"".into(),
+                    ))
+                }
+            }
+        }
         let keep = value(&k.record_keep, parse_duration, &at)?;
         let max_size = value(&k.record_max_size, parse_size, &at)?;
         if keep.is_some() || max_size.is_some() {
+            // The same retention for each folder the camera writes.
+            if let Some(e) = &mut c.events {
+                e.keep = keep.or(e.keep);
+                e.max_size = max_size.or(e.max_size);
+            }
+            if let Some(t) = &mut c.timelapse {
+                t.keep = keep.or(t.keep);
+                t.max_size = max_size.or(t.max_size);
+            }
             match &mut c.record {
                 Some(r) => {
                     r.keep = keep.or(r.keep);
                     r.max_size = max_size.or(r.max_size);
                 }
+                None if c.events.is_some() || c.timelapse.is_some() => {}
                 None => {
                     let span = k
                         .record_keep
@@ -494,7 +557,7 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
                         .unwrap_or(0..0);
                     return Err(at(
                         span,
-                        "record-keep and record-max-size need record = \"DIR\"".into(),
+                        "record-keep and record-max-size need record, events or timelapse = \"DIR\"".into(),
                     ));
                 }
             }
@@ -698,6 +761,18 @@ pub fn parse_segment(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The longest `pre-roll`.
+pub const MAX_PRE_ROLL: Duration = Duration::from_secs(600);
+
+/// A pre-roll: 1 s to 10 min.
+pub fn parse_pre_roll(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > MAX_PRE_ROLL {
+        return Err(format!("{s}: a pre-roll is between 1s and 10m"));
+    }
+    Ok(d)
+}
+
 /// The no-signal delay: 100 ms to 1 h.
 pub fn parse_no_signal_after(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
@@ -778,6 +853,9 @@ mod tests {
             delivery: Policy::Latest,
             lockstep_timeout: Duration::from_secs(2),
             record: None,
+            pre_roll: None,
+            events: None,
+            timelapse: None,
             max_variants: 4,
             warmup_frames: 0,
             controls: IndexMap::new(),
@@ -1070,6 +1148,55 @@ capture = "always"
             "{e}"
         );
         assert!(err("[cameras.a]\nrotate = \"90\"\n").contains("cams.toml:2:"));
+    }
+
+    #[test]
+    fn pre_roll_events_and_timelapse_keys() {
+        let text = "[cameras.a]\npre-roll = \"30s\"\nevents = \"/e\"\nevent-key = \"0123456789abcdef-ev\"\ntimelapse = \"/t\"\ntimelapse-every = \"200ms\"\nrecord-keep = \"7d\"\nrecord-max-size = \"1GiB\"\n[cameras.b]\n";
+        let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
+        let a = &c.cameras[0];
+        assert_eq!(a.pre_roll, Some(Duration::from_secs(30)));
+        let e = a.events.as_ref().unwrap();
+        assert_eq!(e.dir, PathBuf::from("/e"));
+        assert!(e.key.as_ref().unwrap().matches("0123456789abcdef-ev"));
+        // The retention keys apply to each folder, without continuous recording.
+        assert_eq!(
+            (e.keep, e.max_size),
+            (Some(Duration::from_secs(7 * 86_400)), Some(1 << 30))
+        );
+        let t = a.timelapse.as_ref().unwrap();
+        assert_eq!(
+            (t.dir.as_path(), t.every),
+            (Path::new("/t"), Duration::from_millis(200))
+        );
+        assert_eq!(t.keep, Some(Duration::from_secs(7 * 86_400)));
+        assert!(a.record.is_none());
+        let b = &c.cameras[1];
+        assert!(b.pre_roll.is_none() && b.events.is_none() && b.timelapse.is_none());
+        for (bad, why) in [
+            ("pre-roll = \"0s\"", "between 1s and 10m"),
+            ("pre-roll = \"11m\"", "between 1s and 10m"),
+            (
+                "event-key = \"0123456789abcdef\"",
+                "event-key without events",
+            ),
+            (
+                "events = \"/e\"\nevent-key = \"short\"",
+                "event-key: 16 to 256",
+            ),
+            (
+                "timelapse-every = \"1s\"",
+                "timelapse-every without timelapse",
+            ),
+            (
+                "timelapse = \"/t\"\ntimelapse-every = \"10ms\"",
+                "between 100ms and 24h",
+            ),
+            ("record-keep = \"1d\"", "need record, events or timelapse"),
+        ] {
+            let e = err(&format!("[cameras.a]\n{bad}\n"));
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

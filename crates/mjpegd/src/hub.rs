@@ -17,6 +17,7 @@
 use crate::net::shared_part::SharedPart;
 use bytes::Bytes;
 use mjpegd_core::hub::{ClientPosition, HubStats};
+use mjpegd_core::preroll::{PreRoll, PreRollStats};
 use mjpegd_core::{ClientId, EvictCause, Frame, Hub, HubConfig, Next, Policy};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -170,6 +171,9 @@ struct Core {
     hub: Hub,
     /// Oldest first, at most [`SHARED_PARTS`].
     parts: VecDeque<Arc<SharedPart>>,
+    /// The camera's last seconds of frames (`pre-roll`), fed under the same lock as the hub, so an event
+    /// client gets the pre-roll and then the live frames without a gap or a frame twice.
+    pre_roll: Option<PreRoll>,
 }
 
 /// What a client sends next: the frame, and its part in shared memory if it still has one.
@@ -233,6 +237,7 @@ impl SharedHub {
             core: Mutex::new(Core {
                 hub: Hub::new(config),
                 parts: VecDeque::with_capacity(SHARED_PARTS + 1),
+                pre_roll: None,
             }),
             changed: watch::channel(0).0,
             watchers: watch::channel(0).0,
@@ -252,7 +257,14 @@ impl SharedHub {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros() as u64;
-        let published = lock(&self.core).hub.publish(jpeg, ts);
+        let published = {
+            let mut core = lock(&self.core);
+            let published = core.hub.publish(jpeg, ts);
+            if let Some(p) = &mut core.pre_roll {
+                p.push(published.frame.clone());
+            }
+            published
+        };
         self.announce(published)
     }
 
@@ -336,6 +348,36 @@ impl SharedHub {
         lock(&self.core).hub.newest().cloned()
     }
 
+    /// Keeps the last `keep` of frames in memory from now on, within `max_bytes` (see
+    /// [`mjpegd_core::preroll`]).
+    pub fn keep_pre_roll(&self, keep: Duration, max_bytes: usize) {
+        lock(&self.core).pre_roll = Some(PreRoll::new(keep.as_micros() as u64, max_bytes));
+    }
+
+    /// What the pre-roll holds now (None without one), its frames older than the pre-roll dropped first.
+    pub fn pre_roll_stats(&self, now: SystemTime) -> Option<PreRollStats> {
+        let mut core = lock(&self.core);
+        let p = core.pre_roll.as_mut()?;
+        p.expire(micros(now));
+        Some(p.stats())
+    }
+
+    /// The frame in memory captured closest to `t_us` at or before it: from the pre-roll, or the newest
+    /// frame when it was captured at or before `t_us`. None when memory holds no such frame.
+    pub fn frame_at(&self, t_us: u64, now: SystemTime) -> Option<Arc<Frame>> {
+        let mut core = lock(&self.core);
+        if let Some(p) = &mut core.pre_roll {
+            p.expire(micros(now));
+            if let Some(f) = p.at_or_before(t_us) {
+                return Some(f);
+            }
+        }
+        core.hub
+            .newest()
+            .filter(|f| f.timestamp_us <= t_us)
+            .cloned()
+    }
+
     /// The source stopped: from now on snapshots and joining clients wait for its next run's first frame
     /// (see [`mjpegd_core::Hub::end_run`]).
     pub fn end_run(&self) {
@@ -374,7 +416,30 @@ impl SharedHub {
 
     /// Registers a stream client.
     pub fn subscribe(self: &Arc<Self>, meta: ClientMeta) -> Subscription {
-        let id = lock(&self.core).hub.join(meta.policy);
+        self.subscribe_from(meta, None).1
+    }
+
+    /// Registers a stream client and, when `since_us` is given, hands it the pre-roll's frames captured
+    /// from then on that come before the first frame its subscription gives (taken in one decision with
+    /// the join: no frame is missing or doubled between the two).
+    pub fn subscribe_from(
+        self: &Arc<Self>,
+        meta: ClientMeta,
+        since_us: Option<u64>,
+    ) -> (Vec<Arc<Frame>>, Subscription) {
+        let (id, earlier) = {
+            let mut core = lock(&self.core);
+            // An `all` client starts with the newest frame (if the run has one), else the next published.
+            let first = match core.hub.newest() {
+                Some(f) => f.seq,
+                None => core.hub.published(),
+            };
+            let earlier = match (since_us, &core.pre_roll) {
+                (Some(t), Some(p)) => p.between(t, first),
+                _ => Vec::new(),
+            };
+            (core.hub.join(meta.policy), earlier)
+        };
         // A new lockstep member may have started a round: wake waiters either way (cheap, rare).
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
         let entry = Arc::new(ClientEntry {
@@ -390,13 +455,14 @@ impl SharedHub {
             evicted: meta.stop,
         });
         lock(&self.clients).insert(id, entry.clone());
-        Subscription {
+        let sub = Subscription {
             hub: self.clone(),
             entry,
             changed: self.changed.subscribe(),
             decided: false,
             _watch: self.watch(),
-        }
+        };
+        (earlier, sub)
     }
 
     /// Counts the caller as someone who wants frames until the guard drops (on-demand sources capture only
@@ -523,6 +589,12 @@ impl SharedHub {
     pub fn client_count(&self) -> usize {
         lock(&self.clients).len()
     }
+}
+
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
 }
 
 /// Keeps a hub's watcher count up while alive.

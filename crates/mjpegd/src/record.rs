@@ -149,8 +149,8 @@ pub fn segment_start(file: &str, camera: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(&text).ok()
 }
 
-/// One open segment file.
-struct Segment {
+/// One open segment file (event clips and timelapses write theirs the same way: [`Segment::open_as`]).
+pub(crate) struct Segment {
     name: String,
     file: File,
     mkv: MkvWriter,
@@ -196,8 +196,56 @@ impl Segment {
         })
     }
 
+    /// Creates the file `name` in `dir` (a name the caller made) and writes its header; `title` is the
+    /// Matroska title.
+    pub(crate) fn open_as(
+        dir: &std::path::Path,
+        name: String,
+        title: String,
+        start_us: u64,
+        size: (u16, u16),
+    ) -> std::io::Result<Segment> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(&name);
+        let mut file = File::options().write(true).create_new(true).open(&path)?;
+        let mkv = MkvWriter::new(TrackInfo {
+            width: size.0,
+            height: size.1,
+            title,
+            start_unix_micros: start_us,
+        });
+        if let Err(e) = file.write_all(mkv.header()) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(Segment {
+            name,
+            file,
+            mkv,
+            start_us,
+            size,
+            last_sync: Instant::now(),
+            opened: Instant::now(),
+        })
+    }
+
+    /// Frames written so far.
+    pub(crate) fn frames(&self) -> u64 {
+        self.mkv.frames()
+    }
+
+    /// The file's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The picture size in its header.
+    pub(crate) fn size(&self) -> (u16, u16) {
+        self.size
+    }
+
     /// Appends one frame; forces the data to disk about once a second.
-    fn write(&mut self, frame: &Frame) -> std::io::Result<usize> {
+    pub(crate) fn write(&mut self, frame: &Frame) -> std::io::Result<usize> {
         let mut head = Vec::with_capacity(64);
         self.mkv
             .frame_head_into(frame.jpeg.len(), frame.timestamp_us, &mut head);
@@ -211,7 +259,7 @@ impl Segment {
     }
 
     /// Writes the index and the duration, and syncs the file.
-    fn close(self) -> std::io::Result<()> {
+    pub(crate) fn close(self) -> std::io::Result<()> {
         let mut file = self.file;
         let finish = self.mkv.finish();
         file.write_all(&finish.tail)?;
@@ -438,6 +486,62 @@ pub fn prune(
         let too_big = max_size.is_some_and(|m| total > m);
         if !(too_old || too_big) {
             // Oldest first: once one stays for its size, the younger ones do too (unless too old).
+            if keep.is_none() {
+                break;
+            }
+            continue;
+        }
+        std::fs::remove_file(dir.join(&name))?;
+        total -= len;
+        deleted.push(name);
+    }
+    Ok(deleted)
+}
+
+/// The files in `dir` whose names `matches` accepts, oldest first (by name), with their sizes and
+/// last-write times: [`list_segments`] for other kinds of file (event clips, timelapses).
+pub fn list_matching(
+    dir: &std::path::Path,
+    matches: impl Fn(&str) -> bool,
+) -> std::io::Result<Vec<(String, u64, SystemTime)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !matches(&name) {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        if meta.is_file() {
+            found.push((name, meta.len(), meta.modified().unwrap_or(UNIX_EPOCH)));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// [`prune`] for the files `matches` accepts: the oldest deleted first, never `current`, until none ended
+/// more than `keep` before `now` and all together are within `max_size`.
+pub fn prune_matching(
+    dir: &std::path::Path,
+    matches: impl Fn(&str) -> bool,
+    current: Option<&str>,
+    keep: Option<Duration>,
+    max_size: Option<u64>,
+    now: SystemTime,
+) -> std::io::Result<Vec<String>> {
+    let files = list_matching(dir, matches)?;
+    let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+    let mut deleted = Vec::new();
+    for (name, len, modified) in files {
+        if Some(name.as_str()) == current {
+            continue;
+        }
+        let too_old = keep.is_some_and(|k| now.duration_since(modified).unwrap_or_default() > k);
+        let too_big = max_size.is_some_and(|m| total > m);
+        if !(too_old || too_big) {
             if keep.is_none() {
                 break;
             }

@@ -161,7 +161,7 @@ pub fn camera_keys(doc: &DocumentMut, name: &str) -> Option<Map<String, Json>> {
 }
 
 /// Camera keys whose values are never shown (the API shows `"***"`).
-const SECRET_KEYS: &[&str] = &["push-key", "source-auth"];
+const SECRET_KEYS: &[&str] = &["push-key", "source-auth", "event-key"];
 /// Camera keys that hold URLs (or a command line): shown without the credentials in them.
 const URL_KEYS: &[&str] = &["source", "control-url"];
 
@@ -383,6 +383,14 @@ resolution = "1280x720"
         assert_eq!(
             camera_keys(&doc, "door").unwrap(),
             obj(json!({"source": "push", "push-key": "***"}))
+        );
+        let doc: DocumentMut =
+            "[cameras.door]\nevents = \"/e\"\nevent-key = \"0123456789abcdef-secret\"\n"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            camera_keys(&doc, "door").unwrap(),
+            obj(json!({"events": "/e", "event-key": "***"}))
         );
     }
 

@@ -114,7 +114,10 @@ pub async fn handle_connection<T: Transport>(
         };
         // A pusher's `?key=` is its camera's push key, which the server's access keys do not know: the push
         // handler checks it (and refuses, as here, a request that has no right to push).
-        let pushing = verdict == Verdict::Refused && super::route::is_push(&request.path);
+        // An event trigger's key (`event-key`) likewise: the events handler checks it.
+        let pushing = verdict == Verdict::Refused
+            && (super::route::is_push(&request.path)
+                || super::route::is_event_trigger(&request.path));
         if !verdict.admitted() && !pushing {
             let server = super::route::server_of(&request.path, request.param("action"));
             refuse(

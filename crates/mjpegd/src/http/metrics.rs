@@ -66,6 +66,12 @@ struct CameraSample {
     /// Per policy, in [`Policy::ALL`] order.
     sent: [SentTotals; 3],
     recording: Option<RecordingSample>,
+    /// The pre-roll: frames and bytes held now, frames trimmed for memory so far.
+    pre_roll: Option<(u64, u64, u64)>,
+    /// Event clips: started, frames written, frames lost, bytes.
+    events: Option<[u64; 4]>,
+    /// The timelapse: frames written, frames lost, bytes.
+    timelapse: Option<[u64; 3]>,
     variants: Vec<VariantSample>,
 }
 
@@ -141,7 +147,21 @@ impl Scrape {
                         }
                     })
                     .collect();
+                let pre_roll = hub
+                    .pre_roll_stats(SystemTime::now())
+                    .map(|p| (p.frames as u64, p.bytes as u64, p.trimmed));
+                let events = camera.events.as_ref().map(|e| {
+                    let s = e.status.lock().unwrap_or_else(|e| e.into_inner());
+                    [s.events, s.frames_written, s.frames_lost, s.bytes]
+                });
+                let timelapse = camera.timelapse.as_ref().map(|t| {
+                    let s = t.lock().unwrap_or_else(|e| e.into_inner());
+                    [s.frames_written, s.frames_lost, s.bytes]
+                });
                 CameraSample {
+                    pre_roll,
+                    events,
+                    timelapse,
                     variants,
                     name: camera.name().to_string(),
                     captured: hub.frames_captured(),
@@ -379,6 +399,7 @@ impl Collector for Scrape {
         if recording().next().is_some() {
             self.encode_recording(&mut enc)?;
         }
+        self.encode_clips(&mut enc)?;
         if cams.iter().any(|c| !c.variants.is_empty()) {
             self.encode_variants(&mut enc)?;
         }
@@ -434,6 +455,84 @@ impl Scrape {
             Some(Unit::Seconds),
             variants().map(|(l, v)| (l, v.transcode)),
         )
+    }
+
+    /// Pre-rolls, event clips and timelapses (each only when a camera has one).
+    fn encode_clips(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let cam = |c: &CameraSample| [("camera", c.name.clone())];
+        let pre = || {
+            self.cameras
+                .iter()
+                .filter_map(|c| Some((cam(c), c.pre_roll?)))
+        };
+        if pre().next().is_some() {
+            gauge(
+                enc,
+                "mjpegd_pre_roll_frames",
+                "Frames the pre-roll holds now.",
+                None,
+                pre().map(|(l, p)| (l, p.0)),
+            )?;
+            gauge(
+                enc,
+                "mjpegd_pre_roll",
+                "Bytes of frames the pre-roll holds now (at most --buffer-memory).",
+                Some(Unit::Bytes),
+                pre().map(|(l, p)| (l, p.1)),
+            )?;
+            counter(
+                enc,
+                "mjpegd_pre_roll_trimmed",
+                "Frames the pre-roll let go before their time was up, to stay within --buffer-memory.",
+                None,
+                pre().map(|(l, p)| (l, p.2)),
+            )?;
+        }
+        let ev = || {
+            self.cameras
+                .iter()
+                .filter_map(|c| Some((cam(c), c.events?)))
+        };
+        if ev().next().is_some() {
+            for (i, name, help, unit) in [
+                (0, "mjpegd_events", "Event clips started.", None),
+                (1, "mjpegd_event_frames", "Frames written to event clips.", None),
+                (2, "mjpegd_event_frames_lost", "Frames event clips lost (a disk behind by more than --buffer-memory, or failing).", None),
+                (3, "mjpegd_event_written", "Bytes of frames written to event clips.", Some(Unit::Bytes)),
+            ] {
+                counter(enc, name, help, unit, ev().map(|(l, e)| (l, e[i])))?;
+            }
+        }
+        let tl = || {
+            self.cameras
+                .iter()
+                .filter_map(|c| Some((cam(c), c.timelapse?)))
+        };
+        if tl().next().is_some() {
+            for (i, name, help, unit) in [
+                (
+                    0,
+                    "mjpegd_timelapse_frames",
+                    "Frames written to timelapses.",
+                    None,
+                ),
+                (
+                    1,
+                    "mjpegd_timelapse_frames_lost",
+                    "Frames a timelapse could not write.",
+                    None,
+                ),
+                (
+                    2,
+                    "mjpegd_timelapse_written",
+                    "Bytes of frames written to timelapses.",
+                    Some(Unit::Bytes),
+                ),
+            ] {
+                counter(enc, name, help, unit, tl().map(|(l, t)| (l, t[i])))?;
+            }
+        }
+        Ok(())
     }
 
     /// The recorders' counters (only when a camera records).

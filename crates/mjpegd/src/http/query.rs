@@ -93,6 +93,87 @@ pub fn snapshot_query(request: &Request) -> Result<SnapshotQuery, String> {
     })
 }
 
+/// How far past "now" a `?at=` may be and still mean the newest frame (clocks of client and server differ).
+pub const AT_FUTURE_TOLERANCE: Duration = Duration::from_secs(2);
+
+/// The longest a relative `?at=` reaches back.
+pub const AT_MAX_BACK: Duration = Duration::from_secs(366 * 86_400);
+
+/// A snapshot's `?at=TIME`, against `now`: an RFC 3339 time (`2026-11-24T17:03:12.345Z`, an offset such as
+/// `+01:00`, or none: UTC), Unix seconds as `X-Timestamp` writes them (`1795539792.345000`), `now`, or a
+/// time relative to now (`-2s`, `-500ms`, `-1m30s`). A time more than [`AT_FUTURE_TOLERANCE`] ahead of
+/// `now` is refused.
+pub fn parse_at(v: &str, now: std::time::SystemTime) -> Result<std::time::SystemTime, String> {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let why = |detail: &str| {
+        format!(
+            "at: {:?} {detail} (an RFC 3339 time like 2026-11-24T17:03:12Z, Unix seconds, now, or -2s / -500ms before now)",
+            shown(v)
+        )
+    };
+    if v.len() > 64 {
+        return Err(why("is too long"));
+    }
+    let t = if v == "now" {
+        now
+    } else if let Some(back) = v.strip_prefix('-') {
+        let d = humantime::parse_duration(back).map_err(|e| why(&e.to_string()))?;
+        if d > AT_MAX_BACK {
+            return Err(why("reaches back more than a year"));
+        }
+        now.checked_sub(d).ok_or_else(|| why("is before 1970"))?
+    } else if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        // Exactly, as X-Timestamp wrote it (a float would miss the microsecond).
+        let (whole, frac) = v.split_once('.').unwrap_or((v, ""));
+        let secs: u64 = match whole.parse() {
+            Ok(s) if s <= 100_000_000_000 && whole.len() <= 12 => s,
+            _ => return Err(why("is out of range")),
+        };
+        if frac.len() > 9 || frac.contains('.') {
+            return Err(why("is not a number of seconds"));
+        }
+        let nanos: u32 = format!("{frac:0<9}").parse().unwrap_or(0);
+        UNIX_EPOCH + Duration::new(secs, nanos)
+    } else {
+        // An offset (`+01:00`, `-05:00`; a `+` may arrive as a space from a form-encoded query).
+        let (stamp, offset) = match v.len().checked_sub(6).map(|i| v.split_at(i)) {
+            Some((head, tail)) if head.contains('T') || head.contains(' ') => {
+                let b = tail.as_bytes();
+                let sign = match b[0] {
+                    b'+' | b' ' => Some(1i64),
+                    b'-' => Some(-1),
+                    _ => None,
+                };
+                match (
+                    sign,
+                    b[3] == b':',
+                    tail[1..3].parse::<i64>(),
+                    tail[4..6].parse::<i64>(),
+                ) {
+                    (Some(sign), true, Ok(h), Ok(m)) if h < 24 && m < 60 => {
+                        (head, sign * (h * 3600 + m * 60))
+                    }
+                    _ => (v, 0),
+                }
+            }
+            _ => (v, 0),
+        };
+        let t = humantime::parse_rfc3339_weak(stamp.trim_end_matches(['Z', 'z']))
+            .map_err(|e| why(&e.to_string()))?;
+        let shift = Duration::from_secs(offset.unsigned_abs());
+        let t: Option<SystemTime> = if offset >= 0 {
+            t.checked_sub(shift)
+        } else {
+            t.checked_add(shift)
+        };
+        t.ok_or_else(|| why("is out of range"))?
+    };
+    if t > now + AT_FUTURE_TOLERANCE {
+        return Err(why("is in the future"));
+    }
+    Ok(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +244,45 @@ mod tests {
             snapshot_query(&request("")).unwrap(),
             SnapshotQuery::default()
         );
+    }
+
+    #[test]
+    fn at_takes_rfc3339_unix_seconds_and_relative_times() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let now = UNIX_EPOCH + Duration::from_micros(1_795_539_792_345_000);
+        let at = |v: &str| {
+            parse_at(v, now).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64)
+        };
+        let ms = 1_795_539_792_345u64;
+        assert_eq!(at("now"), Ok(ms));
+        assert_eq!(at("-2s"), Ok(ms - 2000));
+        assert_eq!(at("-500ms"), Ok(ms - 500));
+        assert_eq!(at("-1m 30s"), Ok(ms - 90_000));
+        assert_eq!(at("2026-11-24T17:03:12.345Z"), Ok(ms));
+        assert_eq!(at("2026-11-24T17:03:10Z"), Ok(ms - 2345));
+        assert_eq!(at("2026-11-24T18:03:12.345+01:00"), Ok(ms));
+        assert_eq!(at("2026-11-24T18:03:12.345 01:00"), Ok(ms));
+        assert_eq!(at("2026-11-24T16:03:12.345-01:00"), Ok(ms));
+        assert_eq!(at("1795539792.345"), Ok(ms));
+        let exact = parse_at("1795539792.345001", now + Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            exact.duration_since(UNIX_EPOCH).unwrap().as_micros(),
+            1_795_539_792_345_001
+        );
+        // Within the tolerance ahead of now: accepted (the newest frame); past it, refused.
+        assert_eq!(at("2026-11-24T17:03:13Z"), Ok(ms + 655));
+        for (bad, why) in [
+            ("2026-11-24T17:03:20Z", "in the future"),
+            ("+2s", "RFC 3339"),
+            ("-2 parsecs", "RFC 3339"),
+            ("yesterday", "RFC 3339"),
+            ("-400days", "more than a year"),
+            ("99999999999999999", "out of range"),
+            (&"1".repeat(65), "too long"),
+        ] {
+            let e = at(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let _ = SystemTime::now();
     }
 }

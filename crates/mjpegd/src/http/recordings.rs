@@ -1,5 +1,7 @@
 //! The recordings over HTTP: `/recordings` (and `/cams/NAME/recordings`) list the segments as JSON, and
-//! `/recordings/FILE` serves one with HTTP Range (206), so a browser or VLC can seek in it.
+//! `/recordings/FILE` serves one with HTTP Range (206), so a browser or VLC can seek in it. Event clips
+//! and timelapse segments are listed and served the same way, each from its own folder, with a `kind`
+//! (`segment`, `event`, `timelapse`).
 //!
 //! Only files a camera records are reachable: the name was checked by the router (a plain file name ending
 //! in `.mkv`), it must be exactly a recording camera's segment name ([`segment_start`]), and what is opened
@@ -13,8 +15,10 @@
 use super::app::App;
 use super::response::reason;
 use crate::camera::Camera;
+use crate::events::event_of;
 use crate::net::Transport;
-use crate::record::{list_segments, segment_start};
+use crate::record::{list_matching, list_segments, segment_start};
+use crate::timelapse::lapse_start;
 use serde_json::json;
 use std::fs::File;
 use std::io;
@@ -22,13 +26,15 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// The segments of `cameras` (those that record), oldest first per camera.
 pub fn list(cameras: &[Arc<Camera>]) -> serde_json::Value {
     let mut out = Vec::new();
     for camera in cameras {
+        list_events(camera, &mut out);
+        list_timelapses(camera, &mut out);
         let (Some(record), Some(status)) = (camera.settings().record, camera.recording.as_ref())
         else {
             continue;
@@ -47,6 +53,7 @@ pub fn list(cameras: &[Arc<Camera>]) -> serde_json::Value {
             let start = segment_start(&name, camera.name());
             out.push(json!({
                 "camera": camera.name(),
+                "kind": "segment",
                 "name": name,
                 "url": format!("/recordings/{name}"),
                 "start": start.map(|t| humantime::format_rfc3339_millis(t).to_string()),
@@ -60,10 +67,92 @@ pub fn list(cameras: &[Arc<Camera>]) -> serde_json::Value {
     json!({"ok": true, "result": {"recordings": out}})
 }
 
-/// Opens the file `name` of a recording camera, if it is one of its segments (blocking file work).
+fn stamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn from_us(us: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(us)
+}
+
+/// `camera`'s event clips (`kind: "event"`), with their labels; start and end are the capture times of
+/// their first and last frames when this run wrote them, else the trigger time and the file's last write.
+fn list_events(camera: &Camera, out: &mut Vec<serde_json::Value>) {
+    let (Some(settings), Some(events)) = (camera.settings().events, camera.events.as_ref()) else {
+        return;
+    };
+    let (done, active) = {
+        let s = events.status.lock().unwrap_or_else(|e| e.into_inner());
+        (s.done.clone(), s.active.as_ref().map(|a| a.name.clone()))
+    };
+    let files = list_matching(&settings.dir, |f| event_of(f, camera.name()).is_some());
+    for (name, bytes, modified) in files.unwrap_or_default() {
+        let Some((at, label)) = event_of(&name, camera.name()) else {
+            continue;
+        };
+        let known = done.iter().rev().find(|d| d.name == name);
+        out.push(json!({
+            "camera": camera.name(),
+            "kind": "event",
+            "name": name,
+            "label": label,
+            "url": format!("/recordings/{name}"),
+            "trigger": stamp(at),
+            "start": stamp(known.map_or(at, |d| from_us(d.first_us))),
+            "end": stamp(known.map_or(modified, |d| from_us(d.last_us))),
+            "bytes": bytes,
+            "frames": known.map(|d| d.frames),
+            "writing": active.as_deref() == Some(name.as_str()),
+        }));
+    }
+}
+
+/// `camera`'s timelapse segments (`kind: "timelapse"`).
+fn list_timelapses(camera: &Camera, out: &mut Vec<serde_json::Value>) {
+    let (Some(settings), Some(status)) = (camera.settings().timelapse, camera.timelapse.as_ref())
+    else {
+        return;
+    };
+    let (frames, current) = {
+        let s = status.lock().unwrap_or_else(|e| e.into_inner());
+        (s.frames_by_segment.clone(), s.segment.clone())
+    };
+    let files = list_matching(&settings.dir, |f| lapse_start(f, camera.name()).is_some());
+    for (name, bytes, modified) in files.unwrap_or_default() {
+        let start = lapse_start(&name, camera.name());
+        out.push(json!({
+            "camera": camera.name(),
+            "kind": "timelapse",
+            "name": name,
+            "url": format!("/recordings/{name}"),
+            "every_seconds": settings.every.as_secs_f64(),
+            "start": start.map(stamp),
+            "end": stamp(modified),
+            "bytes": bytes,
+            "frames": frames.iter().rev().find(|(n, _)| *n == name).map(|(_, f)| *f),
+            "writing": current.as_deref() == Some(name.as_str()),
+        }));
+    }
+}
+
+/// Opens the file `name` of a camera, if it is one of its recording segments, event clips or timelapse
+/// segments, in the folder of that kind (blocking file work).
 pub fn open(cameras: &[Arc<Camera>], name: &str) -> Option<File> {
     if name.contains('/') {
         return None;
+    }
+    let other = cameras.iter().find_map(|camera| {
+        let s = camera.settings();
+        if let Some(e) = s.events.filter(|_| event_of(name, camera.name()).is_some()) {
+            return open_in(&e.dir, name).ok();
+        }
+        let t = s
+            .timelapse
+            .filter(|_| lapse_start(name, camera.name()).is_some())?;
+        open_in(&t.dir, name).ok()
+    });
+    if other.is_some() {
+        return other;
     }
     cameras.iter().find_map(|camera| {
         let record = camera.settings().record?;

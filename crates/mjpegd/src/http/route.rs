@@ -46,6 +46,8 @@ pub enum Resource {
     MjpgInput,
     /// A pushed camera's inlet: `/cams/NAME/push`.
     Push,
+    /// A camera's event trigger: `POST /cams/NAME/events`.
+    Events,
 }
 
 /// Where a request goes.
@@ -220,6 +222,10 @@ pub fn route(path: &str, action: Option<&str>, plugin: Option<&str>, cameras: &[
                 index,
                 resource: Resource::Push,
             },
+            "events" => Route::Camera {
+                index,
+                resource: Resource::Events,
+            },
             "" | "index.html" => match action {
                 Some("command") if !plugin_zero(plugin) => only_plugin_zero(plugin),
                 Some(a) => by_action(a, index, &camera),
@@ -239,6 +245,14 @@ pub fn route(path: &str, action: Option<&str>, plugin: Option<&str>, cameras: &[
 pub fn is_push(path: &str) -> bool {
     path.strip_prefix("/cams/")
         .and_then(|rest| rest.strip_suffix("/push"))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+}
+
+/// Whether `path` is a camera's event trigger (`/cams/NAME/events`), whose requests may present an
+/// event key rather than the server's credentials.
+pub fn is_event_trigger(path: &str) -> bool {
+    path.strip_prefix("/cams/")
+        .and_then(|rest| rest.strip_suffix("/events"))
         .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
@@ -372,6 +386,9 @@ mod tests {
         assert_eq!(r("/cams/garage/push", None), cam(2, Push));
         assert!(is_push("/cams/garage/push"));
         assert!(!is_push("/cams//push") && !is_push("/cams/a/b/push") && !is_push("/push"));
+        assert_eq!(r("/cams/garage/events", None), cam(2, Events));
+        assert!(is_event_trigger("/cams/garage/events"));
+        assert!(!is_event_trigger("/cams//events") && !is_event_trigger("/cams/a/b/events"));
         assert_eq!(r("/cams/garage/state", None), cam(2, State));
         assert_eq!(r("/cams/garage/control", None), cam(2, Control));
         assert_eq!(r("/cams/garage/status", None), cam(2, Status));

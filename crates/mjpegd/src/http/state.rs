@@ -314,6 +314,41 @@ pub fn camera_state(
                     "size_changes_absorbed": r.size_changes_absorbed,
                 })
             }),
+            "pre_roll": settings.pre_roll.zip(hub.pre_roll_stats(now)).map(|(keep, p)| json!({
+                "keep_seconds": keep.as_secs_f64(),
+                "seconds": p.span_us as f64 / 1e6,
+                "frames": p.frames,
+                "bytes": p.bytes,
+                "max_bytes": settings.buffer_memory,
+                "trimmed_for_memory": p.trimmed,
+            })),
+            "events": camera.events.as_ref().map(|e| {
+                let s = e.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let us = |t: u64| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_micros(t)).to_string();
+                json!({
+                    "dir": s.dir.display().to_string(),
+                    "active": s.active.as_ref().map(|a| json!({
+                        "name": a.name, "label": a.label, "start": us(a.start_us), "end": us(a.end_us), "extended": a.extended,
+                    })),
+                    "events": s.events,
+                    "frames_written": s.frames_written,
+                    "frames_lost": s.frames_lost,
+                    "bytes": s.bytes,
+                    "last_error": s.last_error,
+                })
+            }),
+            "timelapse": camera.timelapse.as_ref().map(|t| {
+                let s = t.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                json!({
+                    "dir": s.dir.display().to_string(),
+                    "every_seconds": settings.timelapse.as_ref().map(|t| t.every.as_secs_f64()),
+                    "segment": s.segment,
+                    "frames_written": s.frames_written,
+                    "frames_lost": s.frames_lost,
+                    "bytes": s.bytes,
+                    "last_error": s.last_error,
+                })
+            }),
             "encoder": {"type": source.encoder.as_str(), "quality": settings.options.quality},
             "source": {
                 "description": source.description,

@@ -6,7 +6,8 @@
 //! file's order, is:
 //! - kept, when its settings are the same: its clients see nothing;
 //! - restarted, when only what its source does changed: a new source on the same hub, clients stay;
-//! - replaced, when its hub's own settings (buffer memory) or its recording changed: a new camera;
+//! - replaced, when its hub's own settings (buffer memory, pre-roll) or what it writes (recording, events,
+//!   timelapse) changed: a new camera;
 //! - added, when no running camera has its name;
 //!
 //! and every running camera the file no longer names is removed.
@@ -81,7 +82,11 @@ impl Plan {
 /// Whether a camera running with `old` can take `new` without ending its clients: everything but its
 /// hub's budget and its recording may change on the same hub.
 pub fn can_restart(old: &CameraSettings, new: &CameraSettings) -> bool {
-    old.buffer_memory == new.buffer_memory && old.record == new.record
+    old.buffer_memory == new.buffer_memory
+        && old.record == new.record
+        && old.pre_roll == new.pre_roll
+        && old.events == new.events
+        && old.timelapse == new.timelapse
 }
 
 #[cfg(test)]
@@ -101,6 +106,9 @@ mod tests {
             delivery: mjpegd_core::Policy::Latest,
             lockstep_timeout: Duration::from_secs(2),
             record: None,
+            pre_roll: None,
+            events: None,
+            timelapse: None,
             max_variants: 4,
             warmup_frames: 0,
             controls: Default::default(),

@@ -13,6 +13,7 @@ pub mod camera_streamer;
 pub mod controls;
 pub mod download;
 pub mod esp32;
+pub mod events;
 pub mod metrics;
 pub mod mjpg_streamer;
 pub mod page;
@@ -78,6 +79,8 @@ pub enum Answer {
     Esp32Status(Arc<Camera>),
     /// A V4L2 camera's controls (reads and writes: the method decides).
     Controls(Arc<Camera>, controls::Which),
+    /// `POST /cams/NAME/events`: an event clip.
+    Events(Arc<Camera>),
     /// mjpg-streamer's `?action=command` and `input.json`.
     MjpgCommand(Arc<Camera>),
     MjpgInput(Arc<Camera>),
@@ -117,6 +120,10 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
         Route::CameraStreamer { camera: c, which } => Answer::CameraStreamer(c.map(camera), which),
         Route::Camera {
             index,
+            resource: Resource::Events,
+        } => Answer::Events(camera(index)),
+        Route::Camera {
+            index,
             resource: Resource::Push,
         } => return Handler::TakeOver(TakeOver::Push(camera(index))),
         _ if !reads => Answer::MethodNotAllowed,
@@ -132,6 +139,7 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
             Resource::MjpgCommand => Answer::MjpgCommand(camera(index)),
             Resource::MjpgInput => Answer::MjpgInput(camera(index)),
             Resource::Push => return Handler::TakeOver(TakeOver::Push(camera(index))),
+            Resource::Events => Answer::Events(camera(index)),
         },
         Route::RecordingFile(name) => return Handler::TakeOver(TakeOver::Download(name)),
         Route::State => Answer::State(None),
@@ -220,6 +228,7 @@ pub async fn answer<T: Transport>(
         Answer::Esp32Control(camera) => esp32::control(ctx, &camera).await,
         Answer::Esp32Status(camera) => esp32::status(ctx, &camera).await,
         Answer::Controls(camera, which) => controls::answer(ctx, &camera, which, body).await,
+        Answer::Events(camera) => events::trigger(ctx, &camera, body).await,
         Answer::MjpgCommand(camera) => mjpg_streamer::command(ctx, &camera).await,
         Answer::MjpgInput(camera) => mjpg_streamer::input(&camera).await,
         Answer::CameraStreamer(camera, which) => camera_streamer::answer(ctx, camera, which).await,

@@ -1,5 +1,10 @@
 //! A snapshot: `/snapshot` and its aliases answer one JPEG, the newest frame or the one the query waits
 //! for (`?after=`, `?max_delay=`, a size variant); the waiting is [`crate::still`]'s.
+//!
+//! `?at=TIME` asks for the past instead: the frame captured closest to TIME at or before it, as it was
+//! captured (no size or freshness parameters with it). Memory is looked in first (the camera's pre-roll,
+//! or its newest frame when TIME is now), then the recordings; the answer says which
+//! (`X-Frame-Source`), and a 404 says why when neither holds such a frame.
 
 use super::{variant_of, Ctx};
 use crate::camera::Camera;
@@ -8,10 +13,14 @@ use crate::http::response::{Response, NO_CACHE};
 use crate::still::{still, Ask, Waits};
 use mjpegd_core::frame::format_timestamp;
 use std::sync::atomic::Ordering;
+use std::time::SystemTime;
 
 /// A still of `camera` as the query asks for it.
 pub async fn get(ctx: &Ctx<'_>, camera: &Camera) -> Response {
     let (app, request, arrived) = (ctx.app, ctx.request, ctx.arrived);
+    if let Some(at) = request.param("at") {
+        return at_time(ctx, camera, at);
+    }
     let asked = snapshot_query(request).and_then(|q| {
         Ok(Ask {
             after: q.after,
@@ -39,6 +48,79 @@ pub async fn get(ctx: &Ctx<'_>, camera: &Camera) -> Response {
         "{NO_CACHE}Content-Disposition: inline; filename=snapshot.jpg\r\nX-Timestamp: {}\r\nX-Frame-Sequence: {}\r\n",
         format_timestamp(frame.timestamp_us),
         frame.seq
+    );
+    Response {
+        status: 200,
+        content_type: "image/jpeg",
+        headers,
+        body: frame.jpeg.clone(),
+        close: false,
+        server: crate::http::response::SERVER_MJPEGD,
+    }
+}
+
+/// Where a frame of `?at=` came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FrameSource {
+    Memory,
+}
+
+impl FrameSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            FrameSource::Memory => "memory",
+        }
+    }
+}
+
+/// `?at=TIME`: the frame captured closest to TIME at or before it.
+fn at_time(ctx: &Ctx<'_>, camera: &Camera, at: &str) -> Response {
+    let request = ctx.request;
+    let bad = |why: String| {
+        ctx.app
+            .counters
+            .bad_requests
+            .fetch_add(1, Ordering::Relaxed);
+        Response::text(400, format!("{why}\n"))
+    };
+    if let Some(p) = ["after", "max_delay", "width", "height", "quality", "fps"]
+        .into_iter()
+        .find(|p| request.param(p).is_some_and(|v| !v.is_empty()))
+    {
+        return bad(format!(
+            "at= serves a frame as it was captured: {p}= cannot go with it"
+        ));
+    }
+    let now = SystemTime::now();
+    let t = match crate::http::query::parse_at(at, now) {
+        Ok(t) => t,
+        Err(why) => return bad(why),
+    };
+    let t_us = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64;
+    // 1. Memory: the pre-roll, or the newest frame.
+    let found = camera
+        .hub
+        .frame_at(t_us, now)
+        .map(|f| (f, FrameSource::Memory));
+    // 2. The recordings (the disk path) go here.
+    let Some((frame, source)) = found else {
+        return Response::text(
+            404,
+            format!(
+                "no frame at or before {} in memory or recordings\n",
+                humantime::format_rfc3339_millis(t)
+            ),
+        )
+        .keep();
+    };
+    let headers = format!(
+        "{NO_CACHE}Content-Disposition: inline; filename=snapshot.jpg\r\nX-Timestamp: {}\r\nX-Frame-Sequence: {}\r\nX-Frame-Source: {}\r\n",
+        format_timestamp(frame.timestamp_us),
+        frame.seq,
+        source.as_str()
     );
     Response {
         status: 200,
