@@ -12,6 +12,7 @@ pub mod hub;
 pub mod mkv;
 pub mod mkv_read;
 pub mod parse;
+pub mod replay;
 pub mod transcode_queue;
 pub mod variant;
 

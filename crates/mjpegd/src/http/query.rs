@@ -2,7 +2,8 @@
 //! snapshots, `?after=` and `?max_delay=` on snapshots. Read from the query into typed values here, each
 //! bad value with the one-line reason its 400 gives; what the values mean against the source (its size,
 //! its frames) is decided where they are used. An empty value (`?width=`) counts as not given, as for
-//! `?fps=`.
+//! `?fps=`. A replay's query (`?start=`, `?speed=`, `?fps=` and a size) and a snapshot's `?at=` (an RFC 3339
+//! time or one relative to now, `-2s`) are read here too.
 
 use super::request::Request;
 use mjpegd_core::variant::SizeRequest;
@@ -93,6 +94,123 @@ pub fn snapshot_query(request: &Request) -> Result<SnapshotQuery, String> {
     })
 }
 
+/// The longest `?start=` of a replay: a week of seconds (segments are shorter).
+pub const MAX_START_S: f64 = 7.0 * 86_400.0;
+
+/// A replay's query: `/recordings/FILE/stream?start=&speed=&fps=&width=&height=&quality=`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReplayQuery {
+    /// Where in the segment to start, from its first frame.
+    pub start: Duration,
+    /// The pace, 0.5 to 16 times the recorded one.
+    pub speed: f64,
+    /// At most this many frames a second.
+    pub fps: Option<f64>,
+    pub size: SizeRequest,
+}
+
+/// Reads a replay's query.
+pub fn replay_query(request: &Request) -> Result<ReplayQuery, String> {
+    use mjpegd_core::replay::{MAX_SPEED, MIN_SPEED};
+    let number = |name: &str| -> Result<Option<f64>, String> {
+        match given(request, name) {
+            None => Ok(None),
+            Some(v) => match v.parse::<f64>() {
+                Ok(n) if n.is_finite() => Ok(Some(n)),
+                _ => Err(format!("{name} must be a number, not {:?}", shown(v))),
+            },
+        }
+    };
+    let start = match number("start")? {
+        None => Duration::ZERO,
+        Some(s) if (0.0..=MAX_START_S).contains(&s) => Duration::from_secs_f64(s),
+        Some(s) => {
+            return Err(format!(
+                "start must be seconds from the segment's beginning, 0 to {MAX_START_S}, not {s}"
+            ))
+        }
+    };
+    let speed = match number("speed")? {
+        None => 1.0,
+        Some(s) if (MIN_SPEED..=MAX_SPEED).contains(&s) => s,
+        Some(s) => {
+            return Err(format!(
+                "speed must be from {MIN_SPEED} to {MAX_SPEED} (times the recorded pace), not {s}"
+            ))
+        }
+    };
+    let fps = match number("fps")? {
+        None => None,
+        Some(f) if f > 0.0 && f <= 1000.0 => Some(f),
+        Some(f) => {
+            return Err(format!(
+                "fps must be a number above 0 and up to 1000, not {f}"
+            ))
+        }
+    };
+    Ok(ReplayQuery {
+        start,
+        speed,
+        fps,
+        size: size_request(request)?,
+    })
+}
+
+/// The longest a relative `?at=` reaches back: a year.
+const MAX_AT_BACK: Duration = Duration::from_secs(366 * 86_400);
+
+/// A snapshot's `?at=TIME`: an RFC 3339 time (`2026-11-24T17:03:12.345Z`, or with an offset `+01:00`) or a
+/// time before `now` (`-2s`, `-1m30s`, `-500ms`).
+pub fn parse_at(value: &str, now: std::time::SystemTime) -> Result<std::time::SystemTime, String> {
+    let bad = || {
+        format!(
+            "at must be an RFC 3339 time (2026-11-24T17:03:12Z) or a time before now (-2s), not {:?}",
+            shown(value)
+        )
+    };
+    let v = value.trim();
+    if let Some(back) = v.strip_prefix('-') {
+        let d = humantime::parse_duration(back).map_err(|_| bad())?;
+        if d > MAX_AT_BACK {
+            return Err(format!(
+                "at reaches back at most a year, not {:?}",
+                shown(value)
+            ));
+        }
+        return now.checked_sub(d).ok_or_else(bad);
+    }
+    if v.len() > 40 {
+        return Err(bad());
+    }
+    // humantime reads UTC (`Z`); an offset is read here: `+HH:MM` or `-HH:MM` at the end.
+    let (base, offset_s): (String, i64) = match v.len().checked_sub(6).map(|i| v.split_at(i)) {
+        Some((base, off))
+            if (off.starts_with('+') || off.starts_with('-'))
+                && off.as_bytes()[3] == b':'
+                && off[1..3].bytes().all(|b| b.is_ascii_digit())
+                && off[4..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            let h: i64 = off[1..3].parse().map_err(|_| bad())?;
+            let m: i64 = off[4..].parse().map_err(|_| bad())?;
+            let sign = if off.starts_with('-') { -1 } else { 1 };
+            (format!("{base}Z"), sign * (h * 3600 + m * 60))
+        }
+        _ => (v.to_string(), 0),
+    };
+    if !base.ends_with(['Z', 'z']) {
+        return Err(bad());
+    }
+    let t = humantime::parse_rfc3339(&base).map_err(|_| bad())?;
+    // Local time minus its offset is UTC.
+    let shift = Duration::from_secs(offset_s.unsigned_abs());
+    let t = if offset_s >= 0 {
+        t.checked_sub(shift)
+    } else {
+        t.checked_add(shift)
+    };
+    t.ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +281,70 @@ mod tests {
             snapshot_query(&request("")).unwrap(),
             SnapshotQuery::default()
         );
+    }
+
+    #[test]
+    fn a_replay_query_reads_start_speed_fps_and_size_and_refuses_out_of_range() {
+        let q = replay_query(&request("start=12.5&speed=2&fps=5&width=320")).unwrap();
+        assert_eq!(q.start, Duration::from_millis(12_500));
+        assert_eq!(q.speed, 2.0);
+        assert_eq!(q.fps, Some(5.0));
+        assert_eq!(q.size.width, Some(320));
+        let d = replay_query(&request("")).unwrap();
+        assert_eq!((d.start, d.speed, d.fps), (Duration::ZERO, 1.0, None));
+        for (q, what) in [
+            ("speed=0.4", "speed must be from 0.5 to 16"),
+            ("speed=17", "speed must be from 0.5 to 16"),
+            ("speed=fast", "speed must be a number"),
+            ("speed=NaN", "speed must be a number"),
+            ("start=-1", "start must be"),
+            ("start=1e300", "start must be"),
+            ("fps=0", "fps must be"),
+            ("width=x", "width must be"),
+        ] {
+            let e = replay_query(&request(q)).unwrap_err();
+            assert!(e.contains(what) && !e.contains('\n'), "{q}: {e}");
+        }
+        assert!(replay_query(&request("speed=0.5")).is_ok());
+        assert!(replay_query(&request("speed=16")).is_ok());
+    }
+
+    #[test]
+    fn at_is_an_rfc3339_time_or_a_time_before_now() {
+        let now = humantime::parse_rfc3339("2026-11-24T17:03:12.345Z").unwrap();
+        let t = |s: &str| parse_at(s, now).map(|t| humantime::format_rfc3339_millis(t).to_string());
+        assert_eq!(t("-2s").unwrap(), "2026-11-24T17:03:10.345Z");
+        assert_eq!(t("-1m 30s").unwrap(), "2026-11-24T17:01:42.345Z");
+        assert_eq!(t("-500ms").unwrap(), "2026-11-24T17:03:11.845Z");
+        assert_eq!(
+            t("2026-11-24T10:00:00Z").unwrap(),
+            "2026-11-24T10:00:00.000Z"
+        );
+        assert_eq!(
+            t("2026-11-24T10:00:00.250Z").unwrap(),
+            "2026-11-24T10:00:00.250Z"
+        );
+        assert_eq!(
+            t("2026-11-24T11:00:00+01:00").unwrap(),
+            "2026-11-24T10:00:00.000Z"
+        );
+        assert_eq!(
+            t("2026-11-24T05:30:00-04:30").unwrap(),
+            "2026-11-24T10:00:00.000Z"
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2s",
+            "-",
+            "-2 parsecs",
+            "2026-11-24",
+            "2026-11-24T10:00:00",
+            "2026-11-24T10:00:00+1:00",
+            "-400days",
+        ] {
+            let e = parse_at(bad, now).unwrap_err();
+            assert!(e.starts_with("at ") && !e.contains('\n'), "{bad}: {e}");
+        }
     }
 }
