@@ -318,8 +318,22 @@ pub struct FrameRef {
 
 /// Reads a recording's header: the EBML header, then the Segment's elements up to its first Cluster.
 pub fn open<S: ReadAt + ?Sized>(src: &S) -> Result<Segment, MkvError> {
+    // A header is a few hundred bytes: the first read is small, a second one reads up to the limit.
+    match open_within(src, FIRST_READ) {
+        Err(MkvError::Invalid(why)) if why == HEADER_TOO_LONG => open_within(src, MAX_HEADER),
+        r => r,
+    }
+}
+
+/// Bytes read for a header at first.
+const FIRST_READ: u64 = 16 << 10;
+
+/// What [`open_within`] says when the header did not fit in what it read.
+const HEADER_TOO_LONG: &str = "a header longer than the bytes read";
+
+fn open_within<S: ReadAt + ?Sized>(src: &S, limit: u64) -> Result<Segment, MkvError> {
     let file_len = src.file_len();
-    let mut buf = vec![0u8; file_len.min(MAX_HEADER) as usize];
+    let mut buf = vec![0u8; file_len.min(limit) as usize];
     let n = read_full(src, 0, &mut buf)?;
     buf.truncate(n);
     let whole = (n as u64) >= file_len;
@@ -327,7 +341,7 @@ pub fn open<S: ReadAt + ?Sized>(src: &S) -> Result<Segment, MkvError> {
         if whole {
             MkvError::Truncated
         } else {
-            invalid(format!("a header longer than {MAX_HEADER} bytes"))
+            invalid(HEADER_TOO_LONG)
         }
     };
     // EBML header.
@@ -1089,6 +1103,25 @@ mod tests {
         let at = other.windows(7).position(|w| w == b"V_MJPEG").unwrap();
         other[at..at + 7].copy_from_slice(b"V_OTHER");
         assert!(matches!(open(&other[..]), Err(MkvError::Unsupported(_))));
+    }
+
+    #[test]
+    fn a_header_longer_than_the_first_read_is_read_whole() {
+        let frames = steady(2);
+        let (f, ticks) = file(&frames, false);
+        let seg = open(&f[..]).unwrap();
+        // A 40 KB Void between the Segment's start and the Info.
+        let mut big = f[..seg.data_start as usize].to_vec();
+        crate::mkv::ebml::write_void(&mut big, 40_000);
+        big.extend_from_slice(&f[seg.data_start as usize..]);
+        let seg = open(&big[..]).unwrap();
+        assert_eq!(seg.info, info());
+        let got: Vec<u64> = all_frames(&big, &seg)
+            .unwrap()
+            .iter()
+            .map(|g| g.ticks)
+            .collect();
+        assert_eq!(got, ticks);
     }
 
     #[test]
