@@ -64,8 +64,9 @@ def replay_client(path, seconds, counts, i):
         chunk = s.recv(1 << 20)
         if not chunk:
             break
-        parts += (tail + chunk).count(b"--boundarydonotcross")
-        tail = chunk[-32:]
+        # Boundaries in this chunk, including one that began in the previous chunk's last bytes.
+        parts += (tail + chunk).count(b"--boundarydonotcross") - tail.count(b"--boundarydonotcross")
+        tail = (tail + chunk)[-32:]
     s.close()
     counts[i] = parts
 
