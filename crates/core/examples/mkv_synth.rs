@@ -29,7 +29,7 @@ fn main() -> std::io::Result<()> {
     let j = &jpegs[0];
     let sof = j
         .windows(2)
-        .position(|w| w[0] == 0xFF && matches!(w[1], 0xC0 | 0xC1 | 0xC2))
+        .position(|w| w[0] == 0xFF && matches!(w[1], 0xC0..=0xC2))
         .expect("a JPEG frame header");
     let height = u16::from_be_bytes([j[sof + 5], j[sof + 6]]);
     let width = u16::from_be_bytes([j[sof + 7], j[sof + 8]]);
