@@ -312,3 +312,35 @@ fn snapshot_at_a_time_comes_from_the_recordings_or_is_a_404_with_a_reason() {
     assert_eq!(r.status, 400);
     assert!(String::from_utf8_lossy(&r.body).contains("at must be an RFC 3339 time"));
 }
+
+#[test]
+fn a_segment_cut_by_kill_9_replays_up_to_its_last_whole_frame() {
+    let dir = TempDir::new("replay-kill");
+    let mut server = Server::start(&["--fps", "10", "--record", dir.0.to_str().unwrap()]);
+    eventually(Duration::from_secs(10), "2 s recorded", || {
+        (server.state()["recording"]["frames_written"]
+            .as_u64()
+            .unwrap()
+            >= 20)
+            .then_some(())
+    });
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGKILL) };
+    let _ = server.child.wait();
+    let cut = segments(&dir.0)[0].clone();
+    let name = name_of(&cut);
+    let recorded = ffmpeg_jpegs(&[], cut.to_str().unwrap());
+    // A new server (recording on into a new segment) replays the cut one: every whole frame, as ffmpeg
+    // reads them, and seeks in it by scanning (it has no Cues).
+    let server = Server::start(&["--fps", "10", "--record", dir.0.to_str().unwrap()]);
+    let parts = all_parts(&server, &format!("/recordings/{name}/stream?speed=16"));
+    assert!(parts.len() >= 20, "{}", parts.len());
+    assert_eq!(parts.len(), recorded.len());
+    for (p, r) in parts.iter().zip(&recorded) {
+        assert!(p.body == *r);
+    }
+    let mut s = server.stream(&format!("/recordings/{name}/stream?start=1.5&speed=16"));
+    assert_eq!(
+        counter(&s.next_part().unwrap().body),
+        counter(&recorded[0]) + 15
+    );
+}
