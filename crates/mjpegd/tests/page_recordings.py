@@ -6,7 +6,8 @@ Run by tests/page_recordings.rs, which starts the real mjpegd recording the test
 SEGMENT is a finished segment's file name, FIRST_COUNTER the pattern's frame counter of its first frame
 (10 frames a second). The script clicks the timeline at 4 s into SEGMENT and checks that the picture shown
 is the pattern's frame of that time (its counter, read from the picture's barcode), then clicks the scrub bar
-at a fifth of the segment and checks the frame again; the item's download link serves the file. Each wait is
+at a fifth of the segment and checks the frame again; the item's download link serves the file; its play
+link plays it from its first frame, and stop ends the replay. Each wait is
 for a condition, bounded by a few seconds. Exits non-zero with the reason on failure.
 """
 
@@ -120,6 +121,21 @@ def main():
             r = page.request.get(urljoin(page.url, link.get_attribute("href")))
             if r.status != 200 or r.headers.get("content-type") != "video/x-matroska":
                 raise SystemExit(f"download: {r.status} {r.headers}")
+
+            # The list's play link plays the item from its start; stop ends the replay.
+            row = page.locator("#rec-list tr", has=page.locator(f'a[href="/recordings/{segment}"]'))
+            row.locator("a.rec-play").click()
+            deadline = time.time() + STEP_MS / 1000
+            while time.time() < deadline and start_asked(page)[1] != 0.0:
+                time.sleep(0.05)
+            src, start = start_asked(page)
+            if segment not in src or start != 0.0:
+                raise SystemExit(f"play from the list played {src}")
+            shows_frame_of(page, first, "played from the list")
+            page.locator("#rec-stop").click()
+            expect(page.locator("#rec-player")).to_be_hidden()
+            if page.get_attribute("#rec-img", "src") is not None:
+                raise SystemExit("stop left the replay playing")
             if errors:
                 raise SystemExit(f"page errors: {errors}")
             print("PAGE OK")
