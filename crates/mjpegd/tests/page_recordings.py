@@ -82,6 +82,8 @@ def main():
             expect(page.locator("#rec-timeline .item")).to_have_count(2)
             expect(page.locator("#rec-list")).to_contain_text("segment")
 
+            # Half speed: each frame stays 0.2 s on screen, so a busy machine still sees the first ones.
+            page.select_option("#rec-speed", "0.5")
             # Click the timeline at 4 s into the segment.
             page.locator("#rec-timeline").scroll_into_view_if_needed()
             x, y = page.evaluate("""(name) => {
@@ -96,7 +98,7 @@ def main():
             page.mouse.click(x, y)
             expect(page.locator("#rec-player")).to_be_visible()
             src, start = start_asked(page)
-            if segment not in src or not 3.7 <= start <= 4.3:
+            if segment not in src or "speed=0.5" not in src or not 3.7 <= start <= 4.3:
                 raise SystemExit(f"the timeline click played {src}")
             shows_frame_of(page, first + int(start * 10 + 1e-6), f"timeline at {start:.3f} s")
 
