@@ -155,11 +155,13 @@ fn start_seeks_to_the_frame_of_that_time_and_a_size_is_transcoded() {
         if let Some(next) = all.get(k + 1) {
             assert!(micros(&next.headers["x-timestamp"]) > at, "start={start}");
         }
-        // The pattern at 10 fps: frame number first + 10 per second.
-        assert_eq!(
-            counter(&part.body),
-            first + (start * 10.0) as u64,
-            "start={start}"
+        // The pattern at 10 fps: frame number first + 10 per second (give or take the one a late capture
+        // moves across the time asked for).
+        let expected = first + (start * 10.0) as u64;
+        assert!(
+            counter(&part.body).abs_diff(expected) <= 1,
+            "start={start}: frame {} for {expected}",
+            counter(&part.body)
         );
         // And it plays on from there, in order.
         let then = s.next_part().unwrap();
@@ -171,7 +173,7 @@ fn start_seeks_to_the_frame_of_that_time_and_a_size_is_transcoded() {
         server.addr
     );
     let small = ffmpeg_jpegs(&["-f", "mpjpeg"], &url);
-    assert!(!small.is_empty() && small.len() <= 11, "{}", small.len());
+    assert!(!small.is_empty() && small.len() <= 15, "{}", small.len());
     for j in &small {
         assert_eq!(size_of(j), (160, 120));
     }
@@ -216,7 +218,11 @@ fn a_segment_being_written_replays_up_to_its_newest_frame() {
     let mut s = server.stream(&format!("/recordings/{name}/stream?start=1&speed=16"));
     let first = s.next_part().unwrap();
     drop(s);
-    assert_eq!(counter(&first.body), counter(&parts[0].body) + 10);
+    // The frame showing 1 s in: captured at or before then, the next one after.
+    let at = micros(&parts[0].headers["x-timestamp"]) + 1_000_000;
+    let k = parts.iter().position(|p| p.body == first.body).unwrap();
+    assert!(micros(&parts[k].headers["x-timestamp"]) <= at);
+    assert!(micros(&parts[k + 1].headers["x-timestamp"]) > at);
     assert!(server.stop().success());
     // What was replayed is what the segment holds.
     let recorded = ffmpeg_jpegs(&[], files[0].to_str().unwrap());
@@ -339,8 +345,10 @@ fn a_segment_cut_by_kill_9_replays_up_to_its_last_whole_frame() {
         assert!(p.body == *r);
     }
     let mut s = server.stream(&format!("/recordings/{name}/stream?start=1.5&speed=16"));
-    assert_eq!(
-        counter(&s.next_part().unwrap().body),
-        counter(&recorded[0]) + 15
-    );
+    let first = s.next_part().unwrap();
+    // The frame showing 1.5 s in: captured at or before then, the next one after.
+    let at = micros(&parts[0].headers["x-timestamp"]) + 1_500_000;
+    let k = parts.iter().position(|p| p.body == first.body).unwrap();
+    assert!(micros(&parts[k].headers["x-timestamp"]) <= at);
+    assert!(micros(&parts[k + 1].headers["x-timestamp"]) > at);
 }
