@@ -11,7 +11,13 @@
 //!   file without Cues scans at most that much per cluster;
 //! - everything a finished file adds (Cues, the SeekHead that points at them, the Info Duration) is
 //!   optional: the header reserves their space with EBML Void elements, which [`MkvWriter::finish`] asks the
-//!   caller to overwrite in place. A file that was never finished still has valid Voids there.
+//!   caller to overwrite in place. A file that was never finished still has valid Voids there;
+//! - when the file is finished, every Cluster's and the Segment's real size is written in place over the
+//!   unknown-size marker (8 bytes wide, so the width never changes). Players accept unknown sizes, but
+//!   stricter tools do not (mkvtoolnix's `mkvextract` and `mkvpropedit` call such a file "corrupted"), so a
+//!   finished file has none; a file cut before it was finished keeps them and still plays. The patches are
+//!   ordered clusters first and the Segment last, so a file cut between two of them is valid too (known and
+//!   unknown sizes may be mixed).
 //!
 //! Like the rest of this crate the writer is sans-IO: it returns the bytes to append (and, at the end, the
 //! bytes to overwrite at given offsets); the caller writes them and decides when to flush. It counts the
@@ -37,6 +43,10 @@ pub const CLUSTER_SPAN_MS: u64 = 1_000;
 /// Clusters indexed in Cues at most: 18 hours of one-second clusters, 16 bytes each. Later clusters are
 /// still written, and a reader still finds them by scanning.
 pub const MAX_CUES: usize = 1 << 16;
+
+/// Clusters whose sizes [`MkvWriter::finish`] writes at most (12 days of one-second clusters, 8 bytes
+/// each). A file with more keeps every cluster's unknown size (players still read it).
+pub const MAX_SIZED_CLUSTERS: usize = 1 << 20;
 
 /// Bytes of a track or segment title kept (cut at a character boundary).
 pub const MAX_TITLE: usize = 256;
@@ -230,6 +240,10 @@ pub struct MkvWriter {
     frames: u64,
     /// Cluster timestamps and segment positions, for the Cues.
     cues: Vec<(u64, u64)>,
+    /// File offsets of every Cluster, to write their sizes at the end (empty once over
+    /// [`MAX_SIZED_CLUSTERS`]).
+    clusters: Vec<u64>,
+    clusters_overflowed: bool,
 }
 
 /// `s` cut to at most `max` bytes at a character boundary.
@@ -318,6 +332,8 @@ impl MkvWriter {
             last_gap: 0,
             frames: 0,
             cues: Vec::new(),
+            clusters: Vec::new(),
+            clusters_overflowed: false,
         }
     }
 
@@ -371,6 +387,12 @@ impl MkvWriter {
                 if self.cues.len() < MAX_CUES {
                     self.cues.push((t, pos));
                 }
+                if self.clusters.len() < MAX_SIZED_CLUSTERS && !self.clusters_overflowed {
+                    self.clusters.push(self.written);
+                } else {
+                    self.clusters_overflowed = true;
+                    self.clusters = Vec::new();
+                }
                 ebml::write_id(out, id::CLUSTER);
                 out.extend_from_slice(&ebml::UNKNOWN_SIZE);
                 ebml::write_uint(out, id::TIMESTAMP, t);
@@ -386,8 +408,9 @@ impl MkvWriter {
         self.written += (out.len() - before + jpeg_len) as u64;
     }
 
-    /// Ends the file: Cues to append, and in-place patches for the Duration and a SeekHead. A file that
-    /// never gets them still plays (see the module docs).
+    /// Ends the file: Cues to append, and in-place patches for the Duration, a SeekHead, the size of every
+    /// Cluster and, last, the size of the Segment. A file that never gets them still plays (see the module
+    /// docs).
     pub fn finish(self) -> Finish {
         use ebml::*;
         let mut patches = Vec::new();
@@ -438,6 +461,31 @@ impl MkvWriter {
         patches.push(Patch {
             offset: self.segment_start,
             bytes: head,
+        });
+
+        // Real sizes over the unknown-size markers: each Cluster ends where the next begins, the last where
+        // the Cues begin; the Segment ends with the Cues.
+        let marker = UNKNOWN_SIZE.len() as u64;
+        let cluster_id_len = 4;
+        for (k, &at) in self.clusters.iter().enumerate() {
+            let end = self.clusters.get(k + 1).copied().unwrap_or(self.written);
+            let size = end.saturating_sub(at + cluster_id_len + marker);
+            let mut b = Vec::with_capacity(8);
+            write_size_width(&mut b, size, 8);
+            patches.push(Patch {
+                offset: at + cluster_id_len,
+                bytes: b,
+            });
+        }
+        let mut b = Vec::with_capacity(8);
+        write_size_width(
+            &mut b,
+            self.written + tail.len() as u64 - self.segment_start,
+            8,
+        );
+        patches.push(Patch {
+            offset: self.segment_start - marker,
+            bytes: b,
         });
         Finish { tail, patches }
     }
@@ -575,25 +623,47 @@ mod tests {
         /// Segment position of each top-level element, by ID.
         top: Vec<(u32, u64)>,
         segment_start: usize,
+        /// Whether the Segment and the Clusters had their sizes (all of them, or none).
+        sized: Option<bool>,
     }
 
+    /// Parses a file of this muxer. A Segment or Cluster of known size must end exactly where the file or
+    /// the next Cluster (or the Cues) begins.
     fn parse(file: &[u8]) -> Parsed {
         let mut p = Parsed::default();
         let mut pos = 0;
+        // Where the open Cluster of known size must end.
+        let mut cluster_end: Option<usize> = None;
+        let sized = |p: &mut Parsed, known: bool| {
+            assert_eq!(
+                *p.sized.get_or_insert(known),
+                known,
+                "sizes all known or all unknown"
+            );
+        };
         while pos < file.len() {
             let at = pos;
+            if matches!(read_id(&file[pos..]).0, id::CLUSTER | id::CUES) {
+                if let Some(end) = cluster_end.take() {
+                    assert_eq!(end, at, "a cluster's size reaches the next one");
+                }
+            }
             let (id, il) = read_id(&file[pos..]);
             let (size, sl) = read_vint(&file[pos + il..]);
             pos += il + sl;
             let seg_pos = at.wrapping_sub(p.segment_start) as u64;
             match id {
                 id::SEGMENT => {
-                    assert_eq!(size, u64::MAX, "segment of unknown size");
+                    sized(&mut p, size != u64::MAX);
+                    if size != u64::MAX {
+                        assert_eq!(pos + size as usize, file.len(), "the segment's size");
+                    }
                     p.segment_start = pos;
                     continue;
                 }
                 id::CLUSTER => {
-                    assert_eq!(size, u64::MAX, "cluster of unknown size");
+                    sized(&mut p, size != u64::MAX);
+                    cluster_end = (size != u64::MAX).then(|| pos + size as usize);
                     p.top.push((id, seg_pos));
                     p.clusters.push((seg_pos, u64::MAX));
                     continue;
@@ -618,7 +688,31 @@ mod tests {
             pos += size as usize;
         }
         assert_eq!(pos, file.len(), "elements end with the file");
+        if let Some(end) = cluster_end {
+            assert_eq!(end, file.len(), "the last cluster's size");
+        }
         p
+    }
+
+    /// `file` with `fin` applied: the tail appended, the patches written in place. Checks that the Void
+    /// patches fill their Voids exactly and the size patches replace unknown-size markers.
+    fn apply(file: &mut Vec<u8>, fin: &Finish) {
+        file.extend_from_slice(&fin.tail);
+        for p in &fin.patches {
+            let at = p.offset as usize;
+            if file[at] == 0xEC {
+                let (size, len) = read_vint(&file[at + 1..]);
+                assert_eq!(1 + len + size as usize, p.bytes.len());
+            } else {
+                assert_eq!(
+                    file[at..at + 8],
+                    UNKNOWN_SIZE,
+                    "a size over the unknown marker"
+                );
+                assert_eq!(p.bytes.len(), 8);
+            }
+            file[at..at + p.bytes.len()].copy_from_slice(&p.bytes);
+        }
     }
 
     const START: u64 = 1_700_000_000_000_000;
@@ -749,17 +843,15 @@ mod tests {
             .collect();
         let mut file = write_all(&mut w, &frames);
         let unfinished = parse(&file);
+        assert_eq!(unfinished.sized, Some(false));
         let fin = w.finish();
-        file.extend_from_slice(&fin.tail);
-        for p in &fin.patches {
-            let at = p.offset as usize;
-            // Patches only overwrite Voids, with exactly their length.
-            assert_eq!(file[at], 0xEC);
-            let (size, len) = read_vint(&file[at + 1..]);
-            assert_eq!(1 + len + size as usize, p.bytes.len());
-            file[at..at + p.bytes.len()].copy_from_slice(&p.bytes);
-        }
+        // Duration, SeekHead, one size per cluster, the Segment's size last.
+        assert_eq!(fin.patches.len(), 2 + unfinished.clusters.len() + 1);
+        let segment_size_at = unfinished.segment_start as u64 - 8;
+        assert_eq!(fin.patches.last().unwrap().offset, segment_size_at);
+        apply(&mut file, &fin);
         let p = parse(&file);
+        assert_eq!(p.sized, Some(true));
         assert_eq!(p.blocks, unfinished.blocks);
         let seg = p.segment_start;
         // The SeekHead comes first and points at Info, Tracks and Cues.
@@ -839,9 +931,15 @@ mod tests {
                 prop_assert_eq!(&b.2, &f.0);
             }
             prop_assert!(p.clusters.windows(2).all(|c| c[1].1 >= c[0].1 + CLUSTER_SPAN_MS));
+            let mut file = write_all(&mut MkvWriter::new(TrackInfo { width: 640, height: 480, title: String::new(), start_unix_micros: start }), &frames);
             let fin = w.finish();
-            prop_assert_eq!(fin.patches.len(), 2);
+            prop_assert_eq!(fin.patches.len(), 2 + p.clusters.len() + 1);
             prop_assert_eq!(fin.patches[1].bytes.len(), SEEK_RESERVE);
+            // Finished, every size is known and exact, and the blocks are the same.
+            apply(&mut file, &fin);
+            let done = parse(&file);
+            prop_assert_eq!(done.sized, Some(true));
+            prop_assert_eq!(done.blocks, p.blocks);
         }
     }
 }

@@ -233,3 +233,56 @@ fn frames_come_back_out_byte_for_byte_and_seeking_finds_them() {
         );
     }
 }
+
+/// The reader (`mkv_read`) on files other tools wrote: ffmpeg's remux (CRC-32 elements, its own Cues and
+/// SeekHead) and mkvmerge's. Every frame comes back byte for byte at its time, and seeking finds it.
+#[test]
+fn the_reader_reads_what_ffmpeg_and_mkvmerge_write() {
+    use mjpegd_core::mkv_read::{open, ReadAt};
+    let dir = TempDir::new("mkv-read-others");
+    let jpegs = jpegs();
+    let ours = dir.0.join("ours.mkv");
+    std::fs::write(&ours, mkv(&jpegs, true)).unwrap();
+    let by_ffmpeg = dir.0.join("ffmpeg.mkv");
+    run(Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-i"])
+        .arg(&ours)
+        .args(["-c", "copy"])
+        .arg(&by_ffmpeg));
+    let by_mkvmerge = dir.0.join("mkvmerge.mkv");
+    let merged = Command::new("mkvmerge")
+        .arg("-o")
+        .arg(&by_mkvmerge)
+        .arg(&ours)
+        .output()
+        .expect("mkvmerge runs (mkvtoolnix, from scripts/setup.sh)");
+    assert!(merged.status.code().is_some_and(|c| c <= 1), "{merged:?}");
+    for file in [&ours, &by_ffmpeg, &by_mkvmerge] {
+        let bytes = std::fs::read(file).unwrap();
+        let src: &[u8] = &bytes;
+        let seg = open(src).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!((seg.info.width, seg.info.height), (320, 240));
+        let mut frames = seg.frames(seg.first_cluster);
+        let mut got = Vec::new();
+        while let Some(f) = frames.next(src).unwrap() {
+            got.push(f);
+        }
+        assert_eq!(got.len(), jpegs.len(), "{}", file.display());
+        for (f, j) in got.iter().zip(&jpegs) {
+            assert_eq!(&bytes[f.data.start as usize..f.data.end as usize], &j[..]);
+        }
+        // Frame k captured k * 33,333 µs after the first, kept in whole milliseconds.
+        for (k, f) in got.iter().enumerate() {
+            assert_eq!(
+                f.media_us,
+                k as u64 * 33_333 / 1000 * 1000,
+                "{}",
+                file.display()
+            );
+        }
+        // At 1 s the frame showing is frame 30, captured at 999 ms.
+        let (at, _) = seg.frame_at(src, 1000).unwrap().unwrap();
+        assert_eq!(at.media_us, 999_000, "{}", file.display());
+        assert!(src.file_len() > 0);
+    }
+}

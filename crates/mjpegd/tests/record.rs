@@ -171,6 +171,91 @@ fn after_kill_9_the_segment_being_written_plays_to_within_a_second() {
     assert!(decode.status.success());
 }
 
+/// Runs a mkvtoolnix tool; its exit status and what it printed.
+fn mkvtoolnix(tool: &str, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} runs (mkvtoolnix, from scripts/setup.sh): {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn finished_segments_satisfy_mkvextract_and_mkvpropedit_and_keep_every_frame() {
+    let dir = TempDir::new("record-mkvtoolnix");
+    let mut server = recording(&dir.0, &["--record-segment", "1s"]);
+    eventually(Duration::from_secs(15), "3 finished segments", || {
+        (segments(&dir.0).len() >= 4).then_some(())
+    });
+    // The frames the recorder says it wrote into each finished segment.
+    let listed: serde_json::Value =
+        serde_json::from_slice(&server.get("/recordings").body).unwrap();
+    assert!(server.stop().success());
+    let listed = listed["result"]["recordings"].as_array().unwrap().clone();
+    let files = segments(&dir.0);
+    let out = dir.0.join("timestamps.txt");
+    for file in &files {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let frames = listed
+            .iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["frames"].as_u64());
+        let (ok, said) = mkvtoolnix(
+            "mkvextract",
+            &[
+                file.as_os_str(),
+                "timestamps_v2".as_ref(),
+                format!("0:{}", out.display()).as_ref(),
+            ],
+        );
+        assert!(ok, "mkvextract refuses {name}: {said}");
+        // A header line, one timestamp per frame, and the end of the last frame (here the same time: the
+        // blocks carry no duration).
+        let stamps = std::fs::read_to_string(&out).unwrap();
+        let times: Vec<u64> = stamps.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{name}: {stamps}");
+        assert_eq!(times.first(), Some(&0), "{name}: {stamps}");
+        let count = times.len() as u64 - 1;
+        if let Some(frames) = frames {
+            assert_eq!(count, frames, "{name}: {stamps}");
+        }
+        let probe = ffprobe(file, "stream=nb_read_frames");
+        assert_eq!(probe.trim(), format!("nb_read_frames={count}"), "{name}");
+        let (ok, said) = mkvtoolnix(
+            "mkvpropedit",
+            &[
+                file.as_os_str(),
+                "--edit".as_ref(),
+                "info".as_ref(),
+                "--set".as_ref(),
+                "title=x".as_ref(),
+            ],
+        );
+        assert!(ok, "mkvpropedit refuses {name}: {said}");
+        // Edited, it still holds every frame, and the title it was given.
+        let probe = ffprobe(file, "stream=nb_read_frames:format_tags=title");
+        assert!(
+            probe.contains(&format!("nb_read_frames={count}")),
+            "{name}: {probe}"
+        );
+        assert!(probe.contains("title=x"), "{name}: {probe}");
+    }
+    // Segments closed while the server ran, and the one closed at its stop, have their counts listed.
+    assert!(
+        files
+            .iter()
+            .filter(|f| listed
+                .iter()
+                .any(|r| r["name"] == f.file_name().unwrap().to_str().unwrap()
+                    && r["frames"].is_u64()))
+            .count()
+            >= 3,
+        "{listed:?}"
+    );
+}
+
 /// A tmpfs of `size` mounted on `dir`, unmounted on drop (the test runs as root, like CI).
 struct Tmpfs(PathBuf);
 

@@ -2,7 +2,8 @@
 //! snapshots, `?after=` and `?max_delay=` on snapshots. Read from the query into typed values here, each
 //! bad value with the one-line reason its 400 gives; what the values mean against the source (its size,
 //! its frames) is decided where they are used. An empty value (`?width=`) counts as not given, as for
-//! `?fps=`.
+//! `?fps=`. A replay's query (`?start=`, `?speed=`, `?fps=` and a size) and a snapshot's `?at=` (an RFC 3339
+//! time or one relative to now, `-2s`) are read here too.
 
 use super::request::Request;
 use mjpegd_core::variant::SizeRequest;
@@ -89,6 +90,68 @@ pub fn snapshot_query(request: &Request) -> Result<SnapshotQuery, String> {
     Ok(SnapshotQuery {
         after,
         max_delay,
+        size: size_request(request)?,
+    })
+}
+
+/// The longest `?start=` of a replay: a week of seconds (segments are shorter).
+pub const MAX_START_S: f64 = 7.0 * 86_400.0;
+
+/// A replay's query: `/recordings/FILE/stream?start=&speed=&fps=&width=&height=&quality=`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReplayQuery {
+    /// Where in the segment to start, from its first frame.
+    pub start: Duration,
+    /// The pace, 0.5 to 16 times the recorded one.
+    pub speed: f64,
+    /// At most this many frames a second.
+    pub fps: Option<f64>,
+    pub size: SizeRequest,
+}
+
+/// Reads a replay's query.
+pub fn replay_query(request: &Request) -> Result<ReplayQuery, String> {
+    use mjpegd_core::replay::{MAX_SPEED, MIN_SPEED};
+    let number = |name: &str| -> Result<Option<f64>, String> {
+        match given(request, name) {
+            None => Ok(None),
+            Some(v) => match v.parse::<f64>() {
+                Ok(n) if n.is_finite() => Ok(Some(n)),
+                _ => Err(format!("{name} must be a number, not {:?}", shown(v))),
+            },
+        }
+    };
+    let start = match number("start")? {
+        None => Duration::ZERO,
+        Some(s) if (0.0..=MAX_START_S).contains(&s) => Duration::from_secs_f64(s),
+        Some(s) => {
+            return Err(format!(
+                "start must be seconds from the segment's beginning, 0 to {MAX_START_S}, not {s}"
+            ))
+        }
+    };
+    let speed = match number("speed")? {
+        None => 1.0,
+        Some(s) if (MIN_SPEED..=MAX_SPEED).contains(&s) => s,
+        Some(s) => {
+            return Err(format!(
+                "speed must be from {MIN_SPEED} to {MAX_SPEED} (times the recorded pace), not {s}"
+            ))
+        }
+    };
+    let fps = match number("fps")? {
+        None => None,
+        Some(f) if f > 0.0 && f <= 1000.0 => Some(f),
+        Some(f) => {
+            return Err(format!(
+                "fps must be a number above 0 and up to 1000, not {f}"
+            ))
+        }
+    };
+    Ok(ReplayQuery {
+        start,
+        speed,
+        fps,
         size: size_request(request)?,
     })
 }
@@ -244,6 +307,32 @@ mod tests {
             snapshot_query(&request("")).unwrap(),
             SnapshotQuery::default()
         );
+    }
+
+    #[test]
+    fn a_replay_query_reads_start_speed_fps_and_size_and_refuses_out_of_range() {
+        let q = replay_query(&request("start=12.5&speed=2&fps=5&width=320")).unwrap();
+        assert_eq!(q.start, Duration::from_millis(12_500));
+        assert_eq!(q.speed, 2.0);
+        assert_eq!(q.fps, Some(5.0));
+        assert_eq!(q.size.width, Some(320));
+        let d = replay_query(&request("")).unwrap();
+        assert_eq!((d.start, d.speed, d.fps), (Duration::ZERO, 1.0, None));
+        for (q, what) in [
+            ("speed=0.4", "speed must be from 0.5 to 16"),
+            ("speed=17", "speed must be from 0.5 to 16"),
+            ("speed=fast", "speed must be a number"),
+            ("speed=NaN", "speed must be a number"),
+            ("start=-1", "start must be"),
+            ("start=1e300", "start must be"),
+            ("fps=0", "fps must be"),
+            ("width=x", "width must be"),
+        ] {
+            let e = replay_query(&request(q)).unwrap_err();
+            assert!(e.contains(what) && !e.contains('\n'), "{q}: {e}");
+        }
+        assert!(replay_query(&request("speed=0.5")).is_ok());
+        assert!(replay_query(&request("speed=16")).is_ok());
     }
 
     #[test]

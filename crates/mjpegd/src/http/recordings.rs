@@ -11,6 +11,10 @@
 //! folder's device) and then served. The segment being written can be fetched too; it is served up to its
 //! length when the request came. Bodies are copied in 64 KiB chunks, each with the write timeout, so a
 //! download takes as long as it needs while a client that stops reading is let go.
+//!
+//! Replay (`/recordings/FILE/stream`, [`crate::http::handlers::replay`]) opens files the same way, and
+//! reads them with the core's reader ([`mjpegd_core::mkv_read`]) through [`Disk`]. [`frame_at`] finds,
+//! within one camera's recordings, the frame showing at a given time, for `snapshot?at=`.
 
 use super::app::App;
 use super::response::reason;
@@ -19,6 +23,7 @@ use crate::events::event_of;
 use crate::net::Transport;
 use crate::record::{list_matching, list_segments, segment_start};
 use crate::timelapse::lapse_start;
+use mjpegd_core::mkv_read::{self, ReadAt};
 use serde_json::json;
 use std::fs::File;
 use std::io;
@@ -138,18 +143,23 @@ fn list_timelapses(camera: &Camera, out: &mut Vec<serde_json::Value>) {
 /// Opens the file `name` of a camera, if it is one of its recording segments, event clips or timelapse
 /// segments, in the folder of that kind (blocking file work).
 pub fn open(cameras: &[Arc<Camera>], name: &str) -> Option<File> {
+    open_of(cameras, name).map(|(file, _)| file)
+}
+
+/// Like [`open`], with the camera whose segment it is.
+pub fn open_of(cameras: &[Arc<Camera>], name: &str) -> Option<(File, Arc<Camera>)> {
     if name.contains('/') {
         return None;
     }
     let other = cameras.iter().find_map(|camera| {
         let s = camera.settings();
         if let Some(e) = s.events.filter(|_| event_of(name, camera.name()).is_some()) {
-            return open_in(&e.dir, name).ok();
+            return open_in(&e.dir, name).ok().map(|f| (f, camera.clone()));
         }
         let t = s
             .timelapse
             .filter(|_| lapse_start(name, camera.name()).is_some())?;
-        open_in(&t.dir, name).ok()
+        open_in(&t.dir, name).ok().map(|f| (f, camera.clone()))
     });
     if other.is_some() {
         return other;
@@ -157,8 +167,111 @@ pub fn open(cameras: &[Arc<Camera>], name: &str) -> Option<File> {
     cameras.iter().find_map(|camera| {
         let record = camera.settings().record?;
         segment_start(name, camera.name())?;
-        open_in(&record.dir, name).ok()
+        open_in(&record.dir, name).ok().map(|f| (f, camera.clone()))
     })
+}
+
+/// A recording file as the core's reader reads it: positional reads, its length as it is now (a segment
+/// being written grows).
+pub struct Disk(pub File);
+
+impl ReadAt for Disk {
+    fn file_len(&self) -> u64 {
+        self.0.metadata().map_or(0, |m| m.len())
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(&self.0, buf, offset)
+    }
+}
+
+impl Disk {
+    /// The bytes at `range` (a frame's, bounded by the reader's [`mjpegd_core::mkv_read::MAX_BLOCK`]).
+    pub fn bytes(&self, range: std::ops::Range<u64>) -> io::Result<Vec<u8>> {
+        let len = usize::try_from(range.end.saturating_sub(range.start))
+            .map_err(|_| io::ErrorKind::InvalidData)?;
+        let mut buf = vec![0u8; len];
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, &mut buf, range.start)?;
+        Ok(buf)
+    }
+}
+
+/// A frame found in the recordings for a time.
+#[derive(Debug)]
+pub struct FoundFrame {
+    pub jpeg: Vec<u8>,
+    /// Its capture time, µs since the epoch.
+    pub capture_us: u64,
+    /// The segment it is in.
+    pub file: String,
+}
+
+/// How far past a segment's last write a time still counts as covered by it (the recorder writes each
+/// frame as it comes, so the last write is the last frame's).
+const COVER_SLACK: Duration = Duration::from_secs(1);
+
+/// Segments looked into at most for one time (the newest that start at or before it, newest first): a
+/// segment without a frame yet, or one cut before its first frame, passes the search to the one before.
+const MAX_TRIED: usize = 3;
+
+/// The frame of `camera`'s recordings in `dir` showing at `at`: the one captured closest to `at` at or
+/// before it, in the segment that covers `at` (one that starts at or before it and was last written at
+/// or after it). `Err` says why none (blocking file work).
+pub fn frame_at(camera: &str, dir: &Path, at: std::time::SystemTime) -> Result<FoundFrame, String> {
+    let at_us = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| "the time is before 1970".to_string())?
+        .as_micros()
+        .min(u64::MAX.into()) as u64;
+    let segments = list_segments(dir, camera)
+        .map_err(|e| format!("the recordings of camera {camera} cannot be listed: {e}"))?;
+    let candidates = segments
+        .iter()
+        .rev()
+        .filter(|(name, _, _)| segment_start(name, camera).is_some_and(|s| s <= at))
+        .take(MAX_TRIED);
+    let mut nothing = format!(
+        "no recording of camera {camera} covers {}",
+        humantime::format_rfc3339_millis(at)
+    );
+    for (name, _, modified) in candidates {
+        if at > *modified + COVER_SLACK {
+            // The newest segment that started before `at` ended before it: a gap in the recordings.
+            return Err(format!(
+                "{nothing}: the recordings before it end at {}",
+                humantime::format_rfc3339_millis(*modified)
+            ));
+        }
+        let Ok(file) = open_in(dir, name) else {
+            continue;
+        };
+        let disk = Disk(file);
+        let segment = match mkv_read::open(&disk) {
+            Ok(s) => s,
+            Err(e) => {
+                nothing = format!("{nothing} ({name}: {e})");
+                continue;
+            }
+        };
+        let since = at_us.saturating_sub(segment.info.start_unix_micros);
+        let found = segment
+            .frame_at(&disk, segment.us_to_ticks(since))
+            .map_err(|e| format!("{name}: {e}"))?;
+        let Some((frame, _)) = found else {
+            continue;
+        };
+        if frame.capture_unix_micros > at_us {
+            continue;
+        }
+        let jpeg = disk
+            .bytes(frame.data.clone())
+            .map_err(|e| format!("{name}: {e}"))?;
+        return Ok(FoundFrame {
+            jpeg,
+            capture_us: frame.capture_unix_micros,
+            file: name.clone(),
+        });
+    }
+    Err(nothing)
 }
 
 /// Opens `name` in the folder `dir` without following a link, and checks what was opened: a regular file

@@ -68,6 +68,8 @@ pub enum Route {
     Recordings,
     /// `/recordings/FILE`: one segment file (a plain file name, checked here: no path reaches outside).
     RecordingFile(String),
+    /// `/recordings/FILE/stream`: a segment replayed as an MJPEG stream (the name checked as above).
+    RecordingStream(String),
     /// A camera that does not exist (by name or number).
     NoSuchCamera(String),
     /// The cameras API (`/api/cameras`, `/api/cameras/NAME`).
@@ -137,6 +139,12 @@ pub fn route(path: &str, action: Option<&str>, plugin: Option<&str>, cameras: &[
         return super::handlers::api::target(path).map_or(Route::NotFound, Route::Api);
     }
     if let Some(file) = path.strip_prefix("/recordings/") {
+        if let Some(file) = file.strip_suffix("/stream") {
+            return match recording_name(file) {
+                Some(name) => Route::RecordingStream(name.to_string()),
+                None => Route::NotFound,
+            };
+        }
         return match recording_name(file) {
             Some(name) => Route::RecordingFile(name.to_string()),
             None => Route::NotFound,
@@ -451,6 +459,19 @@ mod tests {
             r("/recordings/front-20261124T170312.345Z.mkv", None),
             Route::RecordingFile("front-20261124T170312.345Z.mkv".into())
         );
+        assert_eq!(
+            r("/recordings/front-20261124T170312.345Z.mkv/stream", None),
+            Route::RecordingStream("front-20261124T170312.345Z.mkv".into())
+        );
+        for bad in [
+            "/recordings/../x.mkv/stream",
+            "/recordings/a/b.mkv/stream",
+            "/recordings/stream",
+            "/recordings//stream",
+            "/recordings/x.mkv/stream/more",
+        ] {
+            assert_eq!(r(bad, None), Route::NotFound, "{bad}");
+        }
         for bad in [
             "/recordings/../etc/passwd",
             "/recordings/..mkv",

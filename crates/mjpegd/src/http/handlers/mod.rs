@@ -19,6 +19,7 @@ pub mod mjpg_streamer;
 pub mod page;
 pub mod push;
 pub mod recordings;
+pub mod replay;
 pub mod snapshot;
 pub mod state;
 pub mod stream;
@@ -97,6 +98,8 @@ pub enum Answer {
 pub enum TakeOver {
     Stream(Arc<Camera>),
     Download(String),
+    /// `/recordings/FILE/stream`: a segment replayed.
+    Replay(String),
     /// `/cams/NAME/push`, whatever the method (the handler answers those it does not take).
     Push(Arc<Camera>),
 }
@@ -142,6 +145,7 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
             Resource::Events => Answer::Events(camera(index)),
         },
         Route::RecordingFile(name) => return Handler::TakeOver(TakeOver::Download(name)),
+        Route::RecordingStream(name) => return Handler::TakeOver(TakeOver::Replay(name)),
         Route::State => Answer::State(None),
         Route::Metrics => Answer::Metrics,
         Route::Page => Answer::Page(None),
@@ -260,6 +264,7 @@ pub async fn take_over<T: Transport>(
     match take_over {
         TakeOver::Stream(camera) => stream::serve(ctx, &camera, io).await,
         TakeOver::Download(name) => download::serve(ctx, &name, io).await,
+        TakeOver::Replay(name) => replay::serve(ctx, &name, io).await,
         TakeOver::Push(camera) => push::serve(ctx, &camera, io, buf).await,
     }
 }

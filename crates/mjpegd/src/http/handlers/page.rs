@@ -1,4 +1,4 @@
-//! The pages: a camera's (its stream and state), and at `/` with several cameras the wall of all of
+//! The pages: a camera's (its stream, state and recordings), and at `/` with several cameras the wall of all of
 //! them, fed by snapshot long polls.
 
 use super::Ctx;
@@ -12,6 +12,8 @@ const INDEX_HTML: &str = include_str!("../index.html");
 const WALL_HTML: &str = include_str!("../wall.html");
 /// Camera management for admins, in both pages where they say `{{ADMIN}}` (shows nothing to viewers).
 const ADMIN_HTML: &str = include_str!("../admin.html");
+/// A camera's recordings: timeline, replay player, downloads, in its page where it says `{{RECORDINGS}}`.
+const RECORDINGS_HTML: &str = include_str!("../recordings.html");
 /// A camera's picture settings for admins, in its page where it says `{{PANEL}}` (nothing for viewers).
 const PANEL_HTML: &str = include_str!("../panel.html");
 
@@ -24,7 +26,8 @@ pub fn get(ctx: &Ctx<'_>, camera: Option<&Camera>) -> Response {
     };
     Response::html(
         page.replace("{{ADMIN}}", ADMIN_HTML)
-            .replace("{{PANEL}}", &panel()),
+            .replace("{{PANEL}}", &panel())
+            .replace("{{RECORDINGS}}", RECORDINGS_HTML),
     )
 }
 

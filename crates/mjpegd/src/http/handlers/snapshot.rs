@@ -19,7 +19,7 @@ use std::time::SystemTime;
 pub async fn get(ctx: &Ctx<'_>, camera: &Camera) -> Response {
     let (app, request, arrived) = (ctx.app, ctx.request, ctx.arrived);
     if let Some(at) = request.param("at") {
-        return at_time(ctx, camera, at);
+        return at_time(ctx, camera, at).await;
     }
     let asked = snapshot_query(request).and_then(|q| {
         Ok(Ask {
@@ -62,19 +62,23 @@ pub async fn get(ctx: &Ctx<'_>, camera: &Camera) -> Response {
 /// Where a frame of `?at=` came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FrameSource {
+    /// The camera's pre-roll, or its newest frame.
     Memory,
+    /// A segment of its continuous recording.
+    Recording,
 }
 
 impl FrameSource {
     fn as_str(self) -> &'static str {
         match self {
             FrameSource::Memory => "memory",
+            FrameSource::Recording => "recording",
         }
     }
 }
 
 /// `?at=TIME`: the frame captured closest to TIME at or before it.
-fn at_time(ctx: &Ctx<'_>, camera: &Camera, at: &str) -> Response {
+async fn at_time(ctx: &Ctx<'_>, camera: &Camera, at: &str) -> Response {
     let request = ctx.request;
     let bad = |why: String| {
         ctx.app
@@ -101,32 +105,60 @@ fn at_time(ctx: &Ctx<'_>, camera: &Camera, at: &str) -> Response {
         .unwrap_or_default()
         .as_micros() as u64;
     // 1. Memory: the pre-roll, or the newest frame.
-    let found = camera
-        .hub
-        .frame_at(t_us, now)
-        .map(|f| (f, FrameSource::Memory));
-    // 2. The recordings (the disk path) go here.
-    let Some((frame, source)) = found else {
-        return Response::text(
-            404,
-            format!(
-                "no frame at or before {} in memory or recordings\n",
-                humantime::format_rfc3339_millis(t)
-            ),
-        )
-        .keep();
+    if let Some(frame) = camera.hub.frame_at(t_us, now) {
+        let headers = format!(
+            "{NO_CACHE}Content-Disposition: inline; filename=snapshot.jpg\r\nX-Timestamp: {}\r\nX-Frame-Sequence: {}\r\nX-Frame-Source: {}\r\n",
+            format_timestamp(frame.timestamp_us),
+            frame.seq,
+            FrameSource::Memory.as_str()
+        );
+        return image(headers, frame.jpeg.clone());
+    }
+    // 2. The recordings.
+    let why = match from_recordings(camera, t).await {
+        Ok(found) => {
+            let headers = format!(
+                "{NO_CACHE}Content-Disposition: inline; filename=snapshot.jpg\r\nX-Timestamp: {}\r\nX-Frame-Source: {}\r\nX-Recording: {}\r\n",
+                format_timestamp(found.capture_us),
+                FrameSource::Recording.as_str(),
+                found.file
+            );
+            return image(headers, found.jpeg.into());
+        }
+        Err(why) => why,
     };
-    let headers = format!(
-        "{NO_CACHE}Content-Disposition: inline; filename=snapshot.jpg\r\nX-Timestamp: {}\r\nX-Frame-Sequence: {}\r\nX-Frame-Source: {}\r\n",
-        format_timestamp(frame.timestamp_us),
-        frame.seq,
-        source.as_str()
-    );
+    Response::text(
+        404,
+        format!(
+            "no frame at or before {} in memory or recordings: {why}\n",
+            humantime::format_rfc3339_millis(t)
+        ),
+    )
+    .keep()
+}
+
+/// The frame at or before `at` in `camera`'s continuous recording, looked for off the runtime; the reason
+/// when there is none.
+async fn from_recordings(
+    camera: &Camera,
+    at: SystemTime,
+) -> Result<crate::http::recordings::FoundFrame, String> {
+    let Some(record) = camera.settings().record else {
+        return Err(format!("camera {} does not record", camera.name()));
+    };
+    let name = camera.name().to_string();
+    tokio::task::spawn_blocking(move || crate::http::recordings::frame_at(&name, &record.dir, at))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+}
+
+/// A JPEG answer with `headers`.
+fn image(headers: String, body: bytes::Bytes) -> Response {
     Response {
         status: 200,
         content_type: "image/jpeg",
         headers,
-        body: frame.jpeg.clone(),
+        body,
         close: false,
         server: crate::http::response::SERVER_MJPEGD,
     }

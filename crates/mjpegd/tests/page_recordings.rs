@@ -1,0 +1,59 @@
+//! A camera's recordings on its page, in headless Chromium driven by playwright
+//! (tests/page_recordings.py): the timeline lists the segments, a click on it plays the replay from that
+//! time and the picture shown is the frame of that time, the scrub bar seeks, each item downloads.
+//! Needs Debian's `chromium` and Python's `playwright` (both installed by scripts/setup.sh).
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The pattern's frame counter burned into a JPEG.
+fn counter(jpeg: &[u8]) -> u64 {
+    let grey = turbojpeg::decompress(jpeg, turbojpeg::PixelFormat::GRAY).unwrap();
+    mjpegd::source::pattern::read_barcode(&grey.pixels, grey.width, grey.height)
+}
+
+#[test]
+fn the_timeline_and_the_scrub_bar_show_the_frame_of_the_time_asked_for() {
+    let dir = TempDir::new("page-recordings");
+    let server = Server::start(&[
+        "--fps",
+        "10",
+        "--record",
+        dir.0.to_str().unwrap(),
+        "--record-segment",
+        "6s",
+    ]);
+    let name = eventually(Duration::from_secs(20), "a finished segment", || {
+        let v: serde_json::Value = serde_json::from_slice(&server.get("/recordings").body).ok()?;
+        let list = v["result"]["recordings"].as_array()?.clone();
+        (list.len() == 2).then(|| list[0]["name"].as_str().unwrap().to_string())
+    });
+    // The first frame's counter, from the replay itself.
+    let mut s = server.stream(&format!("/recordings/{name}/stream"));
+    let first = counter(&s.next_part().unwrap().body);
+    drop(s);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/page_recordings.py");
+    let started = Instant::now();
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("python3")
+        .arg(&script)
+        .arg(format!("http://{}/cams/default/", server.addr))
+        .arg(&name)
+        .arg(first.to_string())
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "page_recordings.py ({:.1} s):\n{stdout}{stderr}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        out.status.success() && stdout.contains("PAGE OK"),
+        "page_recordings.py failed"
+    );
+}
