@@ -111,10 +111,18 @@ pub fn state_json(app: &App, show_clients: bool, page: Page) -> serde_json::Valu
         Some(first) => camera_state(app, first, show_clients, page),
         None => json!({"ok": true, "result": {}}),
     };
+    let now = SystemTime::now();
     let cameras: Vec<serde_json::Value> = all
         .iter()
         .enumerate()
-        .map(|(n, camera)| camera_summary(n, camera))
+        .map(|(n, camera)| {
+            let mut summary = camera_summary(n, camera);
+            // (a pushed camera's pusher, as in its own state)
+            if let Some(pusher) = pusher_json(camera, &camera.settings(), now, show_clients) {
+                summary["pusher"] = pusher;
+            }
+            summary
+        })
         .collect();
     doc["result"]["cameras"] = json!(cameras);
     let reload = app.reload.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -220,7 +228,7 @@ fn pusher_json(
     }
     Some(camera.inlet.pusher().map_or(serde_json::Value::Null, |p| {
         let mut v = json!({
-            "protocol": p.protocol,
+            "protocol": p.protocol.map(|p| p.as_str()),
             "since": humantime::format_rfc3339_seconds(p.since).to_string(),
             "frames": p.frames,
             "fps": p.fps(now),
@@ -230,6 +238,26 @@ fn pusher_json(
         }
         v
     }))
+}
+
+/// A pushed camera's counters of what its pushers sent that did not become frames, by cause, and of
+/// takeovers (null for cameras that are not pushed).
+fn push_json(camera: &Camera, settings: &crate::config::CameraSettings) -> serde_json::Value {
+    if !matches!(settings.source, crate::source::spec::SourceSpec::Push(_)) {
+        return serde_json::Value::Null;
+    }
+    let lost: serde_json::Map<_, _> = camera
+        .inlet
+        .losses()
+        .iter()
+        .map(|(cause, n)| (cause.as_str().to_string(), json!(n)))
+        .collect();
+    json!({
+        "lost": lost,
+        "takeovers": camera.inlet.takeovers(),
+        "takeover": settings.options.push.takeover,
+        "max_fps": settings.options.push.max_fps,
+    })
 }
 
 /// crowsnest's path of the camera at `index`: `/webcam/`, `/webcam2/`, ...
@@ -333,6 +361,7 @@ pub fn camera_state(
                 "last_error": source.last_error,
                 "last_error_at": source.last_error_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
                 "pusher": pusher_json(camera, &settings, now, show_clients),
+                "push": push_json(camera, &settings),
             },
             "stream": {
                 "queued_fps": captured_fps,

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod mjpg_streamer;
 pub mod page;
 pub mod push;
+pub mod push_ws;
 pub mod recordings;
 pub mod snapshot;
 pub mod state;
