@@ -129,7 +129,27 @@ fn an_esp32_like_websocket_pusher_reaches_viewers_byte_for_byte_and_gets_pongs()
     let server = start(&dir.0, "");
     let mut viewer = server.stream("/cams/door/stream?delivery=all");
     viewer.set_timeout(Duration::from_secs(10));
-    let mut ws = ws_pusher(&server);
+    // The handshake arduinoWebSockets' `webSocket.begin(host, port, path)` sends: it offers the
+    // subprotocol `arduino` and an `Origin: file://`.
+    let tcp = TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = tungstenite::http::Request::builder()
+        .uri(format!("ws://{}/cams/door/push?key={KEY}", server.addr))
+        .header("Host", server.addr.to_string())
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tungstenite::handshake::client::generate_key(),
+        )
+        .header("Sec-WebSocket-Protocol", "arduino")
+        .header("Origin", "file://")
+        .header("User-Agent", "arduino-WebSocket-Client")
+        .body(())
+        .unwrap();
+    let (mut ws, response) = tungstenite::client(request, tcp).unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "arduino");
     for frame in &frames {
         // One binary message per frame, as `webSocket.sendBIN(fb->buf, fb->len)`; the next frame after
         // the viewer got this one (so none is dropped for being too fast: every one must arrive whole).

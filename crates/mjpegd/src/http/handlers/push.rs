@@ -124,8 +124,11 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, camera: &Camera, mut io: T, mut 
 }
 
 /// The method, the camera, the key, a WebSocket handshake and the hold: the hold on the camera (with the
-/// WebSocket accept key for an upgrade), or the refusal.
-fn first_checks(ctx: &Ctx<'_>, camera: &Camera) -> Result<(Hold, Option<String>), Response> {
+/// answer to a WebSocket upgrade), or the refusal.
+fn first_checks(
+    ctx: &Ctx<'_>,
+    camera: &Camera,
+) -> Result<(Hold, Option<super::push_ws::Upgrade>), Response> {
     let request = ctx.request;
     let upgrade = super::push_ws::wants_upgrade(request);
     if !upgrade && !matches!(request.method.as_str(), "POST" | "PUT") {

@@ -43,8 +43,23 @@ fn has_token(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-/// Checks an upgrade request (RFC 6455 section 4.2.1) and returns its `Sec-WebSocket-Accept`.
-pub fn handshake(request: &Request) -> Result<String, Response> {
+/// What the 101 answer says: the `Sec-WebSocket-Accept` key, and the subprotocol chosen.
+pub struct Upgrade {
+    accept: String,
+    protocol: Option<String>,
+}
+
+/// The first subprotocol the client offers, if it is a plain token of at most 64 characters. The frames
+/// are the same whatever it is called, but a client that offers one (the ESP32 library offers `arduino`,
+/// a browser whatever the page asks for) may refuse an answer that chooses none.
+fn first_protocol(offered: Option<&str>) -> Option<String> {
+    let first = offered?.split(',').next()?.trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    (!first.is_empty() && first.len() <= 64 && first.bytes().all(token)).then(|| first.to_string())
+}
+
+/// Checks an upgrade request (RFC 6455 section 4.2.1) and says how to answer it.
+pub fn handshake(request: &Request) -> Result<Upgrade, Response> {
     let bad = |why: &str| Response::text(400, format!("bad WebSocket handshake: {why}\n"));
     if request.method != "GET" || request.version != 1 {
         return Err(bad("it must be an HTTP/1.1 GET"));
@@ -65,7 +80,10 @@ pub fn handshake(request: &Request) -> Result<String, Response> {
     if !decoded.is_ok_and(|k| k.len() == 16) {
         return Err(bad("Sec-WebSocket-Key must be 16 bytes in base64"));
     }
-    Ok(tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
+    Ok(Upgrade {
+        accept: tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        protocol: first_protocol(request.header("sec-websocket-protocol")),
+    })
 }
 
 /// How long an idle link goes before mjpegd pings: a third of the read timeout, 1 to 30 seconds.
@@ -88,12 +106,18 @@ pub async fn run<T: Transport>(
     mut io: T,
     buf: BytesMut,
     mut hold: Hold,
-    accept: &str,
+    upgrade: &Upgrade,
 ) -> Result<(), String> {
     let write_timeout = ctx.app.config.write_timeout;
+    let protocol = upgrade
+        .protocol
+        .as_ref()
+        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+        .unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nServer: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
-        crate::http::response::SERVER_MJPEGD
+        "HTTP/1.1 101 Switching Protocols\r\nServer: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{protocol}\r\n",
+        crate::http::response::SERVER_MJPEGD,
+        upgrade.accept
     );
     match tokio::time::timeout(write_timeout, io.write_all(head.as_bytes())).await {
         Ok(Ok(())) => {}
@@ -228,7 +252,23 @@ mod tests {
         let good = "GET /cams/door/push HTTP/1.1\r\nHost: s\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
         let r = request(good);
         assert!(wants_upgrade(&r));
-        assert_eq!(handshake(&r).ok().unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        let upgrade = handshake(&r).ok().unwrap();
+        assert_eq!(upgrade.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(upgrade.protocol, None);
+        let offered = good.replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Protocol: arduino, chat\r\n\r\n",
+        );
+        assert_eq!(
+            handshake(&request(&offered))
+                .ok()
+                .unwrap()
+                .protocol
+                .as_deref(),
+            Some("arduino")
+        );
+        assert_eq!(first_protocol(Some("a b")), None);
+        assert_eq!(first_protocol(Some(&"x".repeat(65))), None);
         let status = |head: String| handshake(&request(&head)).err().unwrap().status;
         assert_eq!(status(good.replace("Version: 13", "Version: 8")), 426);
         assert_eq!(
