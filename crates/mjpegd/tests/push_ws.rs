@@ -645,3 +645,43 @@ fn pushing_over_https_with_a_websocket_and_with_posts() {
     let want: HashSet<Vec<u8>> = frames[1..].iter().cloned().collect();
     until_one_of(&mut viewer, &want, Duration::from_secs(10));
 }
+
+#[test]
+fn push_takeover_set_over_the_api_applies_to_the_camera_being_pushed() {
+    let dir = TempDir::new("push-ws-api");
+    let frames = jpegs(&dir.0, 2);
+    let file = config(&dir.0, "");
+    let server = Server::start(&["--config", file.to_str().unwrap()]);
+    let mut old = ws_pusher(&server);
+    old.send(Message::binary(frames[0].clone())).unwrap();
+    eventually(Duration::from_secs(5), "the pusher in /state", || {
+        (door(&server)["pusher"]["frames"] == 1).then_some(())
+    });
+    assert_eq!(ws_connect(&server, &format!("?key={KEY}")).err().unwrap().0, 409);
+    // An admin (a local client) turns takeover on: saved in the file and applied without a restart
+    // (the pusher holding the camera stays until another comes).
+    let body = r#"{"push-takeover": true, "push-max-fps": 20}"#;
+    let r = common::request(
+        server.addr,
+        &format!(
+            "PATCH /api/cameras/door HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            server.addr,
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let saved: toml::Table = std::fs::read_to_string(&file).unwrap().parse().unwrap();
+    assert_eq!(saved["cameras"]["door"]["push-takeover"].as_bool(), Some(true));
+    eventually(Duration::from_secs(10), "the new policy in /state", || {
+        let s = door(&server);
+        (s["push"]["takeover"] == true && s["push"]["max_fps"] == 20.0).then_some(())
+    });
+    assert_eq!(door(&server)["pusher"]["frames"], 1, "the pusher was kept");
+    let mut new = ws_pusher(&server);
+    assert_eq!(until_closed(&mut old), Some(1008));
+    new.send(Message::binary(frames[1].clone())).unwrap();
+    eventually(Duration::from_secs(5), "the new pusher's frame", || {
+        let r = server.get("/cams/door/snapshot");
+        (r.body == frames[1]).then_some(())
+    });
+}
