@@ -128,9 +128,9 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, camera: &Camera, mut io: T, mut 
 fn first_checks(
     ctx: &Ctx<'_>,
     camera: &Camera,
-) -> Result<(Hold, Option<super::push_ws::Upgrade>), Response> {
+) -> Result<(Hold, Option<crate::http::websocket::Upgrade>), Response> {
     let request = ctx.request;
-    let upgrade = super::push_ws::wants_upgrade(request);
+    let upgrade = crate::http::websocket::wants_upgrade(request);
     if !upgrade && !matches!(request.method.as_str(), "POST" | "PUT") {
         return Err(Response::text(
             405,
@@ -150,7 +150,7 @@ fn first_checks(
     };
     authorized(ctx, request, key)?;
     let accept = match upgrade {
-        true => Some(super::push_ws::handshake(request)?),
+        true => Some(crate::http::websocket::handshake(request)?),
         false => None,
     };
     let policy = settings.options.push;
