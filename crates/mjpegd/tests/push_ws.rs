@@ -657,7 +657,10 @@ fn push_takeover_set_over_the_api_applies_to_the_camera_being_pushed() {
     eventually(Duration::from_secs(5), "the pusher in /state", || {
         (door(&server)["pusher"]["frames"] == 1).then_some(())
     });
-    assert_eq!(ws_connect(&server, &format!("?key={KEY}")).err().unwrap().0, 409);
+    assert_eq!(
+        ws_connect(&server, &format!("?key={KEY}")).err().unwrap().0,
+        409
+    );
     // An admin (a local client) turns takeover on: saved in the file and applied without a restart
     // (the pusher holding the camera stays until another comes).
     let body = r#"{"push-takeover": true, "push-max-fps": 20}"#;
@@ -671,7 +674,10 @@ fn push_takeover_set_over_the_api_applies_to_the_camera_being_pushed() {
     );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let saved: toml::Table = std::fs::read_to_string(&file).unwrap().parse().unwrap();
-    assert_eq!(saved["cameras"]["door"]["push-takeover"].as_bool(), Some(true));
+    assert_eq!(
+        saved["cameras"]["door"]["push-takeover"].as_bool(),
+        Some(true)
+    );
     eventually(Duration::from_secs(10), "the new policy in /state", || {
         let s = door(&server);
         (s["push"]["takeover"] == true && s["push"]["max_fps"] == 20.0).then_some(())
@@ -684,4 +690,72 @@ fn push_takeover_set_over_the_api_applies_to_the_camera_being_pushed() {
         let r = server.get("/cams/door/snapshot");
         (r.body == frames[1]).then_some(())
     });
+}
+
+/// Opens `/cams/NAME/ws` + `query` as a dashboard's `new WebSocket(url)` would.
+fn ws_viewer(server: &Server, path: &str) -> Ws {
+    let tcp = TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (ws, response) = tungstenite::client(format!("ws://{}{path}", server.addr), tcp).unwrap();
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+/// The next binary message (pings are answered by tungstenite).
+fn next_binary(ws: &mut Ws) -> Vec<u8> {
+    loop {
+        match ws.read().expect("the viewer stays connected") {
+            Message::Binary(b) => return b.to_vec(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_websocket_viewer_gets_each_frame_as_one_binary_message() {
+    let dir = TempDir::new("ws-view");
+    let frames = jpegs(&dir.0, 5);
+    let server = start(&dir.0, "");
+    // A plain GET is told what this is.
+    let r = server.get("/cams/door/ws");
+    assert_eq!(r.status, 426);
+    assert_eq!(r.headers["upgrade"], "websocket");
+    // Pusher to viewer, both WebSockets, every frame byte for byte and in order (delivery=all).
+    let mut viewer = ws_viewer(&server, "/cams/door/ws?delivery=all");
+    let mut pusher = ws_pusher(&server);
+    for frame in &frames {
+        pusher.send(Message::binary(frame.clone())).unwrap();
+        loop {
+            let got = next_binary(&mut viewer);
+            if frames.contains(&got) {
+                assert_eq!(&got, frame, "in order");
+                break;
+            }
+            // (else a "no signal" frame from before the pusher came)
+        }
+    }
+    // It is a stream client like the others: listed in /state with its policy.
+    let state: serde_json::Value =
+        serde_json::from_slice(&server.get("/cams/door/state").body).unwrap();
+    let clients = state["result"]["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    assert_eq!(clients[0]["delivery"], "all", "{:?}", clients[0]);
+    assert!(clients[0]["frames_sent"].as_u64().unwrap() >= frames.len() as u64);
+    // Sizes work as for /stream: the pattern camera at 160 wide.
+    let mut small = ws_viewer(&server, "/cams/yard/ws?width=160");
+    let jpeg = next_binary(&mut small);
+    assert_eq!(common::size_of(&jpeg), (160, 120));
+    // A close ends it and frees its slot.
+    viewer.close(None).unwrap();
+    until_closed(&mut viewer);
+    eventually(
+        Duration::from_secs(5),
+        "the viewer gone from /state",
+        || {
+            let s: serde_json::Value =
+                serde_json::from_slice(&server.get("/cams/door/state").body).unwrap();
+            (s["result"]["clients_total"] == 0).then_some(())
+        },
+    );
 }

@@ -46,6 +46,8 @@ pub enum Resource {
     MjpgInput,
     /// A pushed camera's inlet: `/cams/NAME/push`.
     Push,
+    /// The camera's frames over a WebSocket, one binary message each: `/cams/NAME/ws`.
+    Ws,
 }
 
 /// Where a request goes.
@@ -220,6 +222,10 @@ pub fn route(path: &str, action: Option<&str>, plugin: Option<&str>, cameras: &[
                 index,
                 resource: Resource::Push,
             },
+            "ws" => Route::Camera {
+                index,
+                resource: Resource::Ws,
+            },
             "" | "index.html" => match action {
                 Some("command") if !plugin_zero(plugin) => only_plugin_zero(plugin),
                 Some(a) => by_action(a, index, &camera),
@@ -370,6 +376,7 @@ mod tests {
         assert_eq!(r("/cams/printer/stream", None), cam(1, Stream));
         assert_eq!(r("/cams/garage/snapshot", None), cam(2, Snapshot));
         assert_eq!(r("/cams/garage/push", None), cam(2, Push));
+        assert_eq!(r("/cams/garage/ws", None), cam(2, Ws));
         assert!(is_push("/cams/garage/push"));
         assert!(!is_push("/cams//push") && !is_push("/cams/a/b/push") && !is_push("/push"));
         assert_eq!(r("/cams/garage/state", None), cam(2, State));
