@@ -759,3 +759,39 @@ fn a_websocket_viewer_gets_each_frame_as_one_binary_message() {
         },
     );
 }
+
+#[test]
+fn a_websocket_viewer_that_takes_no_frames_is_evicted_and_the_others_go_on() {
+    let server = Server::start(&[
+        "--capture",
+        "always",
+        "--fps",
+        "30",
+        "--resolution",
+        "1280x720",
+        "--write-timeout",
+        "1s",
+    ]);
+    // A viewer with a tiny receive buffer that never reads after the upgrade.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&server.addr.into()).unwrap();
+    let tcp: TcpStream = sock.into();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let url = format!("ws://{}/cams/default/ws", server.addr);
+    let (stalled, _) = tungstenite::client(url, tcp).unwrap();
+    let mut reader = ws_viewer(&server, "/cams/default/ws");
+    let state = eventually(
+        Duration::from_secs(15),
+        "the stalled viewer evicted",
+        || {
+            next_binary(&mut reader);
+            let s = server.state();
+            (s["evictions"]["write_timeout"] == 1 && s["stream"]["clients"] == 1).then_some(s)
+        },
+    );
+    assert_eq!(state["clients"][0]["delivery"], "latest");
+    // The reader still gets whole pictures.
+    common::assert_whole_jpeg(&next_binary(&mut reader));
+    drop(stalled);
+}
