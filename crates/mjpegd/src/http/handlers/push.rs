@@ -101,7 +101,7 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, camera: &Camera, mut io: T, mut 
             let outcome = tokio::select! {
                 r = async {
                     match upgrade {
-                        Some(accept) => super::push_ws::run(ctx, camera, io, buf, hold, &accept).await,
+                        Some(upgrade) => super::push_ws::run(ctx, camera, io, buf, hold, &upgrade).await,
                         None => run(ctx, camera, &mut io, &mut buf, hold).await,
                     }
                 } => r,
@@ -149,7 +149,7 @@ fn first_checks(
         ));
     };
     authorized(ctx, request, key)?;
-    let accept = match upgrade {
+    let upgrade = match upgrade {
         true => Some(crate::http::websocket::handshake(request)?),
         false => None,
     };
@@ -169,7 +169,7 @@ fn first_checks(
     if let Some(old) = replaced {
         tracing::info!(camera = camera.name(), client = %ctx.client, old = %old.addr, "pusher took the camera over");
     }
-    Ok((hold, accept))
+    Ok((hold, upgrade))
 }
 
 /// Feeds the camera from this connection's requests until it ends.
@@ -186,19 +186,16 @@ async fn run<T: Transport>(
     let mut owned;
     let mut request = ctx.request;
     loop {
-        // (a pusher that is taken over ends at its next read or write)
+        // (a pusher that is taken over ends at once)
         let taken = hold.cut_token();
         let step = async {
             match kind_of(request) {
                 Kind::Multipart(boundary) => {
                     hold.set_protocol(Protocol::Multipart);
-                    let still = |c: &Camera| still_pushed(c, presented_key(ctx.request));
-                    let limits = (read_timeout, camera);
-                    multipart(io, buf, request, boundary, &mut hold, limits, || {
-                        still(camera)
-                    })
-                    .await
-                    .map(|()| false)
+                    let key = presented_key(ctx.request);
+                    multipart(io, buf, request, boundary, &mut hold, camera, key)
+                        .await
+                        .map(|()| false)
                 }
                 Kind::Jpeg => {
                     hold.set_protocol(Protocol::JpegPost);
@@ -309,16 +306,17 @@ async fn one_jpeg<T: Transport>(
 }
 
 /// Reads an endless multipart body, cutting frames as they come; a whole frame must come at least every
-/// `read_timeout`.
+/// read timeout, and the camera must still take frames from a pusher with `key`.
 async fn multipart<T: Transport>(
     io: &mut T,
     buf: &mut BytesMut,
     request: &Request,
     boundary: Option<String>,
     hold: &mut Hold,
-    (read_timeout, camera): (Duration, &Camera),
-    still: impl Fn() -> bool,
+    camera: &Camera,
+    key: Option<&str>,
 ) -> Result<(), String> {
+    let read_timeout = camera.settings().options.read_timeout;
     let mut parser = MultipartParser::new(boundary.as_deref(), MAX_PART);
     let mut body = Body::of(io, buf, request).until_close();
     let mut deadline = Instant::now() + read_timeout;
@@ -337,7 +335,7 @@ async fn multipart<T: Transport>(
             match parser.next_part() {
                 Some(Ok(part)) => {
                     // (checked per frame, not per read: a reload may have changed the camera)
-                    if !still() {
+                    if !still_pushed(camera, key) {
                         return Err("the camera's source or push key changed".into());
                     }
                     let _ = hold.send(part.body);
