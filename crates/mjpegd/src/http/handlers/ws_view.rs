@@ -107,6 +107,8 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, camera: &Camera, mut io: T, buf:
         Some(lease) => &lease.variant().hub,
         None => &camera.hub,
     };
+    // As for a stream: no Nagle delay, and the policy's send buffer (an `all` client's is bounded).
+    io.tune_for_stream(app.config.send_buffer_for(policy));
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FROM_VIEWER))
         .max_frame_size(Some(MAX_FROM_VIEWER));
