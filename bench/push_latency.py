@@ -10,26 +10,35 @@ set when the frame arrives at mjpegd; the latency is the viewer's receive time m
 - N viewers (--viewers 1,1000): `mjpegd bench -n N` on /cams/door/stream while the pusher pushes; its
   latency p50/p99 over all viewers, and the server's CPU over its window per pushed frame (fan-out
   included).
-Every combination runs RUNS times (protocols in turn within a run); the medians are printed at the end.
+With --camera, the same frames also come from a fake V4L2 camera (target/release/fakecam, MJPEG passed
+through, 30 fps) in place of a pusher: the fan-out figures of a pushed source next to a camera's.
+Every combination runs RUNS times (sources in turn within a run); the medians are printed at the end.
 
-    python3 bench/push_latency.py [--duration 10] [--viewers 1,1000] [--runs 3]
+    python3 bench/push_latency.py [--duration 10] [--viewers 1,1000] [--runs 3] [--camera]
 """
 import argparse, base64, json, os, resource, socket, statistics, subprocess, sys, tempfile, threading, time
 
 KEY = "bench-key-0123456789"
 FPS = 30
 MJPEGD = "target/release/mjpegd"
+FAKECAM = "target/release/fakecam"
 
 
 def frames(dir):
+    os.makedirs(os.path.join(dir, "frames"))
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-                    "-frames:v", "30", "-q:v", "5", os.path.join(dir, "f%03d.jpg")], check=True)
-    return [open(os.path.join(dir, f"f{i:03d}.jpg"), "rb").read() for i in range(1, 31)]
+                    "-frames:v", "30", "-q:v", "5", os.path.join(dir, "frames", "f%03d.jpg")], check=True)
+    return [open(os.path.join(dir, "frames", f"f{i:03d}.jpg"), "rb").read() for i in range(1, 31)]
 
 
-def start(dir):
+def start(dir, camera=None):
+    """mjpegd with the pushed camera `door`, or with `camera` (a V4L2 device) as `door`."""
     conf = os.path.join(dir, "c.toml")
-    open(conf, "w").write(f'[cameras.door]\nsource = "push"\npush-key = "{KEY}"\nresolution = "1280x720"\n')
+    if camera:
+        table = f'device = "{camera}"\nformat = "mjpeg"\ncapture = "always"\nfps = 30\n'
+    else:
+        table = f'source = "push"\npush-key = "{KEY}"\n'
+    open(conf, "w").write(f'[cameras.door]\n{table}resolution = "1280x720"\n')
     p = subprocess.Popen([MJPEGD, "--listen", "127.0.0.1:0", "--config", conf, "--max-clients", "20000"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "MJPEGD_LOG": "warn"})
     for line in p.stdout:
@@ -139,7 +148,37 @@ def push_websocket(addr, jpegs, stop):
     return n
 
 
+def camera_frames(addr, jpegs, stop):
+    """The fake camera delivers on its own: wait, and count the frames of its rate."""
+    t0 = time.monotonic()
+    stop.wait()
+    return max(1, round((time.monotonic() - t0) * FPS))
+
+
 PUSHERS = [("multipart", push_multipart), ("jpeg-post", push_jpeg_post), ("websocket", push_websocket)]
+
+
+class FakeCam:
+    """target/release/fakecam serving the frames at 30 fps on a FUSE file, unmounted when done."""
+
+    def __init__(self, dir):
+        self.mount = os.path.join(dir, "cam")
+        os.makedirs(self.mount, exist_ok=True)
+        self.p = subprocess.Popen([FAKECAM, "--mount", self.mount, "--width", "1280", "--height", "720", "--fps",
+                                   "30", "--format", "mjpeg", "--frames", os.path.join(dir, "frames")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.device = os.path.join(self.mount, "video0")
+        for _ in range(50):
+            if os.path.exists(self.device):
+                return
+            time.sleep(0.1)
+        self.close()
+        raise SystemExit("fakecam did not start")
+
+    def close(self):
+        self.p.terminate()
+        self.p.wait()
+        subprocess.run(["fusermount3", "-u", self.mount], stderr=subprocess.DEVNULL)
 
 
 def cpu(pid):
@@ -190,6 +229,7 @@ def main():
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--viewers", default="1")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--camera", action="store_true")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -197,11 +237,13 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as dir:
         jpegs = frames(dir)
+        cam = FakeCam(dir) if args.camera else None
+        sources = PUSHERS + ([("camera", camera_frames)] if cam else [])
         for run in range(args.runs):
             for n in counts:
-                for name, push in PUSHERS:
+                for name, push in sources:
                     # A fresh server for each measurement: nothing left over from the previous one.
-                    p, addr = start(dir)
+                    p, addr = start(dir, cam.device if name == "camera" else None)
                     try:
                         if n == 1:
                             r = one_viewer(p, addr, jpegs, push, args.duration)
@@ -212,11 +254,14 @@ def main():
                         p.wait()
                     results.setdefault((name, n), []).append(r)
                     print(f"run {run + 1}: {name}, {n} viewer(s): " + json.dumps(r), flush=True)
+        if cam:
+            cam.close()
     print(f"\nmedians of {args.runs} run(s), 720p{FPS} (~{len(jpegs[0]) // 1024} KiB a frame), loopback:")
     for (name, n), rs in results.items():
         med = lambda k: statistics.median(r[k] for r in rs)
+        fps = f", viewers' median fps {med('fps_median'):.1f}" if n > 1 else ""
         print(f"{name:10} {n:5} viewer(s): latency p50 {med('p50'):.2f} ms, p99 {med('p99'):.2f} ms; "
-              f"mjpegd CPU {med('cpu_ms_per_frame'):.3f} ms per pushed frame")
+              f"mjpegd CPU {med('cpu_ms_per_frame'):.3f} ms per frame{fps}")
 
 
 main()
