@@ -111,14 +111,13 @@ pub fn state_json(app: &App, show_clients: bool, page: Page) -> serde_json::Valu
         Some(first) => camera_state(app, first, show_clients, page),
         None => json!({"ok": true, "result": {}}),
     };
-    let now = SystemTime::now();
     let cameras: Vec<serde_json::Value> = all
         .iter()
         .enumerate()
         .map(|(n, camera)| {
             let mut summary = camera_summary(n, camera);
             // (a pushed camera's pusher, as in its own state)
-            if let Some(pusher) = pusher_json(camera, &camera.settings(), now, show_clients) {
+            if let Some(pusher) = pusher_json(camera, &camera.settings(), show_clients) {
                 summary["pusher"] = pusher;
             }
             summary
@@ -220,7 +219,6 @@ fn client_json(
 fn pusher_json(
     camera: &Camera,
     settings: &crate::config::CameraSettings,
-    now: SystemTime,
     show_clients: bool,
 ) -> Option<serde_json::Value> {
     if !matches!(settings.source, crate::source::spec::SourceSpec::Push(_)) {
@@ -231,7 +229,7 @@ fn pusher_json(
             "protocol": p.protocol.map(|p| p.as_str()),
             "since": humantime::format_rfc3339_seconds(p.since).to_string(),
             "frames": p.frames,
-            "fps": p.fps(now),
+            "fps": p.fps(),
         });
         if show_clients {
             v["address"] = json!(p.addr.to_string());
@@ -360,7 +358,7 @@ pub fn camera_state(
                 "error": source.error,
                 "last_error": source.last_error,
                 "last_error_at": source.last_error_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-                "pusher": pusher_json(camera, &settings, now, show_clients),
+                "pusher": pusher_json(camera, &settings, show_clients),
                 "push": push_json(camera, &settings),
             },
             "stream": {

@@ -15,7 +15,7 @@ use mjpegd_core::rate_cap::RateCap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -133,21 +133,53 @@ pub struct Pusher {
     pub protocol: Option<Protocol>,
     /// Frames it has sent (those dropped by the cap or because the supervisor was behind included).
     pub frames: u64,
+    /// When the current rate window began, and the frames sent in it.
+    window: (Instant, u64),
+    /// Frames per second over the last whole window, once one has ended.
+    last_rate: Option<f64>,
     id: u64,
     /// Cancelled when a newer pusher takes the camera over.
     cut: CancellationToken,
 }
 
+/// How long the pusher's frame rate is counted over.
+const RATE_WINDOW: Duration = Duration::from_secs(2);
+
 impl Pusher {
-    /// Frames per second since it connected.
-    pub fn fps(&self, now: SystemTime) -> f64 {
-        let secs = now
-            .duration_since(self.since)
-            .unwrap_or_default()
-            .as_secs_f64()
-            .max(0.001);
-        (self.frames as f64 / secs * 10.0).round() / 10.0
+    /// Counts a frame sent at `now` towards the frame rate.
+    fn count(&mut self, now: Instant) {
+        self.frames += 1;
+        let (start, n) = self.window;
+        let spent = now.saturating_duration_since(start);
+        if spent >= RATE_WINDOW {
+            self.last_rate = Some(n as f64 / spent.as_secs_f64());
+            self.window = (now, 1);
+        } else {
+            self.window.1 += 1;
+        }
     }
+
+    /// Frames per second lately (over the last window of about 2 s; falling towards 0 when it stops).
+    pub fn fps(&self) -> f64 {
+        let (start, n) = self.window;
+        rate(
+            Instant::now().saturating_duration_since(start),
+            n,
+            self.last_rate,
+        )
+    }
+}
+
+/// The frame rate shown, from the time spent in the current window, its frames, and the rate of the last
+/// whole window: that rate while the current window is young, the current one's once it is overdue (the
+/// pusher slowed down or stopped) or when there is no other.
+fn rate(spent: Duration, frames: u64, last: Option<f64>) -> f64 {
+    let current = frames as f64 / spent.as_secs_f64().max(0.001);
+    let fps = match last {
+        Some(last) if spent < RATE_WINDOW * 2 => last,
+        _ => current,
+    };
+    (fps * 10.0).round() / 10.0
 }
 
 /// Where a pushed camera's frames come in: the sending side for the handler, the receiving side for the
@@ -224,6 +256,8 @@ impl Inlet {
             since: SystemTime::now(),
             protocol: None,
             frames: 0,
+            window: (Instant::now(), 0),
+            last_rate: None,
             id,
             cut: cut.clone(),
         });
@@ -295,7 +329,8 @@ impl Hold {
     /// Hands a frame to the source, unless it is above the frame-rate cap or the queue is full (the
     /// supervisor is behind): then it is dropped and counted, and the result says which.
     pub fn send(&mut self, jpeg: bytes::Bytes) -> Sent {
-        self.update(|p| p.frames += 1);
+        let now = Instant::now();
+        self.update(|p| p.count(now));
         if let Some((cap, origin)) = &mut self.cap {
             let now = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
             if !cap.admit(now) {
@@ -429,6 +464,32 @@ mod tests {
         assert_eq!(inlet.takeovers(), 1);
         drop(new);
         assert!(inlet.pusher().is_none());
+    }
+
+    #[test]
+    fn the_frame_rate_is_the_last_windows_and_falls_when_the_pusher_stops() {
+        let s = Duration::from_secs;
+        // No whole window yet: frames so far over the time so far.
+        assert_eq!(rate(s(1), 15, None), 15.0);
+        // The last window's rate while the current one is young...
+        assert_eq!(rate(s(1), 3, Some(30.0)), 30.0);
+        // ... and the current one's once it is overdue: a pusher that stopped falls towards 0.
+        assert_eq!(rate(s(5), 1, Some(30.0)), 0.2);
+        let mut p = Pusher {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            since: SystemTime::now(),
+            protocol: None,
+            frames: 0,
+            window: (Instant::now() - s(3), 0),
+            last_rate: None,
+            id: 0,
+            cut: CancellationToken::new(),
+        };
+        // 60 frames in a window of 3 s: 20 fps once the next frame closes it.
+        p.window.1 = 60;
+        p.count(Instant::now());
+        assert_eq!(p.last_rate.map(|r| r.round()), Some(20.0));
+        assert_eq!((p.frames, p.window.1), (1, 1));
     }
 
     #[test]
