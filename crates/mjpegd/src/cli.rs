@@ -296,6 +296,7 @@ impl ServeArgs {
                 connect_timeout: self.connect_timeout,
                 read_timeout: self.read_timeout,
                 control_url: None,
+                push: Default::default(),
             },
             supervisor: SupervisorConfig {
                 capture: match self.capture {

@@ -171,6 +171,8 @@ struct CameraKeys {
     connect_timeout: Option<Spanned<String>>,
     control_url: Option<Spanned<String>>,
     push_key: Option<Spanned<String>>,
+    push_takeover: Option<Spanned<bool>>,
+    push_max_fps: Option<Spanned<f64>>,
     read_timeout: Option<Spanned<String>>,
     no_signal_after: Option<Spanned<String>>,
     max_picture_size: Option<Spanned<String>>,
@@ -457,6 +459,33 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
                 ))
             }
             (_, None) => {}
+        }
+        for (span, key) in [
+            (k.push_takeover.as_ref().map(|v| v.span()), "push-takeover"),
+            (k.push_max_fps.as_ref().map(|v| v.span()), "push-max-fps"),
+        ] {
+            if let (Some(span), false) = (span, matches!(c.source, SourceSpec::Push(_))) {
+                return Err(at(
+                    span,
+                    format!("{key}: only for a pushed camera (source = \"push\")"),
+                ));
+            }
+        }
+        if let Some(t) = &k.push_takeover {
+            c.options.push.takeover = *t.get_ref();
+        }
+        if let Some(f) = &k.push_max_fps {
+            let fps = *f.get_ref();
+            if !(fps > 0.0 && fps <= crate::source::push::MAX_FPS) {
+                return Err(at(
+                    f.span(),
+                    format!(
+                        "push-max-fps: more than 0 and at most {} frames per second",
+                        crate::source::push::MAX_FPS
+                    ),
+                ));
+            }
+            c.options.push.max_fps = Some(fps);
         }
         if let Some(d) = value(&k.no_signal_after, parse_no_signal_after, &at)? {
             c.supervisor.no_signal_after = d;
@@ -959,6 +988,23 @@ capture = "always"
             err("[cameras.a]\nsource = \"pattern\"\npush-key = \"0123456789abcdef\"\n")
                 .contains("only for a pushed camera")
         );
+        // What pushers may: takeover and a frame-rate cap, only on a pushed camera, the cap bounded.
+        assert_eq!(c.cameras[0].options.push, Default::default());
+        let more = format!("{ok}push-takeover = true\npush-max-fps = 12.5\n");
+        let c = parse(&more, Path::new("cams.toml"), &base()).unwrap();
+        let policy = c.cameras[0].options.push;
+        assert!(policy.takeover);
+        assert_eq!(policy.max_fps, Some(12.5));
+        for bad in ["0", "-1.0", "1e9"] {
+            let e = err(&format!("{ok}push-max-fps = {bad}\n"));
+            assert!(e.contains("push-max-fps: more than 0"), "{bad}: {e}");
+        }
+        assert!(
+            err("[cameras.a]\nsource = \"pattern\"\npush-takeover = true\n")
+                .contains("push-takeover: only for a pushed camera")
+        );
+        assert!(err("[cameras.a]\nsource = \"pattern\"\npush-max-fps = 5\n")
+            .contains("push-max-fps: only for a pushed camera"));
     }
 
     #[test]

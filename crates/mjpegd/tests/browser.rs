@@ -134,3 +134,55 @@ fn a_stream_read_with_fetch_gets_a_content_length_in_every_part() {
     assert_eq!(v["without"], 0, "{v}");
     assert_eq!(v["bad"], 0, "{v}");
 }
+
+/// A dashboard reading `/cams/NAME/ws`: each binary message is a whole JPEG the browser decodes, and a
+/// page holds more such viewers than the six HTTP connections per host an `<img>` stream is limited to.
+#[test]
+fn a_page_decodes_each_websocket_message_as_a_picture_on_eight_sockets_at_once() {
+    let server = Server::start(&[
+        "--capture",
+        "always",
+        "--fps",
+        "10",
+        "--resolution",
+        "320x240",
+    ]);
+    let addr = server.addr;
+    let dir = TempDir::new("browser-ws");
+    let page = dir.0.join("page.html");
+    std::fs::write(
+        &page,
+        format!(
+            r#"<!doctype html><html><body><pre id="out">pending</pre>
+<script>
+const out = document.getElementById("out");
+const done = (v) => {{ out.textContent = "RES" + "ULT:" + JSON.stringify(v); }};
+const one = () => new Promise((resolve) => {{
+  const ws = new WebSocket("ws://{addr}/cams/default/ws");
+  ws.binaryType = "blob";
+  let pictures = 0, sizes = [];
+  ws.onmessage = async (e) => {{
+    const bitmap = await createImageBitmap(new Blob([e.data], {{ type: "image/jpeg" }}));
+    sizes.push(bitmap.width + "x" + bitmap.height);
+    if (++pictures === 3) {{ ws.close(); resolve(sizes); }}
+  }};
+  ws.onerror = () => resolve(["error"]);
+}});
+Promise.all(Array.from({{ length: 8 }}, one)).then((all) => done({{ all }}));
+setTimeout(() => done({{ timeout: true }}), 8000);
+</script></body></html>"#
+        ),
+    )
+    .unwrap();
+    let json = page_result(&format!("file://{}", page.display()), &dir.0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let all = v["all"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(all.len(), 8, "{v}");
+    for sizes in all {
+        assert_eq!(
+            sizes,
+            &serde_json::json!(["320x240", "320x240", "320x240"]),
+            "{v}"
+        );
+    }
+}

@@ -73,6 +73,16 @@ struct CameraSample {
     /// The timelapse: frames written, frames lost, bytes.
     timelapse: Option<[u64; 3]>,
     variants: Vec<VariantSample>,
+    /// A pushed camera's inlet (None for other sources).
+    push: Option<PushSample>,
+}
+
+/// A pushed camera's inlet: what its pushers sent that did not become frames, and who pushes.
+#[derive(Debug)]
+struct PushSample {
+    lost: [(crate::source::push::Loss, u64); 4],
+    takeovers: u64,
+    connected: bool,
 }
 
 /// One running size/quality variant's counters.
@@ -158,10 +168,20 @@ impl Scrape {
                     let s = t.lock().unwrap_or_else(|e| e.into_inner());
                     [s.frames_written, s.frames_lost, s.bytes]
                 });
+                let push = matches!(
+                    camera.settings().source,
+                    crate::source::spec::SourceSpec::Push(_)
+                )
+                .then(|| PushSample {
+                    lost: camera.inlet.losses(),
+                    takeovers: camera.inlet.takeovers(),
+                    connected: camera.inlet.pusher().is_some(),
+                });
                 CameraSample {
                     pre_roll,
                     events,
                     timelapse,
+                    push,
                     variants,
                     name: camera.name().to_string(),
                     captured: hub.frames_captured(),
@@ -395,6 +415,9 @@ impl Collector for Scrape {
             per_camera(|c| c.reconnects),
         )?;
 
+        if cams.iter().any(|c| c.push.is_some()) {
+            self.encode_push(&mut enc)?;
+        }
         let recording = || cams.iter().filter_map(|c| Some((c, c.recording.as_ref()?)));
         if recording().next().is_some() {
             self.encode_recording(&mut enc)?;
@@ -408,6 +431,40 @@ impl Collector for Scrape {
 }
 
 impl Scrape {
+    /// The pushed cameras' inlets (only when some camera is pushed).
+    fn encode_push(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let pushed = || {
+            self.cameras
+                .iter()
+                .filter_map(|c| Some((c, c.push.as_ref()?)))
+        };
+        counter(
+            enc,
+            "mjpegd_push_lost",
+            "What a pushed camera's pushers sent that did not become a frame, by cause: the queue to the source was full, above push-max-fps, larger than a frame may be, a WebSocket text message.",
+            None,
+            pushed().flat_map(|(c, p)| {
+                p.lost.map(|(cause, v)| {
+                    ([("camera", c.name.as_str()), ("cause", cause.as_str())], v)
+                })
+            }),
+        )?;
+        counter(
+            enc,
+            "mjpegd_push_takeovers",
+            "Pushers that took a pushed camera over from the one holding it (push-takeover).",
+            None,
+            pushed().map(|(c, p)| ([("camera", c.name.as_str())], p.takeovers)),
+        )?;
+        gauge(
+            enc,
+            "mjpegd_pusher_connected",
+            "1 while a pusher holds the pushed camera, 0 otherwise.",
+            None,
+            pushed().map(|(c, p)| ([("camera", c.name.as_str())], p.connected as u64)),
+        )
+    }
+
     /// The running variants' counters (only while some run).
     fn encode_variants(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let variants = || {

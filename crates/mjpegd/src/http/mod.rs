@@ -9,8 +9,8 @@
 //! reads a head with httparse within size and time limits, and [`body`] a request body within its bound;
 //! [`auth`] says who is asking and [`access`] whether they may write; [`route`] names the camera and
 //! resource; [`handlers`] holds one handler per route (those that answer, and those that take the
-//! connection over); [`response`] writes small complete responses, [`stream`] writes MJPEG, and
-//! [`metrics`] the Prometheus exposition.
+//! connection over); [`response`] writes small complete responses, [`stream`] writes MJPEG, [`websocket`] checks and answers
+//! a WebSocket handshake, and [`metrics`] the Prometheus exposition.
 
 pub mod access;
 pub mod app;
@@ -28,3 +28,4 @@ pub mod route;
 pub mod state;
 pub mod state_cache;
 pub mod stream;
+pub mod websocket;

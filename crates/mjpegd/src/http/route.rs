@@ -48,6 +48,8 @@ pub enum Resource {
     Push,
     /// A camera's event trigger: `POST /cams/NAME/events`.
     Events,
+    /// The camera's frames over a WebSocket, one binary message each: `/cams/NAME/ws`.
+    Ws,
 }
 
 /// Where a request goes.
@@ -234,6 +236,10 @@ pub fn route(path: &str, action: Option<&str>, plugin: Option<&str>, cameras: &[
                 index,
                 resource: Resource::Events,
             },
+            "ws" => Route::Camera {
+                index,
+                resource: Resource::Ws,
+            },
             "" | "index.html" => match action {
                 Some("command") if !plugin_zero(plugin) => only_plugin_zero(plugin),
                 Some(a) => by_action(a, index, &camera),
@@ -392,6 +398,7 @@ mod tests {
         assert_eq!(r("/cams/printer/stream", None), cam(1, Stream));
         assert_eq!(r("/cams/garage/snapshot", None), cam(2, Snapshot));
         assert_eq!(r("/cams/garage/push", None), cam(2, Push));
+        assert_eq!(r("/cams/garage/ws", None), cam(2, Ws));
         assert!(is_push("/cams/garage/push"));
         assert!(!is_push("/cams//push") && !is_push("/cams/a/b/push") && !is_push("/push"));
         assert_eq!(r("/cams/garage/events", None), cam(2, Events));

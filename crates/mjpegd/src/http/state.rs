@@ -114,7 +114,14 @@ pub fn state_json(app: &App, show_clients: bool, page: Page) -> serde_json::Valu
     let cameras: Vec<serde_json::Value> = all
         .iter()
         .enumerate()
-        .map(|(n, camera)| camera_summary(n, camera))
+        .map(|(n, camera)| {
+            let mut summary = camera_summary(n, camera);
+            // (a pushed camera's pusher, as in its own state)
+            if let Some(pusher) = pusher_json(camera, &camera.settings(), show_clients) {
+                summary["pusher"] = pusher;
+            }
+            summary
+        })
         .collect();
     doc["result"]["cameras"] = json!(cameras);
     let reload = app.reload.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -212,7 +219,6 @@ fn client_json(
 fn pusher_json(
     camera: &Camera,
     settings: &crate::config::CameraSettings,
-    now: SystemTime,
     show_clients: bool,
 ) -> Option<serde_json::Value> {
     if !matches!(settings.source, crate::source::spec::SourceSpec::Push(_)) {
@@ -220,16 +226,36 @@ fn pusher_json(
     }
     Some(camera.inlet.pusher().map_or(serde_json::Value::Null, |p| {
         let mut v = json!({
-            "protocol": p.protocol,
+            "protocol": p.protocol.map(|p| p.as_str()),
             "since": humantime::format_rfc3339_seconds(p.since).to_string(),
             "frames": p.frames,
-            "fps": p.fps(now),
+            "fps": p.fps(),
         });
         if show_clients {
             v["address"] = json!(p.addr.to_string());
         }
         v
     }))
+}
+
+/// A pushed camera's counters of what its pushers sent that did not become frames, by cause, and of
+/// takeovers (null for cameras that are not pushed).
+fn push_json(camera: &Camera, settings: &crate::config::CameraSettings) -> serde_json::Value {
+    if !matches!(settings.source, crate::source::spec::SourceSpec::Push(_)) {
+        return serde_json::Value::Null;
+    }
+    let lost: serde_json::Map<_, _> = camera
+        .inlet
+        .losses()
+        .iter()
+        .map(|(cause, n)| (cause.as_str().to_string(), json!(n)))
+        .collect();
+    json!({
+        "lost": lost,
+        "takeovers": camera.inlet.takeovers(),
+        "takeover": settings.options.push.takeover,
+        "max_fps": settings.options.push.max_fps,
+    })
 }
 
 /// crowsnest's path of the camera at `index`: `/webcam/`, `/webcam2/`, ...
@@ -367,7 +393,8 @@ pub fn camera_state(
                 "error": source.error,
                 "last_error": source.last_error,
                 "last_error_at": source.last_error_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-                "pusher": pusher_json(camera, &settings, now, show_clients),
+                "pusher": pusher_json(camera, &settings, show_clients),
+                "push": push_json(camera, &settings),
             },
             "stream": {
                 "queued_fps": captured_fps,

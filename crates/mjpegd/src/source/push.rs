@@ -4,15 +4,20 @@
 //! `/cams/NAME/push` ([`crate::http::handlers::push`]). The handler cuts the body into frames and hands
 //! them to the camera's [`Inlet`]; the [`Push`] source takes them from there like any other source, so
 //! the supervisor checks, counts and publishes them, and shows "no signal" when the pusher goes away,
-//! exactly as for a camera that was pulled. The inlet also records who pushes (one pusher at a time), and
-//! its queue is bounded: a pusher faster than the supervisor loses its oldest frames, not memory.
+//! exactly as for a camera that was pulled. The inlet also records who pushes (one pusher at a time, or the
+//! newest with `push-takeover`), caps each pusher's frame rate (`push-max-fps`), and its queue is bounded:
+//! a pusher faster than the supervisor loses frames, not memory. Every frame lost on the way is counted by
+//! cause ([`Loss`]), for `/state` and `/metrics`.
 
 use super::{Captured, Source, SourceError, SourceInfo};
 use crate::net::Peer;
+use mjpegd_core::rate_cap::RateCap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Frames queued between a pusher and the supervisor.
 const QUEUE: usize = 4;
@@ -54,43 +59,160 @@ impl fmt::Debug for PushKey {
     }
 }
 
+/// How a pusher sends its frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// An endless `multipart/x-mixed-replace` body (ffmpeg `-f mpjpeg -method POST`).
+    Multipart,
+    /// One `image/jpeg` per POST or PUT (an ESP32's HTTPClient).
+    JpegPost,
+    /// A WebSocket whose binary messages are the frames (an ESP32's `webSocket.sendBIN`).
+    WebSocket,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Multipart => "multipart",
+            Protocol::JpegPost => "jpeg-post",
+            Protocol::WebSocket => "websocket",
+        }
+    }
+}
+
+/// What a pushed camera allows its pushers (`push-takeover`, `push-max-fps`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PushPolicy {
+    /// A newer pusher wins over the one holding the camera (whose connection is closed).
+    pub takeover: bool,
+    /// Most frames per second taken from a pusher; those above are dropped and counted.
+    pub max_fps: Option<f64>,
+}
+
+/// Highest `push-max-fps`.
+pub const MAX_FPS: f64 = 1000.0;
+
+/// Why a pushed frame did not reach the camera, or a pusher was cut: counted per camera for `/state` and
+/// `/metrics`, so that nothing a pusher sends is lost silently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// The queue to the supervisor was full (the pusher sends faster than frames are checked).
+    QueueFull,
+    /// Above the camera's `push-max-fps`.
+    FpsCap,
+    /// Larger than a frame may be (16 MiB): the pusher is cut.
+    TooLarge,
+    /// A WebSocket text message (frames are binary messages).
+    TextMessage,
+}
+
+impl Loss {
+    pub const ALL: [Loss; 4] = [
+        Loss::QueueFull,
+        Loss::FpsCap,
+        Loss::TooLarge,
+        Loss::TextMessage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Loss::QueueFull => "queue_full",
+            Loss::FpsCap => "fps_cap",
+            Loss::TooLarge => "too_large",
+            Loss::TextMessage => "text_message",
+        }
+    }
+}
+
 /// Who holds a pushed camera.
 #[derive(Clone, Debug)]
 pub struct Pusher {
     pub addr: Peer,
     pub since: SystemTime,
-    /// How it pushes: `multipart` or `jpeg-per-request` (None until its first body is seen).
-    pub protocol: Option<&'static str>,
-    /// Frames it has sent (those dropped because the supervisor was behind included).
+    /// How it pushes (None until its first request's body or upgrade is seen).
+    pub protocol: Option<Protocol>,
+    /// Frames it has sent (those dropped by the cap or because the supervisor was behind included).
     pub frames: u64,
+    /// When the current rate window began, and the frames sent in it.
+    window: (Instant, u64),
+    /// Frames per second over the last whole window, once one has ended.
+    last_rate: Option<f64>,
     id: u64,
+    /// Cancelled when a newer pusher takes the camera over.
+    cut: CancellationToken,
 }
 
+/// How long the pusher's frame rate is counted over.
+const RATE_WINDOW: Duration = Duration::from_secs(2);
+
 impl Pusher {
-    /// Frames per second since it connected.
-    pub fn fps(&self, now: SystemTime) -> f64 {
-        let secs = now
-            .duration_since(self.since)
-            .unwrap_or_default()
-            .as_secs_f64()
-            .max(0.001);
-        (self.frames as f64 / secs * 10.0).round() / 10.0
+    /// Counts a frame sent at `now` towards the frame rate.
+    fn count(&mut self, now: Instant) {
+        self.frames += 1;
+        let (start, n) = self.window;
+        let spent = now.saturating_duration_since(start);
+        if spent >= RATE_WINDOW {
+            self.last_rate = Some(n as f64 / spent.as_secs_f64());
+            self.window = (now, 1);
+        } else {
+            self.window.1 += 1;
+        }
+    }
+
+    /// Frames per second lately (over the last window of about 2 s; falling towards 0 when it stops).
+    pub fn fps(&self) -> f64 {
+        let (start, n) = self.window;
+        rate(
+            Instant::now().saturating_duration_since(start),
+            n,
+            self.last_rate,
+        )
     }
 }
 
+/// The frame rate shown, from the time spent in the current window, its frames, and the rate of the last
+/// whole window: that rate while the current window is young, the current one's once it is overdue (the
+/// pusher slowed down or stopped) or when there is no other.
+fn rate(spent: Duration, frames: u64, last: Option<f64>) -> f64 {
+    let current = frames as f64 / spent.as_secs_f64().max(0.001);
+    let fps = match last {
+        Some(last) if spent < RATE_WINDOW * 2 => last,
+        _ => current,
+    };
+    (fps * 10.0).round() / 10.0
+}
+
 /// Where a pushed camera's frames come in: the sending side for the handler, the receiving side for the
-/// source, and the current pusher.
+/// source, the current pusher, and what was lost on the way.
 pub struct Inlet {
     tx: mpsc::Sender<Captured>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Captured>>,
     holder: Mutex<Option<Pusher>>,
-    next_id: std::sync::atomic::AtomicU64,
+    next_id: AtomicU64,
+    /// Per [`Loss`], in [`Loss::ALL`] order.
+    losses: [AtomicU64; 4],
+    /// Pushers that took the camera over from another.
+    takeovers: AtomicU64,
+    /// Whether a frame past the bound has been logged (once per camera, then only counted).
+    too_large_logged: AtomicBool,
 }
 
 /// A pusher's hold on the camera: released when dropped (the connection ended).
 pub struct Hold {
     inlet: Arc<Inlet>,
     id: u64,
+    cut: CancellationToken,
+    cap: Option<(RateCap, Instant)>,
+}
+
+/// What became of a frame handed to [`Hold::send`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    Queued,
+    /// Dropped (and counted): above the camera's `push-max-fps`.
+    OverCap,
+    /// Dropped (and counted): the supervisor is behind.
+    QueueFull,
 }
 
 impl Inlet {
@@ -101,29 +223,53 @@ impl Inlet {
             rx: tokio::sync::Mutex::new(rx),
             holder: Mutex::new(None),
             next_id: Default::default(),
+            losses: Default::default(),
+            takeovers: Default::default(),
+            too_large_logged: Default::default(),
         })
     }
 
-    /// Takes the camera for the pusher at `addr`, or says who holds it.
-    pub fn take(self: &Arc<Inlet>, addr: Peer) -> Result<Hold, Pusher> {
+    /// Takes the camera for the pusher at `addr`, or says who holds it. With `policy.takeover`, a pusher
+    /// that holds it is cut and returned as the second value.
+    pub fn take(
+        self: &Arc<Inlet>,
+        addr: Peer,
+        policy: PushPolicy,
+    ) -> Result<(Hold, Option<Pusher>), Pusher> {
         let mut holder = self.holder.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = holder.as_ref() {
-            return Err(p.clone());
-        }
-        let id = self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let replaced = match holder.take() {
+            Some(p) if !policy.takeover => {
+                *holder = Some(p.clone());
+                return Err(p);
+            }
+            Some(p) => {
+                p.cut.cancel();
+                self.takeovers.fetch_add(1, Ordering::Relaxed);
+                Some(p)
+            }
+            None => None,
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let cut = CancellationToken::new();
         *holder = Some(Pusher {
             addr,
             since: SystemTime::now(),
             protocol: None,
             frames: 0,
+            window: (Instant::now(), 0),
+            last_rate: None,
             id,
+            cut: cut.clone(),
         });
-        Ok(Hold {
+        let hold = Hold {
             inlet: self.clone(),
             id,
-        })
+            cut,
+            cap: policy
+                .max_fps
+                .map(|fps| (RateCap::new(fps), Instant::now())),
+        };
+        Ok((hold, replaced))
     }
 
     /// The current pusher, if any.
@@ -132,6 +278,27 @@ impl Inlet {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Counts something a pusher sent that did not become a frame.
+    pub fn lost(&self, what: Loss) {
+        self.losses[what as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What was lost, per [`Loss`] in [`Loss::ALL`] order.
+    pub fn losses(&self) -> [(Loss, u64); 4] {
+        Loss::ALL.map(|l| (l, self.losses[l as usize].load(Ordering::Relaxed)))
+    }
+
+    /// Pushers that took the camera over from another.
+    pub fn takeovers(&self) -> u64 {
+        self.takeovers.load(Ordering::Relaxed)
+    }
+
+    /// Counts a frame past the bound; true the first time for this camera (log it then, count it after).
+    pub fn too_large(&self) -> bool {
+        self.lost(Loss::TooLarge);
+        !self.too_large_logged.swap(true, Ordering::Relaxed)
     }
 }
 
@@ -145,21 +312,42 @@ impl Hold {
     }
 
     /// Records how this pusher sends its frames, for `/state`.
-    pub fn set_protocol(&self, protocol: &'static str) {
+    pub fn set_protocol(&self, protocol: Protocol) {
         self.update(|p| p.protocol = Some(protocol));
     }
 
-    /// Hands a frame to the source; when the queue is full (the supervisor is behind) the frame is
-    /// dropped, and `false` says so.
-    pub fn send(&self, jpeg: bytes::Bytes) -> bool {
-        self.update(|p| p.frames += 1);
-        self.inlet
-            .tx
-            .try_send(Captured {
-                jpeg,
-                at: SystemTime::now(),
-            })
-            .is_ok()
+    /// The camera's inlet (for its counters).
+    pub fn inlet(&self) -> &Inlet {
+        &self.inlet
+    }
+
+    /// Cancelled when a newer pusher has taken the camera over: this one's connection is to end.
+    pub fn cut_token(&self) -> CancellationToken {
+        self.cut.clone()
+    }
+
+    /// Hands a frame to the source, unless it is above the frame-rate cap or the queue is full (the
+    /// supervisor is behind): then it is dropped and counted, and the result says which.
+    pub fn send(&mut self, jpeg: bytes::Bytes) -> Sent {
+        let now = Instant::now();
+        self.update(|p| p.count(now));
+        if let Some((cap, origin)) = &mut self.cap {
+            let now = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            if !cap.admit(now) {
+                self.inlet.lost(Loss::FpsCap);
+                return Sent::OverCap;
+            }
+        }
+        let queued = self.inlet.tx.try_send(Captured {
+            jpeg,
+            at: SystemTime::now(),
+        });
+        if queued.is_ok() {
+            Sent::Queued
+        } else {
+            self.inlet.lost(Loss::QueueFull);
+            Sent::QueueFull
+        }
     }
 }
 
@@ -229,21 +417,96 @@ mod tests {
         let inlet = Inlet::new();
         let a: Peer = "127.0.0.1:1000".parse().unwrap();
         let b: Peer = "127.0.0.1:2000".parse().unwrap();
-        let hold = inlet.take(a).unwrap();
-        assert_eq!(inlet.take(b).err().unwrap().addr, a);
-        assert!(hold.send(bytes::Bytes::from_static(b"jpeg")));
+        let keep = PushPolicy::default();
+        let (mut hold, _) = inlet.take(a, keep).unwrap();
+        assert_eq!(inlet.take(b, keep).err().unwrap().addr, a);
+        assert_eq!(hold.send(bytes::Bytes::from_static(b"jpeg")), Sent::Queued);
         let mut source = Push::new(inlet.clone(), 10.0);
         assert_eq!(&source.next_frame().await.unwrap().jpeg[..], b"jpeg");
         drop(hold);
         assert!(inlet.pusher().is_none());
-        let again = inlet.take(b).unwrap();
-        again.set_protocol("multipart");
+        let (mut again, replaced) = inlet.take(b, keep).unwrap();
+        assert!(replaced.is_none());
+        again.set_protocol(Protocol::Multipart);
         let p = inlet.pusher().unwrap();
-        assert_eq!((p.addr, p.protocol, p.frames), (b, Some("multipart"), 0));
+        assert_eq!(
+            (p.addr, p.protocol, p.frames),
+            (b, Some(Protocol::Multipart), 0)
+        );
         for _ in 0..QUEUE {
-            assert!(again.send(bytes::Bytes::from_static(b"x")));
+            assert_eq!(again.send(bytes::Bytes::from_static(b"x")), Sent::Queued);
         }
-        assert!(!again.send(bytes::Bytes::from_static(b"x")), "bounded");
+        assert_eq!(
+            again.send(bytes::Bytes::from_static(b"x")),
+            Sent::QueueFull,
+            "bounded"
+        );
         assert_eq!(inlet.pusher().unwrap().frames, QUEUE as u64 + 1);
+        assert_eq!(inlet.losses()[0], (Loss::QueueFull, 1), "and counted");
+    }
+
+    #[tokio::test]
+    async fn a_newer_pusher_takes_over_only_when_allowed() {
+        let inlet = Inlet::new();
+        let a: Peer = "127.0.0.1:1000".parse().unwrap();
+        let b: Peer = "127.0.0.1:2000".parse().unwrap();
+        let (old, _) = inlet.take(a, PushPolicy::default()).unwrap();
+        let takeover = PushPolicy {
+            takeover: true,
+            max_fps: None,
+        };
+        let (new, replaced) = inlet.take(b, takeover).unwrap();
+        assert_eq!(replaced.unwrap().addr, a);
+        // The old connection is told to end, and its end does not free the camera of the new one.
+        assert!(old.cut_token().is_cancelled());
+        drop(old);
+        assert_eq!(inlet.pusher().unwrap().addr, b);
+        assert_eq!(inlet.takeovers(), 1);
+        drop(new);
+        assert!(inlet.pusher().is_none());
+    }
+
+    #[test]
+    fn the_frame_rate_is_the_last_windows_and_falls_when_the_pusher_stops() {
+        let s = Duration::from_secs;
+        // No whole window yet: frames so far over the time so far.
+        assert_eq!(rate(s(1), 15, None), 15.0);
+        // The last window's rate while the current one is young...
+        assert_eq!(rate(s(1), 3, Some(30.0)), 30.0);
+        // ... and the current one's once it is overdue: a pusher that stopped falls towards 0.
+        assert_eq!(rate(s(5), 1, Some(30.0)), 0.2);
+        let mut p = Pusher {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            since: SystemTime::now(),
+            protocol: None,
+            frames: 0,
+            window: (Instant::now() - s(3), 0),
+            last_rate: None,
+            id: 0,
+            cut: CancellationToken::new(),
+        };
+        // 60 frames in a window of 3 s: 20 fps once the next frame closes it.
+        p.window.1 = 60;
+        p.count(Instant::now());
+        assert_eq!(p.last_rate.map(|r| r.round()), Some(20.0));
+        assert_eq!((p.frames, p.window.1), (1, 1));
+    }
+
+    #[test]
+    fn frames_above_the_cap_are_dropped_and_counted() {
+        let inlet = Inlet::new();
+        let capped = PushPolicy {
+            takeover: false,
+            max_fps: Some(1.0),
+        };
+        let (mut hold, _) = inlet.take("127.0.0.1:1".parse().unwrap(), capped).unwrap();
+        let sent: Vec<Sent> = (0..10)
+            .map(|_| hold.send(bytes::Bytes::from_static(b"x")))
+            .collect();
+        // (a burst of 2 at 1 fps, sent within far less than a second)
+        assert_eq!(&sent[..2], &[Sent::Queued, Sent::Queued]);
+        assert!(sent[2..].iter().all(|s| *s == Sent::OverCap), "{sent:?}");
+        assert_eq!(inlet.losses()[1], (Loss::FpsCap, 8));
+        assert_eq!(inlet.pusher().unwrap().frames, 10);
     }
 }

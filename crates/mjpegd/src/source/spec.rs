@@ -40,6 +40,8 @@ pub struct SourceOptions {
     pub read_timeout: Duration,
     /// Where a relayed ESP32-CAM takes its settings (`control-url`); see [`crate::source::esp32`].
     pub control_url: Option<super::url::RelayUrl>,
+    /// What a pushed camera allows its pushers (`push-takeover`, `push-max-fps`).
+    pub push: super::push::PushPolicy,
 }
 
 /// Every field but the credentials, which show only as being there.
@@ -58,6 +60,7 @@ impl fmt::Debug for SourceOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
             .field("control_url", &self.control_url)
+            .field("push", &self.push)
             .finish()
     }
 }
@@ -74,6 +77,7 @@ impl Default for SourceOptions {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(10),
             control_url: None,
+            push: Default::default(),
         }
     }
 }

@@ -18,11 +18,13 @@ pub mod metrics;
 pub mod mjpg_streamer;
 pub mod page;
 pub mod push;
+pub mod push_ws;
 pub mod recordings;
 pub mod replay;
 pub mod snapshot;
 pub mod state;
 pub mod stream;
+pub mod ws_view;
 
 use super::auth::Verdict;
 use super::body::Body;
@@ -102,6 +104,8 @@ pub enum TakeOver {
     Replay(String),
     /// `/cams/NAME/push`, whatever the method (the handler answers those it does not take).
     Push(Arc<Camera>),
+    /// `/cams/NAME/ws`: the frames over a WebSocket.
+    WsView(Arc<Camera>),
 }
 
 /// What serves a request.
@@ -132,6 +136,7 @@ pub fn handler(route: Route, method: &str, cameras: &[Arc<Camera>]) -> Handler {
         _ if !reads => Answer::MethodNotAllowed,
         Route::Camera { index, resource } => match resource {
             Resource::Stream => return Handler::TakeOver(TakeOver::Stream(camera(index))),
+            Resource::Ws => return Handler::TakeOver(TakeOver::WsView(camera(index))),
             Resource::Snapshot => Answer::Snapshot(camera(index)),
             Resource::State => Answer::State(Some(camera(index))),
             Resource::Page => Answer::Page(Some(camera(index))),
@@ -266,5 +271,6 @@ pub async fn take_over<T: Transport>(
         TakeOver::Download(name) => download::serve(ctx, &name, io).await,
         TakeOver::Replay(name) => replay::serve(ctx, &name, io).await,
         TakeOver::Push(camera) => push::serve(ctx, &camera, io, buf).await,
+        TakeOver::WsView(camera) => ws_view::serve(ctx, &camera, io, buf).await,
     }
 }
