@@ -425,6 +425,12 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
             }
             let url = crate::source::url::RelayUrl::parse(u.get_ref())
                 .map_err(|e| at(u.span(), format!("control-url: {e}")))?;
+            if url.snapshot {
+                return Err(at(
+                    u.span(),
+                    "control-url: a plain http:// address (snapshot+ is for a source)".into(),
+                ));
+            }
             c.options.control_url = Some(url);
         }
         match (&mut c.source, &k.push_key) {

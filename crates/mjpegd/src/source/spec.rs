@@ -33,7 +33,7 @@ pub struct SourceOptions {
     pub format: FormatChoice,
     /// Encoder threads for raw camera formats.
     pub encoders: usize,
-    /// Basic auth for an upstream.
+    /// Credentials for an upstream (Basic or Digest, as it asks).
     pub credentials: Option<(String, String)>,
     pub connect_timeout: Duration,
     /// Longest silence from an upstream before it is reconnected.
@@ -105,7 +105,7 @@ impl SourceSpec {
             "pattern" | "test" | "testsrc" => Ok(SourceSpec::Pattern),
             "-" => Ok(SourceSpec::Stdin),
             "push" => Ok(SourceSpec::Push(None)),
-            url if url.starts_with("http://") => Ok(SourceSpec::Relay(
+            url if url.starts_with("http://") || url.starts_with("snapshot+http://") => Ok(SourceSpec::Relay(
                 RelayUrl::parse(url).map_err(|e| anyhow::anyhow!(e))?,
             )),
             url if url.starts_with("https://") => {
@@ -128,7 +128,7 @@ impl SourceSpec {
             }
             dev if dev.starts_with("/dev/") => Ok(SourceSpec::Device(PathBuf::from(dev))),
             other => anyhow::bail!(
-                "unknown source {:?}: use pattern, http://HOST/PATH, exec:COMMAND, -, files:DIR or FILE.mjpeg",
+                "unknown source {:?}: use pattern, http://HOST/PATH, snapshot+http://HOST/PATH, exec:COMMAND, -, files:DIR or FILE.mjpeg",
                 redact(other)
             ),
         }
