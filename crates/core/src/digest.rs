@@ -190,7 +190,8 @@ fn split(value: &[u8], out: &mut Vec<Raw>) -> Result<(), ChallengeError> {
             // A token68 (Basic's or Negotiate's blob: `abc+/==`, '=' only at its end) followed by a comma
             // or the end is not needed: skip it.
             let mut k = j;
-            while k < value.len() && (value[k].is_ascii_alphanumeric() || b"-._~+/".contains(&value[k]))
+            while k < value.len()
+                && (value[k].is_ascii_alphanumeric() || b"-._~+/".contains(&value[k]))
             {
                 k += 1;
             }
@@ -264,7 +265,9 @@ fn split(value: &[u8], out: &mut Vec<Raw>) -> Result<(), ChallengeError> {
             i += 1;
         }
         if i < value.len() && value[i] != b',' {
-            return Err(ChallengeError::Malformed("a parameter not followed by a comma"));
+            return Err(ChallengeError::Malformed(
+                "a parameter not followed by a comma",
+            ));
         }
     }
 }
@@ -535,7 +538,10 @@ mod tests {
         let mut s = Session::new(c, "0a4f113b");
         let a = s.authorization("Mufasa", "Circle Of Life", "GET", "/dir/index.html");
         assert_eq!(param(&a, "response"), "6629fae49393a05397450978507c4ef1");
-        assert!(!a.contains("algorithm="), "not named when the server did not");
+        assert!(
+            !a.contains("algorithm="),
+            "not named when the server did not"
+        );
         let b = s.authorization("Mufasa", "Circle Of Life", "GET", "/dir/index.html");
         assert_eq!(param(&b, "nc"), "00000002");
         assert_ne!(param(&a, "response"), param(&b, "response"));
@@ -547,12 +553,8 @@ mod tests {
         // RFC 2069's example: no qop, hence no nc or cnonce.
         let c = only_digest("Digest realm=\"testrealm@host.com\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"");
         assert_eq!(c.qop, Qop::Legacy);
-        let a = Session::new(c, "x").authorization(
-            "Mufasa",
-            "CircleOfLife",
-            "GET",
-            "/dir/index.html",
-        );
+        let a =
+            Session::new(c, "x").authorization("Mufasa", "CircleOfLife", "GET", "/dir/index.html");
         assert_eq!(param(&a, "response"), "1949323746fe6a43ef61f9606e7febea");
         assert!(!a.contains("nc=") && !a.contains("cnonce="));
     }
@@ -646,7 +648,8 @@ mod tests {
     fn several_challenges_the_first_answerable_digest_wins() {
         // Hikvision sends two headers; RFC 7616 servers list the preferred algorithm first.
         let o = offer([
-            &b"Digest qop=\"auth\", realm=\"IP Camera(C1234)\", nonce=\"4e5749\", stale=\"FALSE\""[..],
+            &b"Digest qop=\"auth\", realm=\"IP Camera(C1234)\", nonce=\"4e5749\", stale=\"FALSE\""
+                [..],
             &b"Basic realm=\"IP Camera(C1234)\""[..],
         ]);
         let Offer::Digest(c) = o else { panic!("{o:?}") };
@@ -654,7 +657,9 @@ mod tests {
         let c = only_digest("Digest realm=\"r\", nonce=\"a\", algorithm=SHA-256, qop=auth, Digest realm=\"r\", nonce=\"b\", algorithm=MD5, qop=auth");
         assert_eq!((c.algorithm, c.nonce.as_str()), (Algorithm::Sha256, "a"));
         // An unknown algorithm first is skipped for the next.
-        let c = only_digest("Digest realm=\"r\", nonce=\"a\", algorithm=SHA3, Digest realm=\"r\", nonce=\"b\"");
+        let c = only_digest(
+            "Digest realm=\"r\", nonce=\"a\", algorithm=SHA3, Digest realm=\"r\", nonce=\"b\"",
+        );
         assert_eq!(c.nonce, "b");
         assert_eq!(
             offer([&b"Basic realm=\"x\", charset=\"UTF-8\""[..]]),
@@ -666,26 +671,45 @@ mod tests {
         );
         let c = only_digest("Negotiate abcdef, Digest stale=TRUE, nonce=\"x\", realm=\"r\"");
         assert!(c.stale);
-        assert!(matches!(offer([&b"Bearer realm=\"x\""[..]]), Offer::Unsupported(w) if w.contains("bearer")));
-        assert!(matches!(offer([&b"Digest realm=\"x\", nonce=\"n\", algorithm=SHA3"[..]]), Offer::Unsupported(w) if w.contains("SHA3")));
-        assert!(matches!(offer([&b"Digest realm=\"x\""[..]]), Offer::Unsupported(w) if w.contains("nonce")));
-        assert!(matches!(offer([&b"Digest realm=\"x\", nonce=n, qop=\"foo\""[..]]), Offer::Unsupported(w) if w.contains("qop")));
-        assert!(matches!(offer(std::iter::empty()), Offer::Unsupported(w) if w.contains("no challenge")));
+        assert!(
+            matches!(offer([&b"Bearer realm=\"x\""[..]]), Offer::Unsupported(w) if w.contains("bearer"))
+        );
+        assert!(
+            matches!(offer([&b"Digest realm=\"x\", nonce=\"n\", algorithm=SHA3"[..]]), Offer::Unsupported(w) if w.contains("SHA3"))
+        );
+        assert!(
+            matches!(offer([&b"Digest realm=\"x\""[..]]), Offer::Unsupported(w) if w.contains("nonce"))
+        );
+        assert!(
+            matches!(offer([&b"Digest realm=\"x\", nonce=n, qop=\"foo\""[..]]), Offer::Unsupported(w) if w.contains("qop"))
+        );
+        assert!(
+            matches!(offer(std::iter::empty()), Offer::Unsupported(w) if w.contains("no challenge"))
+        );
     }
 
     #[test]
     fn hostile_challenges_are_refused_not_grown() {
-        let long = format!("Digest realm=\"r\", nonce=\"{}\"", "a".repeat(MAX_VALUE + 1));
+        let long = format!(
+            "Digest realm=\"r\", nonce=\"{}\"",
+            "a".repeat(MAX_VALUE + 1)
+        );
         assert!(matches!(offer([long.as_bytes()]), Offer::Unsupported(w) if w.contains("longer")));
         let huge = format!("Digest nonce=\"{}\"", "a".repeat(MAX_HEADER));
         assert!(matches!(offer([huge.as_bytes()]), Offer::Unsupported(w) if w.contains("longer")));
         let many = format!(
             "Digest nonce=n{}",
-            (0..MAX_PARAMS).map(|i| format!(", p{i}=x")).collect::<String>()
+            (0..MAX_PARAMS)
+                .map(|i| format!(", p{i}=x"))
+                .collect::<String>()
         );
-        assert!(matches!(offer([many.as_bytes()]), Offer::Unsupported(w) if w.contains("more than")));
+        assert!(
+            matches!(offer([many.as_bytes()]), Offer::Unsupported(w) if w.contains("more than"))
+        );
         let schemes = "Basic, ".repeat(MAX_CHALLENGES + 1);
-        assert!(matches!(offer([schemes.as_bytes()]), Offer::Unsupported(w) if w.contains("more than")));
+        assert!(
+            matches!(offer([schemes.as_bytes()]), Offer::Unsupported(w) if w.contains("more than"))
+        );
         for bad in [
             &b"Digest realm=\"r\r\nX-Evil: 1\", nonce=\"n\""[..],
             b"Digest nonce=\"n\\\x01\"",

@@ -3,9 +3,9 @@
 //! and of a still JPEG, with nonces that go stale and wrong credentials; and against a small camera of
 //! the test's own for SHA-256, which is first checked against curl's Digest.
 
-mod common;
 #[path = "common/apache.rs"]
 mod apache;
+mod common;
 #[path = "common/stills.rs"]
 mod stills;
 #[path = "common/upstream.rs"]
@@ -28,12 +28,10 @@ fn entries(apache: &Apache) -> Vec<(u16, String, String)> {
                 .nth(3)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            let mut brackets = l.split('[').skip(1).map(|s| {
-                s.rsplit_once(']')
-                    .map(|(a, _)| a)
-                    .unwrap_or(s)
-                    .to_string()
-            });
+            let mut brackets = l
+                .split('[')
+                .skip(1)
+                .map(|s| s.rsplit_once(']').map(|(a, _)| a).unwrap_or(s).to_string());
             (
                 status,
                 brackets.next().unwrap_or_default(),
@@ -77,14 +75,14 @@ fn relays_a_stream_behind_apache_digest_md5_reusing_the_nonce_at_each_reconnect(
         relayed += usize::from(frames.contains(&part.body));
         (server.state()["source"]["reconnects"].as_u64().unwrap() >= 3).then_some(())
     });
-    assert!(relayed >= 8, "frames through apache's Digest, byte for byte");
+    assert!(
+        relayed >= 8,
+        "frames through apache's Digest, byte for byte"
+    );
     let logged = entries(&apache);
     let oks: Vec<_> = logged.iter().filter(|e| e.0 == 200).collect();
     assert!(oks.len() >= 3, "{logged:?}");
-    assert!(
-        oks.iter().all(|e| e.1.starts_with("Digest ")),
-        "{logged:?}"
-    );
+    assert!(oks.iter().all(|e| e.1.starts_with("Digest ")), "{logged:?}");
     let ncs: Vec<_> = oks.iter().map(|e| nc(&e.1)).collect();
     assert_eq!(
         &ncs[..3],
@@ -140,12 +138,12 @@ fn polls_a_still_behind_apache_reusing_the_nonce_and_renewing_it_when_stale() {
         .filter(|e| e.0 == 401 && e.2.contains("stale=true"))
         .count();
     assert!(oks.len() >= 30, "{logged:?}");
+    assert!(stale >= 1, "a nonce went stale and was renewed: {logged:?}");
     assert!(
-        stale >= 1,
-        "a nonce went stale and was renewed: {logged:?}"
-    );
-    assert!(
-        oks.iter().filter(|e| nc(&e.1).is_some_and(|n| n > 1)).count() >= oks.len() / 2,
+        oks.iter()
+            .filter(|e| nc(&e.1).is_some_and(|n| n > 1))
+            .count()
+            >= oks.len() / 2,
         "most polls reuse a nonce: {logged:?}"
     );
     assert!(
@@ -195,7 +193,10 @@ fn wrong_credentials_are_reported_backed_off_and_never_logged() {
             .then_some(s)
     });
     assert_eq!(state["source"]["online"], false);
-    assert!(state["source"]["last_error"].as_str().unwrap().contains("401"));
+    assert!(state["source"]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("401"));
     // Clients get "no signal", never the camera's error page.
     let part = server.stream("/stream").next_part().unwrap();
     assert_eq!(size_of(&part.body), (320, 240));
@@ -203,11 +204,7 @@ fn wrong_credentials_are_reported_backed_off_and_never_logged() {
     let before = apache.log().len();
     std::thread::sleep(Duration::from_secs(3));
     let during = apache.log().len() - before;
-    assert!(
-        during <= 10,
-        "{during} requests in 3 s: {:?}",
-        apache.log()
-    );
+    assert!(during <= 10, "{during} requests in 3 s: {:?}", apache.log());
     assert!(
         during >= 1,
         "still retrying (the password may be fixed upstream)"
@@ -245,7 +242,16 @@ fn the_sha256_test_camera_agrees_with_curl() {
     assert!(ok.success(), "curl's SHA-256 Digest is accepted");
     assert_eq!(std::fs::read(&out).unwrap(), frames[0]);
     let wrong = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--digest", "-u", "admin:nope"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--digest",
+            "-u",
+            "admin:nope",
+        ])
         .arg(cam.url("/capture"))
         .output()
         .unwrap();
@@ -299,6 +305,10 @@ fn relays_a_sha256_digest_stream_and_polls_sha256_stills() {
         1 + c.stale.load(Ordering::Relaxed),
         "no 401 but the first and the stale ones"
     );
-    assert_eq!(c.connections.load(Ordering::Relaxed), 1, "one keep-alive connection");
+    assert_eq!(
+        c.connections.load(Ordering::Relaxed),
+        1,
+        "one keep-alive connection"
+    );
     assert_eq!(server.state()["source"]["reconnects"], 0);
 }

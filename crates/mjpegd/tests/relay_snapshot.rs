@@ -46,12 +46,23 @@ fn a_snapshot_camera_is_polled_at_its_fps_on_one_connection() {
     let n = answered_during(&cam, 2);
     assert!((8..=40).contains(&n), "{n} polls in 2 s at fps 10");
     let c = &cam.counters;
-    assert_eq!(c.max_in_flight.load(Ordering::SeqCst), 1, "one request in flight");
-    assert_eq!(c.connections.load(Ordering::Relaxed), 1, "one keep-alive connection");
+    assert_eq!(
+        c.max_in_flight.load(Ordering::SeqCst),
+        1,
+        "one request in flight"
+    );
+    assert_eq!(
+        c.connections.load(Ordering::Relaxed),
+        1,
+        "one keep-alive connection"
+    );
     let state = server.state();
     let source = &state["source"];
     assert!(
-        source["description"].as_str().unwrap().contains("stills polled"),
+        source["description"]
+            .as_str()
+            .unwrap()
+            .contains("stills polled"),
         "{state}"
     );
     assert!(

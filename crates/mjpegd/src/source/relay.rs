@@ -146,7 +146,9 @@ impl Relay {
             match frame {
                 None => return Ok(all.freeze()),
                 Some(Err(e)) => {
-                    return Err(SourceError::lost(format!("{url}: while reading a still: {e}")))
+                    return Err(SourceError::lost(format!(
+                        "{url}: while reading a still: {e}"
+                    )))
                 }
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
@@ -332,7 +334,12 @@ mod tests {
 
     #[test]
     fn stills_are_told_by_their_content_type() {
-        for still in ["image/jpeg", "IMAGE/JPEG; charset=x", " image/jpg", "image/pjpeg"] {
+        for still in [
+            "image/jpeg",
+            "IMAGE/JPEG; charset=x",
+            " image/jpg",
+            "image/pjpeg",
+        ] {
             assert!(is_still(still), "{still}");
         }
         for not in [

@@ -120,12 +120,9 @@ impl UpstreamClient {
         match &mut self.auth {
             Auth::None => None,
             Auth::Basic(header) => Some(header.clone()),
-            Auth::Digest { session, .. } => Some(session.authorization(
-                user,
-                pass,
-                "GET",
-                &self.url.path_and_query,
-            )),
+            Auth::Digest { session, .. } => {
+                Some(session.authorization(user, pass, "GET", &self.url.path_and_query))
+            }
         }
     }
 
@@ -215,7 +212,10 @@ impl UpstreamClient {
                 .headers()
                 .get_all(hyper::header::CONNECTION)
                 .iter()
-                .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("close")))
+                .any(|v| {
+                    v.to_str()
+                        .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
+                })
                 || response.version() == hyper::Version::HTTP_10;
             if response.status() != hyper::StatusCode::UNAUTHORIZED {
                 if let Auth::Digest { accepted, .. } = &mut self.auth {
@@ -366,7 +366,10 @@ mod tests {
         c.answer(challenge("n1", false), 1).unwrap();
         assert_eq!(c.scheme(), "Digest");
         let a = c.authorization().unwrap();
-        assert!(a.starts_with("Digest username=\"u\"") && a.contains("nc=00000001"), "{a}");
+        assert!(
+            a.starts_with("Digest username=\"u\"") && a.contains("nc=00000001"),
+            "{a}"
+        );
         assert!(c.authorization().unwrap().contains("nc=00000002"));
         assert!(!c.authorization().unwrap().contains("dTpw"));
     }
@@ -377,11 +380,17 @@ mod tests {
         c.answer(challenge("n1", false), 1).unwrap();
         // The first answer to n1 refused with a new nonce: the credentials are wrong.
         let e = c.answer(challenge("n2", false), 2).unwrap_err();
-        assert!(e.message.contains("refused the credentials (Digest)"), "{e}");
+        assert!(
+            e.message.contains("refused the credentials (Digest)"),
+            "{e}"
+        );
         assert!(!e.message.contains("p@"), "{e}");
         // stale=true is renewed, not a failure.
         c.answer(challenge("n3", true), 1).unwrap();
-        assert!(c.authorization().unwrap().contains("nonce=\"n3\", uri=\"/\""));
+        assert!(c
+            .authorization()
+            .unwrap()
+            .contains("nonce=\"n3\", uri=\"/\""));
         // A nonce the camera had taken, then refused without saying stale: renewed too.
         if let Auth::Digest { accepted, .. } = &mut c.auth {
             *accepted = true;

@@ -162,7 +162,11 @@ impl fmt::Display for RelayUrl {
             self.host.clone()
         };
         let prefix = if self.snapshot { SNAPSHOT_PREFIX } else { "" };
-        write!(f, "{prefix}http://{host}:{}{}", self.port, self.path_and_query)
+        write!(
+            f,
+            "{prefix}http://{host}:{}{}",
+            self.port, self.path_and_query
+        )
     }
 }
 

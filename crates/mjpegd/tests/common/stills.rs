@@ -171,7 +171,9 @@ fn params(header: &str) -> HashMap<String, String> {
 enum Verdict {
     Ok,
     /// 401 with a fresh challenge, stale or not.
-    Challenge { stale: bool },
+    Challenge {
+        stale: bool,
+    },
 }
 
 fn check(
@@ -315,7 +317,9 @@ fn serve(
 fn stream(sock: &mut TcpStream, o: &StillOptions, stop: &AtomicBool, frame: &AtomicUsize) {
     let fps = o.stream_fps.unwrap();
     if sock
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n")
+        .write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n",
+        )
         .is_err()
     {
         return;
