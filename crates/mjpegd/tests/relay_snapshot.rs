@@ -174,3 +174,58 @@ fn a_still_that_does_not_come_in_time_is_a_timeout_with_back_off() {
         "backed off, not hammered"
     );
 }
+
+#[test]
+fn a_camera_polled_less_than_once_a_second_is_not_taken_for_dead() {
+    let frames = make_jpegs(2, 160, 120);
+    let cam = StillCamera::start(StillOptions::new(frames.clone()));
+    // A still every 2.5 s, with a read timeout shorter than that.
+    let server = Server::start(&[
+        "--source",
+        &cam.url("/capture"),
+        "--capture",
+        "always",
+        "--fps",
+        "0.4",
+        "--read-timeout",
+        "1s",
+        "--no-signal-after",
+        "5s",
+    ]);
+    let mut s = server.stream("/stream?delivery=all");
+    s.set_timeout(Duration::from_secs(10));
+    for _ in 0..3 {
+        assert!(frames.contains(&s.next_part().unwrap().body));
+    }
+    let state = server.state();
+    assert_eq!(state["source"]["reconnects"], 0, "{state}");
+    assert!(state["source"]["last_error"].is_null(), "{state}");
+    assert_eq!(cam.counters.connections.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn on_demand_nothing_is_polled_while_no_one_watches() {
+    let frames = make_jpegs(2, 160, 120);
+    let cam = StillCamera::start(StillOptions::new(frames.clone()));
+    let server = Server::start(&[
+        "--source",
+        &cam.url("/capture"),
+        "--capture",
+        "on-demand",
+        "--linger",
+        "200ms",
+        "--fps",
+        "20",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(cam.ok(), 0, "no poll before anyone watches");
+    let mut s = server.stream("/stream?delivery=all");
+    for _ in 0..5 {
+        assert!(frames.contains(&s.next_part().unwrap().body));
+    }
+    drop(s);
+    eventually(Duration::from_secs(5), "the source closed", || {
+        (server.state()["source"]["state"] == "idle").then_some(())
+    });
+    assert_eq!(answered_during(&cam, 1), 0, "no poll once no one watches");
+}

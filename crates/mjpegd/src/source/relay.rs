@@ -32,7 +32,7 @@ use tokio::time::Instant;
 pub const MAX_PART: usize = 16 << 20;
 
 /// What a stream request accepts.
-const ACCEPT_STREAM: &str = "multipart/x-mixed-replace, image/jpeg;q=0.9, */*;q=0.5";
+const ACCEPT_STREAM: &str = "multipart/x-mixed-replace, */*";
 /// What a poll accepts.
 const ACCEPT_STILL: &str = "image/jpeg, */*;q=0.5";
 
@@ -299,10 +299,10 @@ impl Source for Relay {
     }
 
     fn close(&mut self) {
-        if let Some(Running::Stream { .. }) = self.running.take() {
-            // A stream read part-way cannot carry another request.
-            self.client.disconnect();
-        }
+        // Released whole (a camera that serves one client at a time is free for others), and a stream
+        // read part-way could not carry another request anyway.
+        self.running = None;
+        self.client.disconnect();
     }
 }
 

@@ -172,9 +172,11 @@ impl SourceSpec {
                     read_timeout: args.read_timeout,
                     fps: args.fps,
                 });
-                // The relay's own read timeout decides when a silent upstream is dead.
+                // The relay's own read timeout decides when a silent upstream is dead (for a camera
+                // polled for stills, after the wait for the next poll).
+                let interval = Duration::from_secs_f64(1.0 / args.fps.clamp(0.001, 1000.0));
                 let config = SupervisorConfig {
-                    frame_timeout: args.read_timeout + Duration::from_secs(1),
+                    frame_timeout: args.read_timeout + interval + Duration::from_secs(1),
                     ..config
                 };
                 tokio::spawn(supervise(relay, hub, config, shutdown))

@@ -279,6 +279,9 @@ impl UpstreamClient {
                     Auth::None | Auth::Basic(_) => true,
                 };
                 let stale = challenge.stale;
+                if !matches!(self.auth, Auth::Digest { .. }) {
+                    tracing::info!(%url, algorithm = ?challenge.algorithm, session = challenge.session, "upstream asks for Digest: answering with Digest from now on");
+                }
                 self.auth = Auth::Digest {
                     session: digest::Session::new(challenge, &cnonce()),
                     accepted: false,
