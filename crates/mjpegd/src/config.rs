@@ -1031,6 +1031,8 @@ capture = "always"
         );
         let e = err("[cameras.a]\nsource = \"http://cam:81/stream\"\ncontrol-url = \"http://\"\n");
         assert!(e.contains("control-url"), "{e}");
+        let e = err("[cameras.a]\nsource = \"snapshot+http://cam/capture\"\ncontrol-url = \"snapshot+http://cam/\"\n");
+        assert!(e.contains("control-url: a plain http://"), "{e}");
     }
 
     #[test]

@@ -243,6 +243,13 @@ mod tests {
             SourceSpec::parse("exec: ffmpeg -f mjpeg -").unwrap(),
             SourceSpec::Exec("ffmpeg -f mjpeg -".into())
         );
+        let SourceSpec::Relay(url) = SourceSpec::parse("snapshot+http://cam/capture").unwrap()
+        else {
+            panic!("a relay")
+        };
+        assert!(url.snapshot);
+        assert_eq!(url.path_and_query, "/capture");
+        assert!(SourceSpec::parse("snapshot+cam/capture").is_err());
         assert!(SourceSpec::parse("exec:").is_err());
         assert!(SourceSpec::parse("files:/nonexistent-dir").is_err());
         assert!(SourceSpec::parse("bogus").is_err());
