@@ -79,6 +79,14 @@ fn relays_a_stream_behind_apache_digest_md5_reusing_the_nonce_at_each_reconnect(
         relayed >= 8,
         "frames through apache's Digest, byte for byte"
     );
+    let state = server.state();
+    assert!(
+        state["source"]["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("/cam/stream (Digest auth)"),
+        "{state}"
+    );
     let logged = entries(&apache);
     let oks: Vec<_> = logged.iter().filter(|e| e.0 == 200).collect();
     assert!(oks.len() >= 3, "{logged:?}");
@@ -160,7 +168,7 @@ fn polls_a_still_behind_apache_reusing_the_nonce_and_renewing_it_when_stale() {
         state["source"]["description"]
             .as_str()
             .unwrap()
-            .contains("stills polled"),
+            .ends_with("(stills polled at up to 10 fps, Digest auth)"),
         "{state}"
     );
 }

@@ -181,12 +181,17 @@ impl Relay {
 
 impl Source for Relay {
     fn describe(&self) -> String {
-        match self.mode {
-            Some(Mode::Snapshot) => format!(
-                "relay of {} (stills polled at up to {} fps)",
-                self.options.url, self.options.fps
-            ),
-            _ => format!("relay of {}", self.options.url),
+        let mut how = Vec::new();
+        if self.mode == Some(Mode::Snapshot) {
+            how.push(format!("stills polled at up to {} fps", self.options.fps));
+        }
+        if self.client.scheme() == "Digest" {
+            how.push("Digest auth".to_string());
+        }
+        if how.is_empty() {
+            format!("relay of {}", self.options.url)
+        } else {
+            format!("relay of {} ({})", self.options.url, how.join(", "))
         }
     }
 

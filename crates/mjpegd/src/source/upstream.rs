@@ -100,11 +100,6 @@ impl UpstreamClient {
         }
     }
 
-    /// The URL, without credentials.
-    pub fn url(&self) -> &RelayUrl {
-        &self.url
-    }
-
     /// `Basic`, `Digest` or `none`: how the next request will be authenticated.
     pub fn scheme(&self) -> &'static str {
         self.auth.scheme()
@@ -126,8 +121,8 @@ impl UpstreamClient {
         }
     }
 
-    /// An open connection: the one kept, if the upstream has not closed it, or a new one.
-    /// Makes sure there is one; true if it is the one kept.
+    /// Makes sure there is an open connection: the one kept, if the upstream has not closed it (true), or
+    /// a new one (false).
     async fn connect(&mut self) -> Result<bool, SourceError> {
         let alive = match &mut self.connection {
             Some(c) if !c.sender.is_closed() => {
