@@ -252,12 +252,18 @@ impl Source for Relay {
                         at: SystemTime::now(),
                     });
                 }
-                // One request in flight: the next goes out an interval after this one did, or at once
-                // if this one's answer took longer.
+                // One request in flight: the next goes out an interval after this one was due (so the
+                // timer's slack does not lower the rate), or an interval after it really went out when
+                // it went out late (a slow answer): no burst to catch up.
                 let due = *next_at;
                 tokio::time::sleep_until(due).await;
+                let now = Instant::now();
                 if let Some(Running::Snapshot { next_at, .. }) = self.running.as_mut() {
-                    *next_at = Instant::now() + interval;
+                    *next_at = if now.saturating_duration_since(due) < interval / 2 {
+                        due + interval
+                    } else {
+                        now + interval
+                    };
                 }
                 let response = self.request(ACCEPT_STILL).await?;
                 let jpeg = self.read_still(response).await?;
