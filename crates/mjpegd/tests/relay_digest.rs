@@ -320,3 +320,86 @@ fn relays_a_sha256_digest_stream_and_polls_sha256_stills() {
     );
     assert_eq!(server.state()["source"]["reconnects"], 0);
 }
+
+/// A camera that answers every request with `401` and `challenge`, counting requests.
+fn refusing_camera(
+    challenge: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(mut sock) = sock else { return };
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                loop {
+                    match sock.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    while let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        got.drain(..i + 4);
+                        c.fetch_add(1, Ordering::Relaxed);
+                        let answer = format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n\r\n");
+                        if sock.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[test]
+fn challenges_mjpegd_cannot_answer_are_reported_not_retried_in_a_loop() {
+    let long_nonce: &'static str = Box::leak(
+        format!(
+            "Digest realm=\"cam\", nonce=\"{}\", qop=\"auth\"",
+            "n".repeat(2000)
+        )
+        .into_boxed_str(),
+    );
+    for (challenge, why) in [
+        ("NTLM", "only ntlm"),
+        (
+            "Digest realm=\"cam\", nonce=\"n\", algorithm=SHA3-512",
+            "unsupported algorithm",
+        ),
+        (long_nonce, "longer than 1024 bytes"),
+    ] {
+        let (addr, requests) = refusing_camera(challenge);
+        let server = Server::start(&[
+            "--source",
+            &format!("http://u:p@{addr}/snapshot.jpg"),
+            "--capture",
+            "always",
+        ]);
+        let state = eventually(Duration::from_secs(10), "the reason in /state", || {
+            let s = server.state();
+            s["source"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(why))
+                .then_some(s)
+        });
+        assert!(
+            state["source"]["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("cannot answer"),
+            "{state}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        let n = requests.load(Ordering::Relaxed);
+        assert!(n <= 8, "{challenge:.40}: {n} requests: backed off");
+    }
+}
