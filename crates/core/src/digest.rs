@@ -737,6 +737,24 @@ mod tests {
             }
 
             #[test]
+            fn headers_made_of_challenge_words_never_panic_or_inject(words in proptest::collection::vec(
+                prop_oneof![
+                    Just("Digest "), Just("Basic "), Just("realm="), Just("nonce="), Just("opaque="),
+                    Just("\""), Just(","), Just(" "), Just("\\"), Just("="), Just("qop=auth"),
+                    Just("qop=\"auth-int\""), Just("algorithm=SHA-256-sess"), Just("algorithm=MD5"),
+                    Just("stale=true"), Just("userhash=true"), Just("abc=="), Just("x"), Just("\t"),
+                    Just("\u{e4}"), Just("\r\n"),
+                ],
+                0..48,
+            )) {
+                let header = words.concat();
+                if let Offer::Digest(c) = offer([header.as_bytes()]) {
+                    let a = Session::new(c, "cn").authorization("u", "p", "GET", "/");
+                    prop_assert!(!a.bytes().any(|b| b.is_ascii_control()), "{:?}", a);
+                }
+            }
+
+            #[test]
             fn any_challenge_built_of_params_parses_back(
                 realm in "[ -~]{0,40}",
                 nonce in "[!#-~]{1,40}",
