@@ -223,9 +223,17 @@ fn wrong_credentials_are_reported_backed_off_and_never_logged() {
 }
 
 fn sha256_camera(stream_fps: Option<u32>, frames: Vec<Vec<u8>>) -> StillCamera {
+    digest_camera("SHA-256", stream_fps, frames)
+}
+
+fn digest_camera(
+    algorithm: &'static str,
+    stream_fps: Option<u32>,
+    frames: Vec<Vec<u8>>,
+) -> StillCamera {
     StillCamera::start(StillOptions {
         digest: Some(DigestRule {
-            algorithm: "SHA-256",
+            algorithm,
             user: "admin",
             password: "S3cret-256",
             nonce_uses: 5,
@@ -401,5 +409,35 @@ fn challenges_mjpegd_cannot_answer_are_reported_not_retried_in_a_loop() {
         std::thread::sleep(Duration::from_secs(1));
         let n = requests.load(Ordering::Relaxed);
         assert!(n <= 8, "{challenge:.40}: {n} requests: backed off");
+    }
+}
+
+#[test]
+fn session_variants_sha256_sess_and_md5_sess() {
+    let frames = make_jpegs(2, 160, 120);
+    for algorithm in ["SHA-256-sess", "MD5-sess"] {
+        let cam = digest_camera(algorithm, None, frames.clone());
+        let server = Server::start(&[
+            "--source",
+            &cam.url("/capture"),
+            "--source-auth",
+            "admin:S3cret-256",
+            "--capture",
+            "always",
+            "--fps",
+            "20",
+        ]);
+        let mut s = server.stream("/stream?delivery=all");
+        for _ in 0..8 {
+            assert!(frames.contains(&s.next_part().unwrap().body), "{algorithm}");
+        }
+        let c = &cam.counters;
+        assert_eq!(c.bad_digests.load(Ordering::Relaxed), 0, "{algorithm}");
+        assert!(c.stale.load(Ordering::Relaxed) >= 1, "{algorithm}: renewed");
+        assert_eq!(
+            c.unauthorized.load(Ordering::Relaxed),
+            1 + c.stale.load(Ordering::Relaxed),
+            "{algorithm}"
+        );
     }
 }

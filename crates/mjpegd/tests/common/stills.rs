@@ -17,7 +17,7 @@ use std::time::Duration;
 /// Digest as this camera demands it.
 #[derive(Clone, Debug)]
 pub struct DigestRule {
-    /// "SHA-256" or "MD5".
+    /// "SHA-256" or "MD5", or either with "-sess".
     pub algorithm: &'static str,
     pub user: &'static str,
     pub password: &'static str,
@@ -27,7 +27,7 @@ pub struct DigestRule {
 
 impl DigestRule {
     fn hash(&self, s: &str) -> String {
-        let bytes = match self.algorithm {
+        let bytes = match self.algorithm.trim_end_matches("-sess") {
             "SHA-256" => Sha256::digest(s.as_bytes()).to_vec(),
             "MD5" => Md5::digest(s.as_bytes()).to_vec(),
             other => panic!("no {other}"),
@@ -193,7 +193,10 @@ fn check(
         return Verdict::Challenge { stale: false };
     };
     let nc = u32::from_str_radix(get("nc"), 16).unwrap_or(0);
-    let ha1 = rule.hash(&format!("{}:cam:{}", rule.user, rule.password));
+    let mut ha1 = rule.hash(&format!("{}:cam:{}", rule.user, rule.password));
+    if rule.algorithm.ends_with("-sess") {
+        ha1 = rule.hash(&format!("{ha1}:{}:{}", get("nonce"), get("cnonce")));
+    }
     let ha2 = rule.hash(&format!("GET:{}", get("uri")));
     let expected = rule.hash(&format!(
         "{ha1}:{}:{}:{}:auth:{ha2}",
