@@ -3,8 +3,11 @@
 //! Data flows one way: a source's JPEGs enter a [`hub::Hub`], which numbers them and hands each client the
 //! next frame its [`delivery::Policy`] allows; the server writes it out. Nothing in this crate touches a
 //! socket, a device, a clock or an async runtime: bytes and times are passed in, decisions come out. That
-//! keeps the hub, the delivery policies, the stream [`parse`]rs, HTTP [`digest`] authentication, the recording format ([`mkv`]), the arithmetic of size variants ([`variant`]) and who gets the next transcode slot
+//! keeps the hub, the delivery policies, the stream [`parse`]rs, the recording format ([`mkv`]), the arithmetic of size variants ([`variant`]) and who gets the next transcode slot
 //! ([`transcode_queue`]) unit-testable without I/O and portable to small targets.
+//!
+//! [`digest`] is HTTP Digest authentication (RFC 7616) as a relay answers a camera: challenges in, header
+//! values out, the random client nonce brought by the caller.
 
 pub mod delivery;
 pub mod digest;
