@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 secs=${1:-300}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request multipart jpeg)
+[ ${#targets[@]} -gt 0 ] || targets=(request multipart jpeg digest)
 for t in "${targets[@]}"; do
     echo "== $t: ${secs}s"
     cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=5 2>&1 \

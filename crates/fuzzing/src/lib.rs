@@ -143,3 +143,23 @@ pub fn jpeg(data: &[u8]) {
         "bytes accounted"
     );
 }
+
+/// `WWW-Authenticate` values (one per line, as a response may carry several) read as a relay reads a 401:
+/// whatever they say, every value kept is bounded, and the `Authorization` answered to a Digest challenge is
+/// one header line (no control character: no header injection) of bounded length.
+pub fn digest(data: &[u8]) {
+    use mjpegd_core::digest::{offer, Offer, Session, MAX_VALUE};
+    let headers: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    if let Offer::Digest(c) = offer(headers.iter().copied()) {
+        for v in [&c.realm, &c.nonce].into_iter().chain(c.opaque.as_ref()) {
+            assert!(v.len() <= MAX_VALUE * 3, "{} bytes kept", v.len());
+        }
+        let mut s = Session::new(c, "0123456789abcdef");
+        for _ in 0..2 {
+            let a = s.authorization("user", "pass", "GET", "/x?y=1");
+            assert!(!a.bytes().any(|b| b.is_ascii_control()), "{a:?}");
+            assert!(a.len() < 8 * MAX_VALUE, "{} bytes", a.len());
+        }
+        assert_eq!(s.nonce_count(), 2);
+    }
+}

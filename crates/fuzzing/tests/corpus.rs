@@ -47,3 +47,8 @@ fn multipart_corpus() {
 fn jpeg_corpus() {
     replay("jpeg", mjpegd_fuzzing::jpeg);
 }
+
+#[test]
+fn digest_corpus() {
+    replay("digest", mjpegd_fuzzing::digest);
+}

@@ -72,7 +72,8 @@ pub struct ServeArgs {
     /// Its keys override the flags'; the flags give what a camera leaves out.
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
-    /// Where frames come from: `pattern` (built-in test pattern), an upstream MJPEG URL (http://...),
+    /// Where frames come from: `pattern` (built-in test pattern), an upstream MJPEG URL (http://...; a
+    /// URL that answers with still JPEGs is polled at --fps, and snapshot+http://... forces that),
     /// `exec:COMMAND` (a child process writing MJPEG to stdout), `-` (MJPEG on stdin), `files:DIR` or a
     /// `.mjpeg` file.
     #[arg(long, default_value = "pattern", conflicts_with = "device")]
@@ -80,7 +81,8 @@ pub struct ServeArgs {
     /// A V4L2 camera, e.g. /dev/video0.
     #[arg(long)]
     pub device: Option<std::path::PathBuf>,
-    /// Credentials for an upstream that wants Basic auth, USER:PASSWORD (or put them in the URL).
+    /// Credentials for an upstream, USER:PASSWORD (or put them in the URL): sent as Basic, or as Digest
+    /// (RFC 7616) when the upstream asks for it.
     #[arg(long, value_parser = parse_credentials, env = "MJPEGD_SOURCE_AUTH")]
     pub source_auth: Option<(String, String)>,
     /// Time allowed to connect to an upstream.

@@ -438,6 +438,12 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
             }
             let url = crate::source::url::RelayUrl::parse(u.get_ref())
                 .map_err(|e| at(u.span(), format!("control-url: {e}")))?;
+            if url.snapshot {
+                return Err(at(
+                    u.span(),
+                    "control-url: a plain http:// address (snapshot+ is for a source)".into(),
+                ));
+            }
             c.options.control_url = Some(url);
         }
         match (&mut c.source, &k.push_key) {
@@ -1149,6 +1155,8 @@ capture = "always"
         );
         let e = err("[cameras.a]\nsource = \"http://cam:81/stream\"\ncontrol-url = \"http://\"\n");
         assert!(e.contains("control-url"), "{e}");
+        let e = err("[cameras.a]\nsource = \"snapshot+http://cam/capture\"\ncontrol-url = \"snapshot+http://cam/\"\n");
+        assert!(e.contains("control-url: a plain http://"), "{e}");
     }
 
     #[test]

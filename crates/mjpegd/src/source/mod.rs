@@ -19,6 +19,7 @@ pub mod push;
 pub mod relay;
 pub mod spec;
 pub mod supervisor;
+pub mod upstream;
 pub mod url;
 pub mod v4l2;
 

@@ -33,7 +33,7 @@ pub struct SourceOptions {
     pub format: FormatChoice,
     /// Encoder threads for raw camera formats.
     pub encoders: usize,
-    /// Basic auth for an upstream.
+    /// Credentials for an upstream (Basic or Digest, as it asks).
     pub credentials: Option<(String, String)>,
     pub connect_timeout: Duration,
     /// Longest silence from an upstream before it is reconnected.
@@ -109,7 +109,7 @@ impl SourceSpec {
             "pattern" | "test" | "testsrc" => Ok(SourceSpec::Pattern),
             "-" => Ok(SourceSpec::Stdin),
             "push" => Ok(SourceSpec::Push(None)),
-            url if url.starts_with("http://") => Ok(SourceSpec::Relay(
+            url if url.starts_with("http://") || url.starts_with("snapshot+http://") => Ok(SourceSpec::Relay(
                 RelayUrl::parse(url).map_err(|e| anyhow::anyhow!(e))?,
             )),
             url if url.starts_with("https://") => {
@@ -132,7 +132,7 @@ impl SourceSpec {
             }
             dev if dev.starts_with("/dev/") => Ok(SourceSpec::Device(PathBuf::from(dev))),
             other => anyhow::bail!(
-                "unknown source {:?}: use pattern, http://HOST/PATH, exec:COMMAND, -, files:DIR or FILE.mjpeg",
+                "unknown source {:?}: use pattern, http://HOST/PATH, snapshot+http://HOST/PATH, exec:COMMAND, -, files:DIR or FILE.mjpeg",
                 redact(other)
             ),
         }
@@ -176,9 +176,11 @@ impl SourceSpec {
                     read_timeout: args.read_timeout,
                     fps: args.fps,
                 });
-                // The relay's own read timeout decides when a silent upstream is dead.
+                // The relay's own read timeout decides when a silent upstream is dead (for a camera
+                // polled for stills, after the wait for the next poll).
+                let interval = Duration::from_secs_f64(1.0 / args.fps.clamp(0.001, 1000.0));
                 let config = SupervisorConfig {
-                    frame_timeout: args.read_timeout + Duration::from_secs(1),
+                    frame_timeout: args.read_timeout + interval + Duration::from_secs(1),
                     ..config
                 };
                 tokio::spawn(supervise(relay, hub, config, shutdown))
@@ -245,6 +247,13 @@ mod tests {
             SourceSpec::parse("exec: ffmpeg -f mjpeg -").unwrap(),
             SourceSpec::Exec("ffmpeg -f mjpeg -".into())
         );
+        let SourceSpec::Relay(url) = SourceSpec::parse("snapshot+http://cam/capture").unwrap()
+        else {
+            panic!("a relay")
+        };
+        assert!(url.snapshot);
+        assert_eq!(url.path_and_query, "/capture");
+        assert!(SourceSpec::parse("snapshot+cam/capture").is_err());
         assert!(SourceSpec::parse("exec:").is_err());
         assert!(SourceSpec::parse("files:/nonexistent-dir").is_err());
         assert!(SourceSpec::parse("bogus").is_err());

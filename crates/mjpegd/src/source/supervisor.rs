@@ -124,7 +124,7 @@ async fn run<S: Source>(
     config: &SupervisorConfig,
     shutdown: &CancellationToken,
 ) {
-    let description = source.describe();
+    let mut description = source.describe();
     hub.update_source(|s| {
         s.description = description.clone();
         s.state = SourceState::Idle;
@@ -169,6 +169,12 @@ async fn run<S: Source>(
         let stopped = match opened {
             Ok(info) => {
                 let mut info = info;
+                // What opening found out (a relay that turned out to serve stills says so).
+                let now = source.describe();
+                if now != description {
+                    description = now;
+                    hub.update_source(|s| s.description = description.clone());
+                }
                 if config.orientation.swaps_sides() {
                     // Until the first turned frame says exactly (edge blocks may be trimmed).
                     std::mem::swap(&mut info.width, &mut info.height);

@@ -8,13 +8,19 @@
 //! `Display` and `Debug` (hence every log line, error, `/state` and `/metrics` that shows the source) never
 //! print them. [`redact`] does the same for a string that failed to parse, and [`redact_urls`] for any text
 //! that may hold URLs (a command line, a command's stderr).
+//!
+//! `snapshot+http://...` is the same URL with the relay told to poll it for still JPEGs (a camera whose
+//! snapshot URL answers with a type other than `image/jpeg`); see [`super::relay`].
 
 use std::fmt;
 
 /// Longest URL accepted.
 pub const MAX_URL: usize = 2048;
 
-/// A parsed `http://[user[:password]@]host[:port][/path][?query]`.
+/// The prefix that makes a relay poll its URL for still JPEGs whatever their Content-Type says.
+pub const SNAPSHOT_PREFIX: &str = "snapshot+";
+
+/// A parsed `[snapshot+]http://[user[:password]@]host[:port][/path][?query]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RelayUrl {
     /// A name or an address (IPv6 without its brackets).
@@ -23,8 +29,10 @@ pub struct RelayUrl {
     pub port: u16,
     /// What the request line carries: starts with `/`.
     pub path_and_query: String,
-    /// `user[:password]` of the URL, percent-decoded; for Basic auth only.
+    /// `user[:password]` of the URL, percent-decoded; for the `Authorization` header only.
     pub credentials: Option<(String, String)>,
+    /// Written `snapshot+http://`: each answer is one JPEG, polled at the camera's rate.
+    pub snapshot: bool,
 }
 
 impl RelayUrl {
@@ -35,9 +43,13 @@ impl RelayUrl {
         if url.len() > MAX_URL {
             return Err(format!("a URL longer than {MAX_URL} bytes"));
         }
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{shown}: only http:// upstreams are supported"))?;
+        let (snapshot, url) = match url.strip_prefix(SNAPSHOT_PREFIX) {
+            Some(rest) => (true, rest),
+            None => (false, url),
+        };
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            format!("{shown}: only http:// (or snapshot+http://) upstreams are supported")
+        })?;
         if let Some((i, c)) = rest
             .char_indices()
             .find(|(_, c)| c.is_control() || c.is_whitespace())
@@ -122,6 +134,7 @@ impl RelayUrl {
             port,
             path_and_query: path,
             credentials,
+            snapshot,
         })
     }
 
@@ -140,7 +153,7 @@ impl RelayUrl {
     }
 }
 
-/// The URL without credentials: `http://host:port/path`.
+/// The URL without credentials: `[snapshot+]http://host:port/path`.
 impl fmt::Display for RelayUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = if self.host.contains(':') {
@@ -148,7 +161,12 @@ impl fmt::Display for RelayUrl {
         } else {
             self.host.clone()
         };
-        write!(f, "http://{host}:{}{}", self.port, self.path_and_query)
+        let prefix = if self.snapshot { SNAPSHOT_PREFIX } else { "" };
+        write!(
+            f,
+            "{prefix}http://{host}:{}{}",
+            self.port, self.path_and_query
+        )
     }
 }
 
@@ -229,6 +247,14 @@ mod tests {
         assert_eq!(u.to_string(), "http://[::1]:9000/stream");
         let u = RelayUrl::parse("http://cam?action=stream").unwrap();
         assert_eq!(u.path_and_query, "/?action=stream");
+        assert!(!u.snapshot);
+        let u = RelayUrl::parse("snapshot+http://admin:S3cret@cam/capture").unwrap();
+        assert!(u.snapshot);
+        assert_eq!(u.credentials, Some(("admin".into(), "S3cret".into())));
+        assert_eq!(u.to_string(), "snapshot+http://cam:80/capture");
+        assert!(!format!("{u:?}").contains("S3cret"));
+        assert!(RelayUrl::parse("snapshot+https://cam/").is_err());
+        assert!(RelayUrl::parse("snapshot+snapshot+http://cam/").is_err());
     }
 
     #[test]
