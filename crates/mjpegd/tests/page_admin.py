@@ -433,7 +433,8 @@ def esp32(b, url, name):
         r = page.request.get(url.rstrip("/") + f"/cams/{name}/status")
         return r.ok and (r.json().get("brightness"), r.json().get("hmirror"), r.json().get("framesize")) == (2, 1, 9)
 
-    until(sent, "the firmware has the new values")
+    # Three settings, each a request through the relay to the emulator, one at a time: generous under load.
+    until(sent, "the firmware has the new values", timeout_s=20)
     expect(page.locator("#panel-esp32-brightness")).to_have_value("2")
     # A var the firmware refuses: said beside it.
     page.check("#panel-esp32-vflip")
