@@ -557,6 +557,21 @@ impl Subscription {
         self.next_delivery().await.map(|d| d.frame)
     }
 
+    /// For a latest client that has had its frame: waits until the hub has changed since (a frame was
+    /// published, or someone evicted), without taking anything. The stream writer waits here before it
+    /// looks at a client's send queue, so the queue drains while the next frame is being captured
+    /// instead of being polled for meanwhile. Returns at once for the other policies and before the first
+    /// frame.
+    pub async fn changed_since_last(&mut self) {
+        if self.entry.policy == Policy::Latest
+            && self.decided
+            && !self.changed.has_changed().unwrap_or(true)
+            && self.changed.changed().await.is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Waits for the next frame this client's policy gives it, with its shared part if it has one. Errs
     /// when the hub evicted the client.
     pub async fn next_delivery(&mut self) -> Result<Delivery, EvictCause> {
