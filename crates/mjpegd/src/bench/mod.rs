@@ -50,9 +50,10 @@ pub struct BenchArgs {
     /// Adds ?delivery= to the URL of the slow clients.
     #[arg(long)]
     pub slow_delivery: Option<String>,
-    /// The server's pid: its CPU and memory are sampled over the window.
-    #[arg(long)]
-    pub pid: Option<u32>,
+    /// The server's pid: its CPU and memory are sampled over the window. Several (repeated, or
+    /// comma-separated: a proxy's workers and the server behind it) are summed.
+    #[arg(long, value_delimiter = ',')]
+    pub pid: Vec<u32>,
     /// Connections opened at once while ramping up.
     #[arg(long, default_value_t = 256)]
     pub connect_batch: usize,
@@ -442,10 +443,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         start,
         end: start + args.duration,
     });
-    let server_before = args.pid.and_then(|p| procstat::sample(&p.to_string()));
+    let server_before = procstat::sample_all(&args.pid);
     let self_before = procstat::sample("self");
     tokio::time::sleep(args.duration).await;
-    let server_after = args.pid.and_then(|p| procstat::sample(&p.to_string()));
+    let server_after = procstat::sample_all(&args.pid);
     let self_after = procstat::sample("self");
     let mut results = Vec::with_capacity(tasks.len());
     for t in tasks {
