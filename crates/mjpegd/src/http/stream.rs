@@ -18,8 +18,9 @@
 //! This is the hot path (one pass per client per frame), so the common case does no more than it must:
 //! every `select!` is `biased` towards the work, so the stop token's waiter and the write timeout's timer
 //! are only set up when the client actually has to wait; a latest client's queue is looked at with one
-//! ioctl (a reset connection is only checked for when the queue is long); and only a lockstep client's
-//! completed send takes the hub's lock.
+//! ioctl (a reset connection is only checked for when the queue is long); a client that is behind waits
+//! for the next frame before it looks again, then looks when its queue should have drained at the rate
+//! it drains ([`DrainPacer`]); and only a lockstep client's completed send takes the hub's lock.
 
 use crate::hub::{Delivery, Subscription};
 use crate::net::shared_part::SharedPart;
@@ -192,7 +193,8 @@ pub async fn stream_frames<W: Transport>(
         };
         match written {
             Ok(Ok(bytes)) => {
-                last_part = bytes;
+                // What the part takes in the send queue (over TLS, with its records' framing).
+                last_part = w.wire_len(bytes);
                 sub.sent(bytes)
             }
             Ok(Err(e)) => return StreamEnd::Disconnected(e),
@@ -208,12 +210,11 @@ pub async fn stream_frames<W: Transport>(
     }
 }
 
-/// Returns once at most `limit` bytes wait in the connection's send queue. Polls with a back-off, since
-/// the kernel has no readiness event for "the queue fell below N"; only clients that are behind wait here.
+/// Returns once at most `limit` bytes wait in the connection's send queue. Polls, since the kernel has no
+/// readiness event for "the queue fell below N"; only clients that are behind wait here, paced by
+/// [`DrainPacer`].
 async fn drained<W: Transport>(w: &W, limit: usize) {
-    // Short pauses first (a client that is only a little behind is on time again within a millisecond or
-    // two), longer ones for a client that stays behind, so it costs few wake-ups.
-    const PAUSES_MS: [u64; 9] = [1, 1, 1, 2, 2, 4, 8, 16, 32];
+    let mut pacer = DrainPacer::default();
     let mut tries = 0;
     // The quick look each time; the full one (which also tells a reset connection, whose queue never
     // drains) every fourth.
@@ -223,14 +224,51 @@ async fn drained<W: Transport>(w: &W, limit: usize) {
         } else {
             w.unsent_bytes_quick()
         };
-        if queued.is_none_or(|q| q <= limit) {
+        let Some(queued) = queued.filter(|&q| q > limit) else {
             return;
-        }
-        tokio::time::sleep(Duration::from_millis(
-            PAUSES_MS[tries.min(PAUSES_MS.len() - 1)],
-        ))
-        .await;
+        };
+        tokio::time::sleep(pacer.pause(Instant::now(), queued, limit)).await;
         tries += 1;
+    }
+}
+
+/// When a client that is behind looks at its send queue next. While the queue shrinks, at the time it
+/// should reach the limit at the rate it shrank since the last look (so a client that reads steadily is
+/// looked at about twice, and picks its next frame soon after its queue drained); while it does not,
+/// after pauses that grow (1, 1, 1, 2, 2, 4, 8, 16, 32 ms), so a client that stopped reading costs few
+/// wake-ups until its write timeout.
+#[derive(Debug, Default)]
+struct DrainPacer {
+    /// The last look: when, and how much was queued.
+    last: Option<(Instant, usize)>,
+    /// Looks in a row that found no progress.
+    idle: usize,
+}
+
+impl DrainPacer {
+    const IDLE_PAUSES_MS: [u64; 9] = [1, 1, 1, 2, 2, 4, 8, 16, 32];
+    const MIN: Duration = Duration::from_millis(1);
+    const MAX: Duration = Duration::from_millis(32);
+
+    /// The pause after a look at `now` that found `queued` bytes (more than `limit`).
+    fn pause(&mut self, now: Instant, queued: usize, limit: usize) -> Duration {
+        let pause = match self.last {
+            Some((then, before)) if queued < before => {
+                self.idle = 0;
+                let secs = now.saturating_duration_since(then).as_secs_f64().max(1e-6);
+                let rate = (before - queued) as f64 / secs;
+                let left_ms = queued.saturating_sub(limit) as f64 / rate * 1000.0;
+                // (the timer counts whole milliseconds)
+                Duration::from_millis(left_ms.min(1e6).round() as u64).clamp(Self::MIN, Self::MAX)
+            }
+            _ => {
+                let ms = Self::IDLE_PAUSES_MS[self.idle.min(Self::IDLE_PAUSES_MS.len() - 1)];
+                self.idle += 1;
+                Duration::from_millis(ms)
+            }
+        };
+        self.last = Some((now, queued));
+        pause
     }
 }
 
@@ -372,6 +410,32 @@ pub fn wants_advance_headers(user_agent: Option<&str>, fetch_dest: Option<&str>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A queue that shrinks is looked at again when it should have drained; one that does not, after
+    /// pauses that grow to 32 ms; progress after a stall starts the estimate afresh.
+    #[test]
+    fn the_drain_pacer_follows_a_draining_queue_and_backs_off_a_stalled_one() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut p = DrainPacer::default();
+        // No history: the shortest pause.
+        assert_eq!(p.pause(t0, 150_000, 50_000), ms(1));
+        // 10,000 bytes went in 1 ms; 90,000 are left above the limit: 9 ms.
+        assert_eq!(p.pause(t0 + ms(1), 140_000, 50_000), ms(9));
+        // Fast progress: never under 1 ms; slow progress: never over 32 ms.
+        assert_eq!(p.pause(t0 + ms(10), 51_000, 50_000), ms(1));
+        assert_eq!(p.pause(t0 + ms(11), 50_999, 50_000), ms(32));
+        // A stall: 1, 1, 1, 2, 2, 4, 8, 16, 32, 32 ms.
+        let mut now = t0 + ms(50);
+        let mut pauses = Vec::new();
+        for _ in 0..10 {
+            pauses.push(p.pause(now, 50_999, 50_000).as_millis());
+            now += ms(1);
+        }
+        assert_eq!(pauses, [1, 1, 1, 2, 2, 4, 8, 16, 32, 32]);
+        // Reading again: back to the estimate.
+        assert_eq!(p.pause(now, 50_499, 50_000), ms(1));
+    }
 
     /// Over TLS a part reaches a client that reads only later in full, with no further write behind it:
     /// the records rustls still held when the socket was full are flushed with the part, not left for the
