@@ -8,9 +8,10 @@
 # Then mjpegd alone at the N of SEARCH (ascending, SEARCH_RUNS runs each, stopping at the first N whose
 # median client falls below 29 fps): the largest N at which clients still get the source's rate.
 #
-# With TLS=1 (the default) each N also has two HTTPS rows: mjpegd terminating TLS itself (--tls-cert), and
-# the setup µStreamer users deploy, nginx terminating TLS in front of µStreamer (worker_processes auto, the
-# server's CPU being nginx's master and workers plus µStreamer). A throwaway self-signed P-256 certificate;
+# With TLS=1 (the default) each N also has three HTTPS rows: mjpegd terminating TLS itself (--tls-cert),
+# the setup µStreamer users deploy, nginx terminating TLS in front of µStreamer, and nginx terminating TLS
+# in front of mjpegd (worker_processes auto; the server's CPU is then nginx's master and workers plus the
+# server behind it). A throwaway self-signed P-256 certificate;
 # the load tool reads with --insecure. SEARCH_TLS: the same search for mjpegd over HTTPS.
 #   NS="250 1000" RUNS=3 SEARCH= SEARCH_TLS= EXTRAS=0 bash bench/compare.sh   # the HTTPS rows, reduced
 #
@@ -60,7 +61,7 @@ for _ in $(seq 50); do [ -e "$work/cam/video0" ] && break; sleep 0.1; done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 SERVERS="ustreamer mjpegd"
-[ "$TLS" = 1 ] && SERVERS="$SERVERS nginx-tls-ustreamer mjpegd-tls"
+[ "$TLS" = 1 ] && SERVERS="$SERVERS nginx-tls-ustreamer mjpegd-tls nginx-tls-mjpegd"
 
 # The machine's loopback ceiling, in the same session.
 iperf3 -s -1 -p 5299 >/dev/null 2>&1 &
@@ -122,6 +123,15 @@ start_server() { # $1 name, $2 port
       nginx_conf "$2" "$(($2 + 1000))"
       nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g "daemon off; pid $work/nginx/nginx.pid; error_log stderr crit;" >/dev/null 2>&1 &
       ;;
+    nginx-tls-mjpegd)
+      scheme=https
+      "$MJPEGD" --device "$work/cam/video0" --format mjpeg --resolution 1280x720 --fps 30 \
+        --capture always --listen "127.0.0.1:$(($2 + 1000))" --max-clients 20000 >/dev/null 2>&1 &
+      extra_pid=$!
+      stop_extra=$extra_pid
+      nginx_conf "$2" "$(($2 + 1000))"
+      nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g "daemon off; pid $work/nginx/nginx.pid; error_log stderr crit;" >/dev/null 2>&1 &
+      ;;
   esac
   server_pid=$!
   server_pids=$server_pid
@@ -129,7 +139,7 @@ start_server() { # $1 name, $2 port
   server_scheme=$scheme
   for _ in $(seq 100); do curl -ksf -o /dev/null "$scheme://127.0.0.1:$2/snapshot" && break; sleep 0.1; done
   curl -ksf -o /dev/null "$scheme://127.0.0.1:$2/snapshot" || { echo "$1 did not start" >&2; exit 1; }
-  # The CPU of the whole setup: nginx's master and workers, and µStreamer.
+  # The CPU of the whole setup: nginx's master and workers, and the server behind it.
   [ -n "$extra_pid" ] && server_pids="$server_pid,$(pgrep -d, -P "$server_pid"),$extra_pid"
   return 0
 }
@@ -153,7 +163,7 @@ for n in $NS; do
     for server in $SERVERS; do
       port=$((port + 1))
       start_server "$server" "$port"
-      path=/stream; [ "${server#mjpegd}" != "$server" ] && path="/stream?delivery=$POLICY"
+      path=/stream; [ "${server%mjpegd*}" != "$server" ] && path="/stream?delivery=$POLICY"
       bench "$server" "$port" "$path" "$OUT/$server-$n-$run.json" --clients "$n"
       stop_server
     done

@@ -60,7 +60,7 @@ def row(n, server, c):
 
 
 LABELS = {"ustreamer": "ustreamer", "mjpegd": "mjpegd", "nginx-tls-ustreamer": "nginx TLS -> ustreamer",
-          "mjpegd-tls": "mjpegd HTTPS"}
+          "mjpegd-tls": "mjpegd HTTPS", "nginx-tls-mjpegd": "nginx TLS -> mjpegd"}
 print(HEAD)
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for n in ns:
@@ -73,7 +73,8 @@ for n in ns:
         cells[server] = c
         print(row(n, LABELS[server], c))
     for peer, ours, what in (("ustreamer", "mjpegd", "mjpegd/µStreamer"),
-                             ("nginx-tls-ustreamer", "mjpegd-tls", "HTTPS: mjpegd/(nginx TLS -> µStreamer)")):
+                             ("nginx-tls-ustreamer", "mjpegd-tls", "HTTPS: mjpegd/(nginx TLS -> µStreamer)"),
+                             ("nginx-tls-mjpegd", "mjpegd-tls", "HTTPS: mjpegd/(nginx TLS -> mjpegd)")):
         if peer not in cells or ours not in cells:
             continue
         u, m = cells[peer]["fps_total"], cells[ours]["fps_total"]
