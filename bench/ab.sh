@@ -5,6 +5,8 @@
 #
 #   bash bench/ab.sh NAME=BINARY NAME=BINARY ...       e.g. base=/tmp/mjpegd-main new=target/release/mjpegd
 #   NS="1000 2000" RUNS=3 bash bench/ab.sh ...
+#   SCHEME=https bash bench/ab.sh ...     HTTPS: each server terminates TLS itself (a throwaway self-signed
+#                                         P-256 certificate), the load tool reads with --insecure
 #
 # The load tool is target/release/mjpegd's `bench` for every build. Loopback only, bounded, stops by itself.
 set -euo pipefail
@@ -14,6 +16,7 @@ RUNS=${RUNS:-3}
 WINDOW=${WINDOW:-10s}
 WARMUP=${WARMUP:-3s}
 POLICY=${POLICY:-latest}
+SCHEME=${SCHEME:-http}
 OUT=${OUT:-bench/results/ab}
 BENCH=${BENCH:-target/release/mjpegd}
 FAKECAM=${FAKECAM:-target/release/fakecam}
@@ -36,6 +39,12 @@ ffmpeg -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=30 -frames:v 90 -
 "$FAKECAM" --mount "$work/cam" --width 1280 --height 720 --fps 30 --format mjpeg --frames "$work/frames" >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do [ -e "$work/cam/video0" ] && break; sleep 0.1; done
+tls=()
+if [ "$SCHEME" = https ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  tls=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
+fi
 
 port=8700
 names=()
@@ -46,12 +55,12 @@ for n in $NS; do
       [ "$n" = "${NS%% *}" ] && [ "$run" = 1 ] && names+=("$name")
       port=$((port + 1))
       "$bin" --device "$work/cam/video0" --format mjpeg --resolution 1280x720 --fps 30 \
-        --capture always --listen "127.0.0.1:$port" --max-clients 20000 >/dev/null 2>&1 &
+        --capture always --listen "127.0.0.1:$port" --max-clients 20000 "${tls[@]}" >/dev/null 2>&1 &
       server_pid=$!
-      for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/snapshot" && break; sleep 0.1; done
+      for _ in $(seq 100); do curl -ksf -o /dev/null "$SCHEME://127.0.0.1:$port/snapshot" && break; sleep 0.1; done
       out="$OUT/$name-$n-$run.json"
-      "$BENCH" bench "http://127.0.0.1:$port/stream?delivery=$POLICY" --clients "$n" --duration "$WINDOW" \
-        --warmup "$WARMUP" --pid "$server_pid" --loopback-only --connect-batch 500 --json > "$out" || true
+      "$BENCH" bench "$SCHEME://127.0.0.1:$port/stream?delivery=$POLICY" --clients "$n" --duration "$WINDOW" \
+        --warmup "$WARMUP" --pid "$server_pid" --loopback-only --connect-batch 500 --insecure --json > "$out" || true
       kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
       echo "$name N=$n run $run: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["server"] or {}; print(round(d["normal"]["fps"]["median"],1), "fps,", (d["normal"]["latency_ms"] or {}).get("p99"), "ms p99,", round(s.get("cpu_percent",0)), "% CPU,", round(s.get("cpu_s_per_gb") or 0, 3), "CPU-s/GB")' "$out")" >&2
     done

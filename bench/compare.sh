@@ -8,6 +8,13 @@
 # Then mjpegd alone at the N of SEARCH (ascending, SEARCH_RUNS runs each, stopping at the first N whose
 # median client falls below 29 fps): the largest N at which clients still get the source's rate.
 #
+# With TLS=1 (the default) each N also has three HTTPS rows: mjpegd terminating TLS itself (--tls-cert),
+# the setup µStreamer users deploy, nginx terminating TLS in front of µStreamer, and nginx terminating TLS
+# in front of mjpegd (worker_processes auto; the server's CPU is then nginx's master and workers plus the
+# server behind it). A throwaway self-signed P-256 certificate;
+# the load tool reads with --insecure. SEARCH_TLS: the same search for mjpegd over HTTPS.
+#   NS="250 1000" RUNS=3 SEARCH= SEARCH_TLS= EXTRAS=0 bash bench/compare.sh   # the HTTPS rows, reduced
+#
 # Everything runs on 127.0.0.1, bounded in time, and stops by itself. Results: bench/results/*.json and
 # a Markdown table on stdout (paste it into bench/README.md).
 set -euo pipefail
@@ -19,7 +26,9 @@ RUNS=${RUNS:-3}
 WINDOW=${WINDOW:-10s}
 WARMUP=${WARMUP:-3s}
 POLICY=${POLICY:-latest}
-OUT=bench/results
+TLS=${TLS:-1}
+SEARCH_TLS=${SEARCH_TLS-"1000 1500 2000 2500 3000"}
+OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 
 bash scripts/setup.sh
@@ -32,7 +41,7 @@ ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d /tmp/mjpegd-bench.XXXXXX)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" ${server_pid:-} ${stop_extra:-}; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
   fusermount3 -u "$work/cam" 2>/dev/null || true
   rm -rf "$work"
@@ -49,13 +58,47 @@ echo "frames: 90 JPEGs, average $((frame_bytes / 90)) bytes" >&2
 pids+=($!)
 for _ in $(seq 50); do [ -e "$work/cam/video0" ] && break; sleep 0.1; done
 
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+SERVERS="ustreamer mjpegd"
+[ "$TLS" = 1 ] && SERVERS="$SERVERS nginx-tls-ustreamer mjpegd-tls nginx-tls-mjpegd"
+
 # The machine's loopback ceiling, in the same session.
 iperf3 -s -1 -p 5299 >/dev/null 2>&1 &
 sleep 0.5
 ceiling=$(iperf3 -c 127.0.0.1 -p 5299 -P 2 -t 5 -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e6))')
 echo "loopback ceiling: $ceiling MB/s (iperf3, 2 streams)" >&2
 
+# nginx terminating TLS in front of µStreamer on $2 (docs/recipes/nginx.conf's proxy settings).
+nginx_conf() { # $1 listen port, $2 upstream port
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<EOF
+worker_processes auto;
+worker_rlimit_nofile 65536;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
+  server {
+    listen 127.0.0.1:$1 ssl;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
+    location / {
+      proxy_pass http://127.0.0.1:$2;
+      proxy_http_version 1.1;
+      proxy_buffering off;
+      chunked_transfer_encoding off;
+      proxy_read_timeout 1h;
+      proxy_send_timeout 1h;
+    }
+  }
+}
+EOF
+}
+
 start_server() { # $1 name, $2 port
+  local scheme=http extra_pid=
   case "$1" in
     ustreamer)
       ustreamer --device="$work/cam/video0" --format=MJPEG --encoder=HW --resolution=1280x720 \
@@ -65,16 +108,51 @@ start_server() { # $1 name, $2 port
       "$MJPEGD" --device "$work/cam/video0" --format mjpeg --resolution 1280x720 --fps 30 \
         --capture always --listen "127.0.0.1:$2" --max-clients 20000 >/dev/null 2>&1 &
       ;;
+    mjpegd-tls)
+      scheme=https
+      "$MJPEGD" --device "$work/cam/video0" --format mjpeg --resolution 1280x720 --fps 30 \
+        --capture always --listen "127.0.0.1:$2" --max-clients 20000 \
+        --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" >/dev/null 2>&1 &
+      ;;
+    nginx-tls-ustreamer)
+      scheme=https
+      ustreamer --device="$work/cam/video0" --format=MJPEG --encoder=HW --resolution=1280x720 \
+        --desired-fps=30 --host=127.0.0.1 --port="$(($2 + 1000))" >/dev/null 2>&1 &
+      extra_pid=$!
+      stop_extra=$extra_pid
+      nginx_conf "$2" "$(($2 + 1000))"
+      nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g "daemon off; pid $work/nginx/nginx.pid; error_log stderr crit;" >/dev/null 2>&1 &
+      ;;
+    nginx-tls-mjpegd)
+      scheme=https
+      "$MJPEGD" --device "$work/cam/video0" --format mjpeg --resolution 1280x720 --fps 30 \
+        --capture always --listen "127.0.0.1:$(($2 + 1000))" --max-clients 20000 >/dev/null 2>&1 &
+      extra_pid=$!
+      stop_extra=$extra_pid
+      nginx_conf "$2" "$(($2 + 1000))"
+      nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g "daemon off; pid $work/nginx/nginx.pid; error_log stderr crit;" >/dev/null 2>&1 &
+      ;;
   esac
   server_pid=$!
-  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$2/snapshot" && return; sleep 0.1; done
-  echo "$1 did not start" >&2; exit 1
+  server_pids=$server_pid
+  stop_extra=$extra_pid
+  server_scheme=$scheme
+  for _ in $(seq 100); do curl -ksf -o /dev/null "$scheme://127.0.0.1:$2/snapshot" && break; sleep 0.1; done
+  curl -ksf -o /dev/null "$scheme://127.0.0.1:$2/snapshot" || { echo "$1 did not start" >&2; exit 1; }
+  # The CPU of the whole setup: nginx's master and workers, and the server behind it.
+  [ -n "$extra_pid" ] && server_pids="$server_pid,$(pgrep -d, -P "$server_pid"),$extra_pid"
+  return 0
+}
+
+stop_server() {
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  if [ -n "$stop_extra" ]; then kill "$stop_extra"; wait "$stop_extra" 2>/dev/null || true; fi
 }
 
 bench() { # $1 server, $2 port, $3 path, $4 out, then extra bench flags
   local server=$1 port=$2 path=$3 out=$4; shift 4
-  "$MJPEGD" bench "http://127.0.0.1:$port$path" --duration "$WINDOW" --warmup "$WARMUP" \
-    --pid "$server_pid" --loopback-only --json "$@" > "$out" || true
+  "$MJPEGD" bench "$server_scheme://127.0.0.1:$port$path" --duration "$WINDOW" --warmup "$WARMUP" \
+    --pid "$server_pids" --insecure --loopback-only --json "$@" > "$out" || true
   echo "$server $(basename "$out" .json): $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["normal"]["fps"]["median"], "fps median,", round(d["frames_per_s"]), "frames/s, p99", (d["normal"]["latency_ms"] or {}).get("p99"), "ms,", d["errors"])' "$out")" >&2
 }
 
@@ -82,12 +160,12 @@ port=8300
 # The two servers take turns run by run, so that whatever else the machine does weighs on both alike.
 for n in $NS; do
   for run in $(seq "$RUNS"); do
-    for server in ustreamer mjpegd; do
+    for server in $SERVERS; do
       port=$((port + 1))
       start_server "$server" "$port"
-      path=/stream; [ "$server" = mjpegd ] && path="/stream?delivery=$POLICY"
+      path=/stream; [ "${server%mjpegd*}" != "$server" ] && path="/stream?delivery=$POLICY"
       bench "$server" "$port" "$path" "$OUT/$server-$n-$run.json" --clients "$n"
-      kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+      stop_server
     done
   done
 done
@@ -99,9 +177,23 @@ for n in $SEARCH; do
     port=$((port + 1))
     start_server mjpegd "$port"
     bench mjpegd "$port" "/stream?delivery=$POLICY" "$OUT/search-mjpegd-$n-$run.json" --clients "$n" --connect-batch 500
-    kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+    stop_server
     python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["normal"]["fps"]["median"] >= 29 else 1)' \
       "$OUT/search-mjpegd-$n-$run.json" || ok=0
+  done
+  [ "$ok" = 1 ] || break
+done
+# The same over HTTPS, mjpegd terminating TLS itself.
+[ "$TLS" = 1 ] || SEARCH_TLS=
+for n in $SEARCH_TLS; do
+  ok=1
+  for run in $(seq "$SEARCH_RUNS"); do
+    port=$((port + 1))
+    start_server mjpegd-tls "$port"
+    bench mjpegd-tls "$port" "/stream?delivery=$POLICY" "$OUT/search-mjpegd-tls-$n-$run.json" --clients "$n" --connect-batch 500
+    stop_server
+    python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["normal"]["fps"]["median"] >= 29 else 1)' \
+      "$OUT/search-mjpegd-tls-$n-$run.json" || ok=0
   done
   [ "$ok" = 1 ] || break
 done
@@ -111,13 +203,13 @@ if [ "${EXTRAS:-1}" = 1 ]; then
   port=$((port + 1)); start_server mjpegd "$port"
   bench mjpegd "$port" "/stream?delivery=all" "$OUT/extra-all-100.json" --clients 100
   bench mjpegd "$port" "/stream" "$OUT/extra-slow-100.json" --clients 100 --slow 10 --slow-rate 200KB --slow-rcvbuf 16KiB
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  stop_server
   port=$((port + 1)); start_server ustreamer "$port"
   bench ustreamer "$port" "/stream" "$OUT/extra-ustreamer-slow-100.json" --clients 100 --slow 10 --slow-rate 200KB --slow-rcvbuf 16KiB
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  stop_server
   port=$((port + 1)); start_server mjpegd "$port"
   WINDOW=30s bench mjpegd "$port" "/stream?fps=1" "$OUT/extra-10k-fps1.json" --clients 10000 --connect-batch 500
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  stop_server
 fi
 
-SEARCH_NS="$SEARCH" SEARCH_RUNS="$SEARCH_RUNS" python3 bench/table.py "$OUT" "$ceiling" "$NS" "$RUNS"
+SEARCH_NS="$SEARCH" SEARCH_TLS_NS="$SEARCH_TLS" SEARCH_RUNS="$SEARCH_RUNS" python3 bench/table.py "$OUT" "$ceiling" "$NS" "$RUNS"

@@ -59,17 +59,27 @@ def row(n, server, c):
             f"{c['rss']:.1f} | {c['errors']} |")
 
 
+LABELS = {"ustreamer": "ustreamer", "mjpegd": "mjpegd", "nginx-tls-ustreamer": "nginx TLS -> ustreamer",
+          "mjpegd-tls": "mjpegd HTTPS", "nginx-tls-mjpegd": "nginx TLS -> mjpegd"}
 print(HEAD)
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for n in ns:
     cells = {}
-    for server in ("ustreamer", "mjpegd"):
-        c = cell(load(server, n))
+    for server in LABELS:
+        rs = load(server, n)
+        if not rs:
+            continue
+        c = cell(rs)
         cells[server] = c
-        print(row(n, server, c))
-    u, m = cells["ustreamer"]["fps_total"], cells["mjpegd"]["fps_total"]
-    if u == u and u > 0:
-        print(f"| {n} | ratio | | mjpegd/µStreamer = {m / u:.2f}x | | | | | | | |")
+        print(row(n, LABELS[server], c))
+    for peer, ours, what in (("ustreamer", "mjpegd", "mjpegd/µStreamer"),
+                             ("nginx-tls-ustreamer", "mjpegd-tls", "HTTPS: mjpegd/(nginx TLS -> µStreamer)"),
+                             ("nginx-tls-mjpegd", "mjpegd-tls", "HTTPS: mjpegd/(nginx TLS -> mjpegd)")):
+        if peer not in cells or ours not in cells:
+            continue
+        u, m = cells[peer]["fps_total"], cells[ours]["fps_total"]
+        if u == u and u > 0:
+            print(f"| {n} | ratio | | {what} = {m / u:.2f}x | | | | | | | |")
 
 # mjpegd alone at growing N: the largest N whose median client still gets >= 29 fps.
 search_runs = int(os.environ.get("SEARCH_RUNS", "1"))
@@ -84,6 +94,17 @@ for n in os.environ.get("SEARCH_NS", "").split():
         largest = n
 if largest:
     print(f"\nLargest N with every client's median at >= 29 fps (mjpegd alone): {largest}")
+largest = None
+for n in os.environ.get("SEARCH_TLS_NS", "").split():
+    rs = [r for r in (extra_path(f"search-mjpegd-tls-{n}-{k}") for k in range(1, search_runs + 1)) if r]
+    if not rs:
+        break
+    c = cell(rs)
+    print(row(n, f"mjpegd HTTPS alone ({len(rs)} run{'s' if len(rs) > 1 else ''})", c))
+    if c["fps_med"] >= 29:
+        largest = n
+if largest:
+    print(f"\nLargest N with every client's median at >= 29 fps over HTTPS (mjpegd alone): {largest}")
 
 
 def extra(name):

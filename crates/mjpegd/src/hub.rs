@@ -460,6 +460,7 @@ impl SharedHub {
             entry,
             changed: self.changed.subscribe(),
             decided: false,
+            woken: false,
             _watch: self.watch(),
         };
         (earlier, sub)
@@ -615,6 +616,9 @@ pub struct Subscription {
     changed: watch::Receiver<u64>,
     /// The hub has decided for this client at least once (under the version `changed` marks seen).
     decided: bool,
+    /// [`Subscription::changed_since_last`] saw the change (and so marked it seen): the next decision must
+    /// not wait for another.
+    woken: bool,
     _watch: WatchGuard,
 }
 
@@ -629,6 +633,26 @@ impl Subscription {
         self.next_delivery().await.map(|d| d.frame)
     }
 
+    /// For a latest client that has had its frame: waits until the hub has changed since (a frame was
+    /// published, or someone evicted), without taking anything. The stream writer waits here before it
+    /// looks at a client's send queue, so the queue drains while the next frame is being captured
+    /// instead of being polled for meanwhile. Returns at once for the other policies and before the first
+    /// frame.
+    pub async fn changed_since_last(&mut self) {
+        if self.entry.policy == Policy::Latest
+            && self.decided
+            && !self.woken
+            && !self.changed.has_changed().unwrap_or(true)
+        {
+            if self.changed.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            // changed() marked the version seen: without this the next decision would wait for the
+            // publish after this one, and the client would get every other frame.
+            self.woken = true;
+        }
+    }
+
     /// Waits for the next frame this client's policy gives it, with its shared part if it has one. Errs
     /// when the hub evicted the client.
     pub async fn next_delivery(&mut self) -> Result<Delivery, EvictCause> {
@@ -637,6 +661,7 @@ impl Subscription {
         // so the answer would be the same. Wait without asking the hub (no lock, no lookup).
         if self.entry.policy == Policy::Latest
             && self.decided
+            && !std::mem::take(&mut self.woken)
             && !self.changed.has_changed().unwrap_or(true)
             && self.changed.changed().await.is_err()
         {
@@ -774,6 +799,42 @@ mod tests {
         drop(sub);
         assert_eq!(hub.client_count(), 0);
         assert_eq!(*hub.watchers().borrow(), 0);
+    }
+
+    /// Polls `f` once: Some(output) if it is ready now.
+    async fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+        let mut f = std::pin::pin!(f);
+        std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await
+    }
+
+    /// A latest client that waited for the next frame without taking it (the stream writer, while its
+    /// queue drains) takes that very frame next, at once: not the one after it.
+    #[tokio::test]
+    async fn a_latest_client_woken_by_a_publish_takes_that_frame_without_waiting_again() {
+        let hub = SharedHub::new(HubConfig::default(), SourceStatus::default());
+        let mut sub = hub.subscribe(meta(Policy::Latest));
+        hub.publish(Bytes::from_static(b"a"), SystemTime::now());
+        assert_eq!(sub.next().await.unwrap().seq, 0);
+        {
+            let mut waiting = std::pin::pin!(sub.changed_since_last());
+            assert!(
+                ready_now(waiting.as_mut()).await.is_none(),
+                "nothing new yet"
+            );
+            hub.publish(Bytes::from_static(b"b"), SystemTime::now());
+            assert!(ready_now(waiting.as_mut()).await.is_some());
+        }
+        let next = ready_now(sub.next_delivery()).await;
+        assert_eq!(next.map(|d| d.unwrap().frame.seq), Some(1));
+        // And then it waits for the next publish as before.
+        assert!(ready_now(sub.next_delivery()).await.is_none());
+        assert!(ready_now(sub.changed_since_last()).await.is_none());
+        hub.publish(Bytes::from_static(b"c"), SystemTime::now());
+        assert_eq!(sub.next().await.unwrap().seq, 2);
     }
 
     #[test]

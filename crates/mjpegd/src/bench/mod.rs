@@ -6,9 +6,11 @@
 //! frame, throughput, and errors by kind. Every part is checked to be a whole JPEG. Optionally some
 //! clients read slowly (a byte-rate cap, a small receive buffer) to show whether the server isolates them.
 //! Given the server's pid it samples its CPU and memory, and its own, since both share the machine.
+//! `https://` URLs are read over TLS ([`tls`]): the client's decryption then shares the machine too.
 
 pub mod procstat;
 mod scan;
+mod tls;
 
 use hdrhistogram::Histogram;
 use scan::{PartScanner, ScanError};
@@ -16,13 +18,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Flags of `mjpegd bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// The stream URL, e.g. http://127.0.0.1:8080/stream.
+    /// The stream URL, e.g. http://127.0.0.1:8080/stream (or https://...).
     pub url: String,
     /// Concurrent clients.
     #[arg(short = 'n', long, default_value_t = 10)]
@@ -48,9 +50,10 @@ pub struct BenchArgs {
     /// Adds ?delivery= to the URL of the slow clients.
     #[arg(long)]
     pub slow_delivery: Option<String>,
-    /// The server's pid: its CPU and memory are sampled over the window.
-    #[arg(long)]
-    pub pid: Option<u32>,
+    /// The server's pid: its CPU and memory are sampled over the window. Several (repeated, or
+    /// comma-separated: a proxy's workers and the server behind it) are summed.
+    #[arg(long, value_delimiter = ',')]
+    pub pid: Vec<u32>,
     /// Connections opened at once while ramping up.
     #[arg(long, default_value_t = 256)]
     pub connect_batch: usize,
@@ -60,6 +63,12 @@ pub struct BenchArgs {
     /// Print one JSON line instead of the report.
     #[arg(long)]
     pub json: bool,
+    /// For https:// URLs: trust only the certificates in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    pub cacert: Option<std::path::PathBuf>,
+    /// For https:// URLs: accept any certificate (a self-signed server on loopback).
+    #[arg(long, conflicts_with = "cacert")]
+    pub insecure: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -72,12 +81,21 @@ struct Target {
     addr: SocketAddr,
     host: String,
     path: String,
+    /// For https://: the shared client configuration and the name the certificate must carry.
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
-fn parse_target(url: &str) -> anyhow::Result<Target> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow::anyhow!("{url}: only http:// URLs"))?;
+fn parse_target(url: &str, args: &BenchArgs) -> anyhow::Result<Target> {
+    let (rest, default_port, tls) = if let Some(rest) = url.strip_prefix("http://") {
+        (rest, 80, false)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (rest, 443, true)
+    } else {
+        anyhow::bail!("{url}: only http:// and https:// URLs");
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -88,15 +106,32 @@ fn parse_target(url: &str) -> anyhow::Result<Target> {
     {
         hostport.to_string()
     } else {
-        format!("{hostport}:80")
+        format!("{hostport}:{default_port}")
     };
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&with_port)?
         .next()
         .ok_or_else(|| anyhow::anyhow!("{hostport}: no address"))?;
+    let tls = if tls {
+        let trust = match (&args.cacert, args.insecure) {
+            (Some(file), _) => tls::Trust::CaFile(file),
+            (None, true) => tls::Trust::Insecure,
+            (None, false) => {
+                anyhow::bail!("{url}: give --cacert PEM (the server's CA) or --insecure")
+            }
+        };
+        let host = with_port.rsplit_once(':').map_or(hostport, |(h, _)| h);
+        Some((
+            tokio_rustls::TlsConnector::from(tls::client_config(trust)?),
+            tls::server_name(host)?,
+        ))
+    } else {
+        None
+    };
     Ok(Target {
         addr,
         host: hostport.to_string(),
         path: path.to_string(),
+        tls,
     })
 }
 
@@ -158,7 +193,7 @@ async fn run_client(
     if let Some((_, Some(rcvbuf))) = slow {
         let _ = socket.set_recv_buffer_size(rcvbuf as u32);
     }
-    let mut stream: TcpStream =
+    let stream: TcpStream =
         match tokio::time::timeout(Duration::from_secs(10), socket.connect(target.addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -170,13 +205,62 @@ async fn run_client(
                 return r;
             }
         };
+    let Some((connector, name)) = &target.tls else {
+        r.connect = Some(started.elapsed());
+        return read_stream(stream, r, &target, &path, slow, &window, deadline, started).await;
+    };
+    // Over TLS, connected means handshaken: the connect time includes the handshake.
+    let handshake = connector.connect(name.clone(), stream);
+    let stream = match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            r.error = Some(format!("tls: {}", tls_error(&e)));
+            return r;
+        }
+        Err(_) => {
+            r.error = Some("tls: timeout".into());
+            return r;
+        }
+    };
     r.connect = Some(started.elapsed());
+    read_stream(stream, r, &target, &path, slow, &window, deadline, started).await
+}
+
+/// A failed handshake in a few words (the errors are counted by text, so they must not vary per client).
+fn tls_error(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(c)) => format!("invalid certificate ({c:?})"),
+        Some(rustls::Error::AlertReceived(a)) => format!("alert {a:?}"),
+        Some(_) => "handshake failed".into(),
+        None => e.kind().to_string(),
+    }
+}
+
+/// Sends the request on a connected stream (TCP or TLS) and reads parts until the window ends.
+#[allow(clippy::too_many_arguments)]
+async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    mut r: ClientResult,
+    target: &Target,
+    path: &str,
+    slow: Option<(u64, Option<u64>)>,
+    window: &Mutex<Option<Window>>,
+    deadline: Instant,
+    started: Instant,
+) -> ClientResult {
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mjpegd-bench/{}\r\nAccept: */*\r\n\r\n",
         target.host,
         env!("CARGO_PKG_VERSION")
     );
-    if let Err(e) = stream.write_all(request.as_bytes()).await {
+    let sent = async {
+        stream.write_all(request.as_bytes()).await?;
+        stream.flush().await
+    };
+    if let Err(e) = sent.await {
         r.error = Some(format!("write: {}", e.kind()));
         return r;
     }
@@ -321,7 +405,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs the load test and prints the report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let target = Arc::new(parse_target(&args.url)?);
+    let target = Arc::new(parse_target(&args.url, &args)?);
     if args.loopback_only && !target.addr.ip().is_loopback() {
         anyhow::bail!("{}: not a loopback address (--loopback-only)", target.addr);
     }
@@ -359,10 +443,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         start,
         end: start + args.duration,
     });
-    let server_before = args.pid.and_then(|p| procstat::sample(&p.to_string()));
+    let server_before = procstat::sample_all(&args.pid);
     let self_before = procstat::sample("self");
     tokio::time::sleep(args.duration).await;
-    let server_after = args.pid.and_then(|p| procstat::sample(&p.to_string()));
+    let server_after = procstat::sample_all(&args.pid);
     let self_after = procstat::sample("self");
     let mut results = Vec::with_capacity(tasks.len());
     for t in tasks {

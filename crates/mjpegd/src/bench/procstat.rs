@@ -34,6 +34,24 @@ pub fn sample(pid: &str) -> Option<Sample> {
     })
 }
 
+/// Several processes read as one (a proxy's workers and the server behind it): CPU and RSS summed.
+/// None if any of them cannot be read.
+pub fn sample_all(pids: &[u32]) -> Option<Sample> {
+    let mut total: Option<Sample> = None;
+    for pid in pids {
+        let s = sample(&pid.to_string())?;
+        total = Some(match total {
+            None => s,
+            Some(t) => Sample {
+                cpu: t.cpu + s.cpu,
+                rss: t.rss + s.rss,
+                at: t.at,
+            },
+        });
+    }
+    total
+}
+
 /// CPU used between two samples, as a percentage of one core.
 pub fn cpu_percent(a: &Sample, b: &Sample) -> f64 {
     let wall = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
@@ -46,5 +64,14 @@ mod tests {
     fn reads_this_process() {
         let s = super::sample("self").unwrap();
         assert!(s.rss > 0);
+    }
+
+    #[test]
+    fn several_processes_add_up() {
+        let me = std::process::id();
+        let one = super::sample_all(&[me]).unwrap();
+        let two = super::sample_all(&[me, me]).unwrap();
+        assert!(two.rss >= 2 * one.rss - 2 * 1024 * 1024 && two.cpu >= 2.0 * one.cpu);
+        assert!(super::sample_all(&[me, u32::MAX]).is_none());
     }
 }

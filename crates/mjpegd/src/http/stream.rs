@@ -18,8 +18,9 @@
 //! This is the hot path (one pass per client per frame), so the common case does no more than it must:
 //! every `select!` is `biased` towards the work, so the stop token's waiter and the write timeout's timer
 //! are only set up when the client actually has to wait; a latest client's queue is looked at with one
-//! ioctl (a reset connection is only checked for when the queue is long); and only a lockstep client's
-//! completed send takes the hub's lock.
+//! ioctl (a reset connection is only checked for when the queue is long); a client that is behind waits
+//! for the next frame before it looks again, then looks when its queue should have drained at the rate
+//! it drains ([`DrainPacer`]); and only a lockstep client's completed send takes the hub's lock.
 
 use crate::hub::{Delivery, Subscription};
 use crate::net::shared_part::SharedPart;
@@ -127,11 +128,19 @@ pub async fn stream_frames<W: Transport>(
         }
         // A latest client waits for its queue to drain before it picks the newest frame.
         // A client that takes no bytes for the write timeout (vanished without a reset) is dropped.
-        // (A queue that is short already costs one ioctl, and no timer or waiter.)
+        // (A queue that is short already costs one ioctl, and no timer or waiter.) One that is behind
+        // first waits for the next frame to exist: its queue drains meanwhile, so the polls below start
+        // only when there is something to pick, and mostly find the queue short at once (over TLS, where
+        // the load tool decrypts on the same cores, polling straight away made 5-6 polls per frame).
         if policy == Policy::Latest
             && last_part > 0
             && w.unsent_bytes_quick().is_none_or(|q| q > last_part)
         {
+            tokio::select! {
+                biased;
+                _ = sub.changed_since_last() => {}
+                _ = stop.cancelled() => return ended(),
+            }
             tokio::select! {
                 biased;
                 r = tokio::time::timeout(timeout, drained(w, last_part)) => if r.is_err() {
@@ -184,7 +193,8 @@ pub async fn stream_frames<W: Transport>(
         };
         match written {
             Ok(Ok(bytes)) => {
-                last_part = bytes;
+                // What the part takes in the send queue (over TLS, with its records' framing).
+                last_part = w.wire_len(bytes);
                 sub.sent(bytes)
             }
             Ok(Err(e)) => return StreamEnd::Disconnected(e),
@@ -200,15 +210,11 @@ pub async fn stream_frames<W: Transport>(
     }
 }
 
-/// Returns once at most `limit` bytes wait in the connection's send queue. Polls with a back-off, since
-/// the kernel has no readiness event for "the queue fell below N"; only clients that are behind wait here.
+/// Returns once at most `limit` bytes wait in the connection's send queue. Polls, since the kernel has no
+/// readiness event for "the queue fell below N"; only clients that are behind wait here, paced by
+/// [`DrainPacer`].
 async fn drained<W: Transport>(w: &W, limit: usize) {
-    // Short pauses first (a client that is only a little behind is on time again within a millisecond or
-    // two), longer ones for a client that stays behind, so it costs few wake-ups.
-    const PAUSES_MS: [u64; 9] = [1, 1, 1, 2, 2, 4, 8, 16, 32];
-    if w.unsent_bytes_quick().is_some_and(|q| q <= limit) {
-        return;
-    }
+    let mut pacer = DrainPacer::default();
     let mut tries = 0;
     // The quick look each time; the full one (which also tells a reset connection, whose queue never
     // drains) every fourth.
@@ -218,14 +224,51 @@ async fn drained<W: Transport>(w: &W, limit: usize) {
         } else {
             w.unsent_bytes_quick()
         };
-        if queued.is_none_or(|q| q <= limit) {
+        let Some(queued) = queued.filter(|&q| q > limit) else {
             return;
-        }
-        tokio::time::sleep(Duration::from_millis(
-            PAUSES_MS[tries.min(PAUSES_MS.len() - 1)],
-        ))
-        .await;
+        };
+        tokio::time::sleep(pacer.pause(Instant::now(), queued, limit)).await;
         tries += 1;
+    }
+}
+
+/// When a client that is behind looks at its send queue next. While the queue shrinks, at the time it
+/// should reach the limit at the rate it shrank since the last look (so a client that reads steadily is
+/// looked at about twice, and picks its next frame soon after its queue drained); while it does not,
+/// after pauses that grow (1, 1, 1, 2, 2, 4, 8, 16, 32 ms), so a client that stopped reading costs few
+/// wake-ups until its write timeout.
+#[derive(Debug, Default)]
+struct DrainPacer {
+    /// The last look: when, and how much was queued.
+    last: Option<(Instant, usize)>,
+    /// Looks in a row that found no progress.
+    idle: usize,
+}
+
+impl DrainPacer {
+    const IDLE_PAUSES_MS: [u64; 9] = [1, 1, 1, 2, 2, 4, 8, 16, 32];
+    const MIN: Duration = Duration::from_millis(1);
+    const MAX: Duration = Duration::from_millis(32);
+
+    /// The pause after a look at `now` that found `queued` bytes (more than `limit`).
+    fn pause(&mut self, now: Instant, queued: usize, limit: usize) -> Duration {
+        let pause = match self.last {
+            Some((then, before)) if queued < before => {
+                self.idle = 0;
+                let secs = now.saturating_duration_since(then).as_secs_f64().max(1e-6);
+                let rate = (before - queued) as f64 / secs;
+                let left_ms = queued.saturating_sub(limit) as f64 / rate * 1000.0;
+                // (the timer counts whole milliseconds)
+                Duration::from_millis(left_ms.min(1e6).round() as u64).clamp(Self::MIN, Self::MAX)
+            }
+            _ => {
+                let ms = Self::IDLE_PAUSES_MS[self.idle.min(Self::IDLE_PAUSES_MS.len() - 1)];
+                self.idle += 1;
+                Duration::from_millis(ms)
+            }
+        };
+        self.last = Some((now, queued));
+        pause
     }
 }
 
@@ -330,6 +373,7 @@ pub async fn write_part<W: AsyncWrite + Unpin>(
         let mut buf = (&frame.jpeg[..]).chain(PART_TAIL).chain(ADVANCE_HEAD);
         let n = buf.remaining();
         w.write_all_buf(&mut buf).await?;
+        w.flush().await?;
         Ok(n)
     } else {
         let mut buf = (&frame.part_head[..])
@@ -337,6 +381,10 @@ pub async fn write_part<W: AsyncWrite + Unpin>(
             .chain(PART_TAIL);
         let n = buf.remaining();
         w.write_all_buf(&mut buf).await?;
+        // Over TLS the writer returns once rustls has taken the plaintext: the last records may still
+        // wait in its buffer for a socket that was full. Without the flush they left only with the next
+        // frame (a frame interval late), and the send queue the policies look at missed them.
+        w.flush().await?;
         Ok(n)
     }
 }
@@ -362,6 +410,93 @@ pub fn wants_advance_headers(user_agent: Option<&str>, fetch_dest: Option<&str>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A queue that shrinks is looked at again when it should have drained; one that does not, after
+    /// pauses that grow to 32 ms; progress after a stall starts the estimate afresh.
+    #[test]
+    fn the_drain_pacer_follows_a_draining_queue_and_backs_off_a_stalled_one() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut p = DrainPacer::default();
+        // No history: the shortest pause.
+        assert_eq!(p.pause(t0, 150_000, 50_000), ms(1));
+        // 10,000 bytes went in 1 ms; 90,000 are left above the limit: 9 ms.
+        assert_eq!(p.pause(t0 + ms(1), 140_000, 50_000), ms(9));
+        // Fast progress: never under 1 ms; slow progress: never over 32 ms.
+        assert_eq!(p.pause(t0 + ms(10), 51_000, 50_000), ms(1));
+        assert_eq!(p.pause(t0 + ms(11), 50_999, 50_000), ms(32));
+        // A stall: 1, 1, 1, 2, 2, 4, 8, 16, 32, 32 ms.
+        let mut now = t0 + ms(50);
+        let mut pauses = Vec::new();
+        for _ in 0..10 {
+            pauses.push(p.pause(now, 50_999, 50_000).as_millis());
+            now += ms(1);
+        }
+        assert_eq!(pauses, [1, 1, 1, 2, 2, 4, 8, 16, 32, 32]);
+        // Reading again: back to the estimate.
+        assert_eq!(p.pause(now, 50_499, 50_000), ms(1));
+    }
+
+    /// Over TLS a part reaches a client that reads only later in full, with no further write behind it:
+    /// the records rustls still held when the socket was full are flushed with the part, not left for the
+    /// next frame (which, at 30 fps, made every HTTPS frame arrive a frame interval late).
+    #[tokio::test]
+    async fn a_part_over_tls_leaves_whole_without_waiting_for_the_next_one() {
+        use std::sync::Arc;
+        use tokio::io::AsyncReadExt;
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![ck.cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ck.cert.der().clone()).unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(8192).unwrap();
+        let (tcp, accepted) = tokio::join!(socket.connect(addr), listener.accept());
+        let (tcp, (server_tcp, _)) = (tcp.unwrap(), accepted.unwrap());
+        server_tcp.tune_for_stream(Some(8192));
+        let (client, server) = tokio::join!(
+            tokio_rustls::TlsConnector::from(Arc::new(client_config))
+                .connect("localhost".try_into().unwrap(), tcp),
+            tokio_rustls::TlsAcceptor::from(Arc::new(server_config)).accept(server_tcp)
+        );
+        let (mut client, mut server) = (client.unwrap(), server.unwrap());
+        let jpeg: Vec<u8> = (0..300_000u32).map(|i| (i * 31 + i / 7) as u8).collect();
+        let frame = Frame::new(3, 1_700_000_000_000_003, bytes::Bytes::from(jpeg));
+        let mut expected = Vec::new();
+        write_part(&mut expected, &frame, false).await.unwrap();
+        let (done, hold) = tokio::sync::oneshot::channel::<()>();
+        let writer = tokio::spawn(async move {
+            let n = write_part(&mut server, &frame, false).await.unwrap();
+            // The connection stays open and nothing more is written until the client has read.
+            let _ = hold.await;
+            n
+        });
+        // Read only once the writer has filled the socket and (without the flush) returned.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut got = vec![0; expected.len()];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut got))
+            .await
+            .expect("the whole part arrives without another write")
+            .unwrap();
+        assert!(got == expected);
+        drop(done);
+        assert_eq!(writer.await.unwrap(), expected.len());
+    }
 
     #[test]
     fn only_what_chromium_decodes_gets_headers_ahead() {

@@ -28,6 +28,12 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         self.unsent_bytes()
     }
 
+    /// How many bytes `len` bytes written take in the send queue: the same, unless the transport frames
+    /// them (TLS records).
+    fn wire_len(&self, len: usize) -> usize {
+        len
+    }
+
     /// Whether [`Transport::poll_send_file`] works on this connection (TCP and unix sockets: yes; TLS: no,
     /// its bytes are encrypted in user space).
     fn sends_files(&self) -> bool {
