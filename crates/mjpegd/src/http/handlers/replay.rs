@@ -6,7 +6,9 @@
 //!   frames skipped for `?fps=` are counted, so a gap shows them).
 //! - They are paced by their recorded capture times, scaled by `?speed=` (0.5 to 16), with at most
 //!   `?fps=` a second; a hole in the recording is a wait of at most two seconds
-//!   ([`mjpegd_core::replay`]). A client or a transcode slower than the pace slows the replay down; no
+//!   ([`mjpegd_core::replay`]). `?rate=` (0.1 to 120) plays every frame that many a second instead,
+//!   whatever their capture spacing: a timelapse taken every 10 s plays as a movie, each part still
+//!   labelled with its capture time. A client or a transcode slower than the pace slows the replay down; no
 //!   frame is skipped for it.
 //! - `?start=SECONDS` (from the segment's first frame) seeks through the segment's Cues, or by scanning
 //!   its clusters while it is being written; the first frame sent is the one showing at that time.
@@ -20,7 +22,7 @@
 //! the same access rules; a replay takes a stream slot (`--max-clients`) like a live stream.
 
 use super::Ctx;
-use crate::http::query::replay_query;
+use crate::http::query::{replay_query, Playback};
 use crate::http::recordings::{self, Disk};
 use crate::http::response::{Response, NO_CACHE};
 use crate::http::stream::{wants_advance_headers, write_part};
@@ -210,7 +212,7 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, name: &str, mut io: T) {
     let id = REPLAYS.fetch_add(1, Ordering::Relaxed);
     let addr = ctx.client;
     let started = Instant::now();
-    tracing::info!(camera = camera.name(), replay = id, %addr, file = name, start_s = query.start.as_secs_f64(), speed = query.speed, fps_cap = ?query.fps, variant = ?variant.map(|k| k.to_string()), "replay started");
+    tracing::info!(camera = camera.name(), replay = id, %addr, file = name, start_s = query.start.as_secs_f64(), playback = ?query.playback, fps_cap = ?query.fps, variant = ?variant.map(|k| k.to_string()), "replay started");
     let mut sent = 0u64;
     let end = match tokio::time::timeout(app.config.write_timeout, io.write_all(head.as_bytes()))
         .await
@@ -219,7 +221,10 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, name: &str, mut io: T) {
         Err(e) => End::Disconnected(e),
         Ok(()) => {
             let lane = format!("{} replay {id}", camera.name());
-            let mut pace = Pace::new(query.speed, query.fps);
+            let mut pace = match query.playback {
+                Playback::Recorded { speed } => Pace::new(speed, query.fps),
+                Playback::Rate(rate) => Pace::at_rate(rate, query.fps),
+            };
             let shutdown = camera.clients_token().clone();
             let mut next = Some(first);
             let mut frames = frames;
