@@ -23,6 +23,16 @@ pub const MAX_SPEED: f64 = 16.0;
 pub const MIN_RATE: f64 = 0.1;
 pub const MAX_RATE: f64 = 120.0;
 
+/// How a replay is paced, as asked for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Playback {
+    /// At the recorded pace times this speed ([`MIN_SPEED`] to [`MAX_SPEED`]): `?speed=`, 1 when neither
+    /// is given.
+    Recorded { speed: f64 },
+    /// This many frames a second whatever their capture spacing, as a movie plays a timelapse: `?rate=`.
+    Rate(f64),
+}
+
 /// The schedule of one replay.
 #[derive(Clone, Debug)]
 pub struct Pace {
@@ -63,6 +73,14 @@ impl Pace {
                 .map(|f| (1e6 / f).min(u64::MAX as f64) as u64),
             previous: None,
             last_sent: None,
+        }
+    }
+
+    /// The schedule `playback` asks for, with at most `fps_cap` frames a second.
+    pub fn of(playback: Playback, fps_cap: Option<f64>) -> Pace {
+        match playback {
+            Playback::Recorded { speed } => Pace::new(speed, fps_cap),
+            Playback::Rate(rate) => Pace::at_rate(rate, fps_cap),
         }
     }
 

@@ -97,14 +97,7 @@ pub fn snapshot_query(request: &Request) -> Result<SnapshotQuery, String> {
 /// The longest `?start=` of a replay: a week of seconds (segments are shorter).
 pub const MAX_START_S: f64 = 7.0 * 86_400.0;
 
-/// How a replay is paced: `?speed=` or `?rate=`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Playback {
-    /// At the recorded pace times this speed (0.5 to 16): `?speed=`, 1 when neither is given.
-    Recorded { speed: f64 },
-    /// This many frames a second whatever their capture spacing, as a movie plays a timelapse: `?rate=`.
-    Rate(f64),
-}
+pub use mjpegd_core::replay::Playback;
 
 /// A replay's query: `/recordings/FILE/stream?start=&speed=|rate=&fps=&width=&height=&quality=`.
 #[derive(Clone, Copy, Debug, PartialEq)]

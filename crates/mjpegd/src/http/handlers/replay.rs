@@ -19,14 +19,16 @@
 //!   so it ends when it catches up with the recorder (or at the end of a finished segment).
 //!
 //! The file is found and opened as `/recordings/FILE` is ([`crate::http::recordings::open_of`]), under
-//! the same access rules; a replay takes a stream slot (`--max-clients`) like a live stream.
+//! the same access rules; a replay takes a stream slot (`--max-clients`) like a live stream, and is listed
+//! in its camera's `/state` and counted in `/metrics` while it runs ([`crate::replays`]).
 
 use super::Ctx;
-use crate::http::query::{replay_query, Playback};
+use crate::http::query::replay_query;
 use crate::http::recordings::{self, Disk};
 use crate::http::response::{Response, NO_CACHE};
 use crate::http::stream::{wants_advance_headers, write_part};
 use crate::net::Transport;
+use crate::replays::ReplayEntry;
 use crate::variant::transcode::TranscodePool;
 use bytes::Bytes;
 use mjpegd_core::frame::{ADVANCE_HEAD, BOUNDARY};
@@ -39,7 +41,10 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-/// Numbers replays, for their transcode lanes and log lines.
+/// The longest User-Agent kept for `/state`'s list of replays.
+const MAX_USER_AGENT: usize = 200;
+
+/// Numbers replays, for their transcode lanes, log lines and `/state`'s list.
 static REPLAYS: AtomicU64 = AtomicU64::new(1);
 
 /// The next frame of a cursor and its JPEG (blocking file work).
@@ -220,11 +225,23 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, name: &str, mut io: T) {
     {
         Err(e) => End::Disconnected(e),
         Ok(()) => {
+            // Listed in /state and counted in /metrics while it runs.
+            let listed = camera.replays.start(ReplayEntry {
+                id,
+                file: name.to_string(),
+                addr,
+                user_agent: request
+                    .header("user-agent")
+                    .map(|u| u.chars().take(MAX_USER_AGENT).collect()),
+                playback: query.playback,
+                fps_cap: query.fps,
+                start_seconds: query.start.as_secs_f64(),
+                since: std::time::SystemTime::now(),
+                frames_sent: AtomicU64::new(0),
+                bytes_sent: AtomicU64::new(0),
+            });
             let lane = format!("{} replay {id}", camera.name());
-            let mut pace = match query.playback {
-                Playback::Recorded { speed } => Pace::new(speed, query.fps),
-                Playback::Rate(rate) => Pace::at_rate(rate, query.fps),
-            };
+            let mut pace = Pace::of(query.playback, query.fps);
             let shutdown = camera.clients_token().clone();
             let mut next = Some(first);
             let mut frames = frames;
@@ -287,8 +304,9 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, name: &str, mut io: T) {
                 )
                 .await
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
-                if let Err(e) = wrote {
-                    break End::Disconnected(e);
+                match wrote {
+                    Ok(n) => listed.sent(n as u64),
+                    Err(e) => break End::Disconnected(e),
                 }
                 sent += 1;
             }
