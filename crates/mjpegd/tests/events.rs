@@ -915,6 +915,31 @@ fn snapshot_at_looks_in_the_event_clips_when_nothing_else_holds_the_time() {
         .position(|p| ((p - clip_pts[0]) * 1e6 - (ts - start) as f64).abs() < 1500.0)
         .expect("a frame of the clip at that time");
     assert!(r.body == clip[k], "frame {k} of the clip");
+    // Short clips triggered since, newer and last written after that time, do not hide it.
+    for _ in 0..4 {
+        let (status, answer) = call(
+            server.addr,
+            "POST",
+            "/cams/default/events",
+            JSON,
+            r#"{"label": "later", "post": "200ms"}"#,
+        );
+        assert_eq!(status, 202, "{answer}");
+        event_done(&server, None);
+    }
+    let again = server.get(&format!(
+        "/cams/default/snapshot?at={}.{:06}",
+        at / 1_000_000,
+        at % 1_000_000
+    ));
+    assert_eq!(
+        again.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    assert_eq!(again.headers["x-recording"], name);
+    assert!(again.body == r.body);
     // Before the clip: nothing holds it, a 404 that says where it looked.
     let before = start - 3_000_000;
     let r = server.get(&format!(

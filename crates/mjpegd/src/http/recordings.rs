@@ -213,6 +213,9 @@ const COVER_SLACK: Duration = Duration::from_secs(1);
 /// segment without a frame yet, or one cut before its first frame, passes the search to the one before.
 const MAX_TRIED: usize = 3;
 
+/// Event clips looked into at most for one time (their headers are read to see where each starts).
+const MAX_EVENTS_TRIED: usize = 64;
+
 /// Which of a camera's folders [`frame_at`] looks in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Folder {
@@ -263,10 +266,12 @@ pub fn frame_at(
         humantime::format_rfc3339_millis(at)
     );
     if folder == Folder::Events {
-        // Clips leave gaps: only those last written at or after `at` can cover it.
+        // Clips leave gaps: only those last written at or after `at` can cover it. Several short clips
+        // triggered after `at` (within a pre-roll of it) pass this test too: their headers say they
+        // start after `at`, and the search goes on to older ones, within a bound.
         let covering: Vec<_> = candidates
             .filter(|(_, _, modified)| at <= *modified + COVER_SLACK)
-            .take(MAX_TRIED)
+            .take(MAX_EVENTS_TRIED)
             .collect();
         return frame_in(dir, &covering, at_us, nothing);
     }
@@ -302,6 +307,10 @@ fn frame_in(
                 continue;
             }
         };
+        if segment.info.start_unix_micros > at_us {
+            // Starts after `at`: an older file may hold it.
+            continue;
+        }
         let since = at_us.saturating_sub(segment.info.start_unix_micros);
         let found = segment
             .frame_at(&disk, segment.us_to_ticks(since))
