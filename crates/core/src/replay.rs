@@ -5,7 +5,8 @@
 //! sent per second of the replay (as it caps a live stream): a frame due less than `1/fps` after the last
 //! one sent is skipped. A recording with a hole in it (the recorder stopped, a source that went silent)
 //! is not replayed as a long wait: the replay waits at most [`MAX_WAIT_US`] between two frames and goes on
-//! from there. No clock here: the caller passes media times and gets the wall-clock offsets (in µs since
+//! from there. A timelapse is played as a movie instead: [`Pace::at_rate`] sends its frames a fixed
+//! `?rate=` a second, whatever their capture spacing (ten seconds apart, or a hole of a day). No clock here: the caller passes media times and gets the wall-clock offsets (in µs since
 //! the replay started) at which to send.
 
 /// The longest wait between two frames of a replay, in microseconds of the replay's time.
@@ -18,10 +19,26 @@ const TOLERANCE_US: u64 = 1_000;
 pub const MIN_SPEED: f64 = 0.5;
 pub const MAX_SPEED: f64 = 16.0;
 
+/// Playback rates accepted by [`Pace::at_rate`], in frames a second.
+pub const MIN_RATE: f64 = 0.1;
+pub const MAX_RATE: f64 = 120.0;
+
+/// How a replay is paced, as asked for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Playback {
+    /// At the recorded pace times this speed ([`MIN_SPEED`] to [`MAX_SPEED`]): `?speed=`, 1 when neither
+    /// is given.
+    Recorded { speed: f64 },
+    /// This many frames a second whatever their capture spacing, as a movie plays a timelapse: `?rate=`.
+    Rate(f64),
+}
+
 /// The schedule of one replay.
 #[derive(Clone, Debug)]
 pub struct Pace {
     speed: f64,
+    /// At a fixed rate: the gap between two frames looked at, in µs, whatever their media times.
+    rate_gap_us: Option<u64>,
     /// The shortest gap between two frames sent, in µs (from `?fps=`).
     min_gap_us: Option<u64>,
     /// The media time and due time of the previous frame looked at, if any.
@@ -50,6 +67,7 @@ impl Pace {
         };
         Pace {
             speed,
+            rate_gap_us: None,
             min_gap_us: fps_cap
                 .filter(|f| f.is_finite() && *f > 0.0)
                 .map(|f| (1e6 / f).min(u64::MAX as f64) as u64),
@@ -58,11 +76,36 @@ impl Pace {
         }
     }
 
+    /// The schedule `playback` asks for, with at most `fps_cap` frames a second.
+    pub fn of(playback: Playback, fps_cap: Option<f64>) -> Pace {
+        match playback {
+            Playback::Recorded { speed } => Pace::new(speed, fps_cap),
+            Playback::Rate(rate) => Pace::at_rate(rate, fps_cap),
+        }
+    }
+
+    /// A schedule that plays the frames `rate` a second (clamped to [`MIN_RATE`]..=[`MAX_RATE`]; not a
+    /// number: 1) whatever their media times, as a movie plays a timelapse, with at most `fps_cap` a second.
+    pub fn at_rate(rate: f64, fps_cap: Option<f64>) -> Pace {
+        let rate = if rate.is_finite() {
+            rate.clamp(MIN_RATE, MAX_RATE)
+        } else {
+            1.0
+        };
+        Pace {
+            rate_gap_us: Some((1e6 / rate) as u64),
+            ..Pace::new(1.0, fps_cap)
+        }
+    }
+
     /// The slot of the next frame, recorded at `media_us` (frames come in file order; a time before the
     /// previous one's counts as the previous one's).
     pub fn next(&mut self, media_us: u64) -> Slot {
         let due = match self.previous {
             None => 0,
+            Some((_, due)) if self.rate_gap_us.is_some() => {
+                due.saturating_add(self.rate_gap_us.unwrap_or_default())
+            }
             Some((media, due)) => {
                 let step = media_us.saturating_sub(media) as f64 / self.speed;
                 due.saturating_add((step as u64).min(MAX_WAIT_US))
@@ -146,6 +189,29 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(sent, [0, 3, 6]);
+    }
+
+    #[test]
+    fn at_a_rate_frames_are_evenly_spaced_whatever_their_capture_times() {
+        // A timelapse: one frame per 10 s, with a hole of an hour; at 30 a second.
+        let media = [0, 10_000_000, 20_000_000, 3_620_000_000, 3_630_000_000];
+        assert_eq!(
+            slots(&mut Pace::at_rate(30.0, None), &media),
+            [0, 33_333, 66_666, 99_999, 133_332].map(Slot::At)
+        );
+        // Clamped; not a number: one a second; the fps cap still applies.
+        assert_eq!(
+            slots(&mut Pace::at_rate(1000.0, None), &media[..2]),
+            [Slot::At(0), Slot::At(8_333)]
+        );
+        assert_eq!(
+            slots(&mut Pace::at_rate(f64::NAN, None), &media[..2]),
+            [Slot::At(0), Slot::At(1_000_000)]
+        );
+        assert_eq!(
+            slots(&mut Pace::at_rate(30.0, Some(10.0)), &media[..4]),
+            [Slot::At(0), Slot::Skip, Slot::Skip, Slot::At(99_999)]
+        );
     }
 
     proptest! {

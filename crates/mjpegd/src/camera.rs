@@ -52,6 +52,8 @@ pub struct Camera {
     /// The timelapse's status and task, if the camera has one.
     pub timelapse: Option<Arc<Mutex<crate::timelapse::TimelapseStatus>>>,
     timelapser: Mutex<Option<JoinHandle<()>>>,
+    /// The replays of its recordings being served, and their totals.
+    pub replays: crate::replays::Replays,
     /// Counts the camera as watched while it keeps a pre-roll (memory must hold the last seconds).
     _pre_roll_watch: Option<crate::hub::WatchGuard>,
     /// A V4L2 camera's controls (None for other sources).
@@ -123,6 +125,7 @@ impl Camera {
         };
         let variants = Variants::new(&settings.name, hub.clone(), settings.buffer_memory);
         Arc::new(Camera {
+            replays: crate::replays::Replays::default(),
             events,
             timelapse,
             timelapser: Mutex::new(timelapser),

@@ -19,6 +19,7 @@ pub mod net;
 pub mod record;
 pub mod reload;
 pub mod render;
+pub mod replays;
 pub mod security;
 pub mod server;
 pub mod service;

@@ -681,3 +681,276 @@ fn frames_an_event_cannot_write_are_counted_as_lost_not_dropped_silently() {
         e["frames_lost"].as_f64()
     );
 }
+
+/// mjpegd with event clips and a timelapse every 500 ms: one event (`door`, 1 s of post-roll) written, and
+/// at least `lapse_frames` timelapse frames. Returns the server, the event's file and the timelapse folder.
+fn an_event_and_a_timelapse(dir: &Path, lapse_frames: u64) -> (Server, PathBuf, PathBuf) {
+    let (events, lapse) = (dir.join("events"), dir.join("lapse"));
+    let server = Server::start(&[
+        "--fps",
+        "10",
+        "--events",
+        events.to_str().unwrap(),
+        "--timelapse",
+        lapse.to_str().unwrap(),
+        "--timelapse-every",
+        "500ms",
+    ]);
+    let (status, answer) = call(
+        server.addr,
+        "POST",
+        "/cams/default/events",
+        JSON,
+        r#"{"label": "door", "post": "1s"}"#,
+    );
+    assert_eq!(status, 202, "{answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let event = events.join(v["result"]["name"].as_str().unwrap());
+    event_done(&server, None);
+    eventually(Duration::from_secs(20), "timelapse frames", || {
+        (server.state()["timelapse"]["frames_written"]
+            .as_u64()
+            .unwrap()
+            >= lapse_frames)
+            .then_some(())
+    });
+    (server, event, lapse)
+}
+
+/// Every part of a replay, until the server ends it.
+fn replayed(server: &Server, path: &str) -> Vec<Part> {
+    let mut s = server.stream(path);
+    assert_eq!(s.head.status, 200, "{path}");
+    std::iter::from_fn(|| s.next_part().ok()).collect()
+}
+
+#[test]
+fn event_clips_replay_byte_identical_and_a_timelapse_plays_at_the_rate_asked() {
+    let dir = TempDir::new("events-replay");
+    let (server, event, lapse) = an_event_and_a_timelapse(&dir.0, 10);
+    // The event clip, through ffmpeg reading the replay as any MJPEG stream: the clip's frames, byte for
+    // byte, in order, each with its capture time.
+    let clip = jpegs_of(&event);
+    assert!(clip.len() >= 8, "{}", clip.len());
+    let name = event.file_name().unwrap().to_str().unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "mpjpeg", "-i"])
+        .arg(format!(
+            "http://{}/recordings/{name}/stream?speed=4",
+            server.addr
+        ))
+        .args(["-c", "copy", "-f", "mjpeg", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut splitter = mjpegd_core::parse::jpeg::JpegSplitter::new(16 << 20);
+    splitter.push(&out.stdout);
+    let through_ffmpeg: Vec<Vec<u8>> = std::iter::from_fn(|| splitter.next_frame())
+        .map(|f| f.unwrap().to_vec())
+        .collect();
+    assert_eq!(through_ffmpeg.len(), clip.len());
+    assert!(
+        through_ffmpeg == clip,
+        "the replayed clip differs from the file"
+    );
+    let parts = replayed(&server, &format!("/recordings/{name}/stream?speed=8"));
+    let clip_pts = pts(&event);
+    assert_eq!(parts.len(), clip.len());
+    let t0 = micros(&parts[0].headers["x-timestamp"]);
+    for (k, p) in parts.iter().enumerate() {
+        assert!(p.body == clip[k], "part {k}");
+        let rel = (micros(&p.headers["x-timestamp"]) - t0) as f64 / 1e6;
+        assert!(
+            (rel - (clip_pts[k] - clip_pts[0])).abs() < 0.0015,
+            "{rel} {clip_pts:?}"
+        );
+    }
+
+    // The timelapse (a frame every 500 ms), at 10 frames a second: every frame, byte for byte, labelled with
+    // its capture time, arriving about 100 ms apart rather than 500.
+    let lapse_file = files(&lapse).pop().unwrap();
+    let lapse_name = lapse_file.file_name().unwrap().to_str().unwrap();
+    let parts = replayed(&server, &format!("/recordings/{lapse_name}/stream?rate=10"));
+    let frames = jpegs_of(&lapse_file);
+    let lapse_pts = pts(&lapse_file);
+    assert!(parts.len() >= 10, "{}", parts.len());
+    assert!(parts.len() <= frames.len());
+    let t0 = micros(&parts[0].headers["x-timestamp"]);
+    for (k, p) in parts.iter().enumerate() {
+        assert_eq!(p.seq(), k as u64 + 1);
+        assert!(p.body == frames[k], "timelapse part {k}");
+        let rel = (micros(&p.headers["x-timestamp"]) - t0) as f64 / 1e6;
+        assert!(
+            (rel - (lapse_pts[k] - lapse_pts[0])).abs() < 0.0015,
+            "{rel} {lapse_pts:?}"
+        );
+    }
+    let n = parts.len() as u32 - 1;
+    let captured = Duration::from_micros(micros(&parts[n as usize].headers["x-timestamp"]) - t0);
+    let arrived = parts[n as usize].received - parts[0].received;
+    // Loosely: never faster than the rate; well under the capture spacing (the captures span 5 x longer).
+    assert!(
+        arrived >= Duration::from_millis(100 * n as u64).mul_f64(0.9),
+        "{arrived:?} for {n} gaps"
+    );
+    assert!(
+        arrived < captured / 2,
+        "{arrived:?}, captured over {captured:?}"
+    );
+    // speed= and rate= together, or a rate out of range: a 400 with the reason.
+    for (q, why) in [
+        ("rate=10&speed=2", "not both"),
+        ("rate=500", "rate must be from"),
+    ] {
+        let r = server.get(&format!("/recordings/{lapse_name}/stream?{q}"));
+        assert_eq!(r.status, 400, "{q}");
+        assert!(String::from_utf8_lossy(&r.body).contains(why), "{q}");
+    }
+}
+
+/// Runs a mkvtoolnix tool; its success and what it said.
+fn mkvtoolnix(tool: &str, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .expect("mkvtoolnix runs");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+#[test]
+fn finished_event_clips_and_timelapse_segments_satisfy_mkvextract_and_mkvpropedit() {
+    let dir = TempDir::new("events-mkvtoolnix");
+    let (mut server, event, lapse) = an_event_and_a_timelapse(&dir.0, 4);
+    // Stopping closes the timelapse segment.
+    assert!(server.stop().success());
+    let lapse_file = files(&lapse).pop().unwrap();
+    let out = dir.0.join("timestamps.txt");
+    for file in [&event, &lapse_file] {
+        let count = jpegs_of(file).len();
+        assert!(count >= 4, "{file:?}: {count}");
+        let (ok, said) = mkvtoolnix(
+            "mkvextract",
+            &[
+                file.as_os_str(),
+                "timestamps_v2".as_ref(),
+                format!("0:{}", out.display()).as_ref(),
+            ],
+        );
+        assert!(ok, "mkvextract refuses {file:?}: {said}");
+        // A header line and one timestamp per frame, from 0, in order.
+        let stamps = std::fs::read_to_string(&out).unwrap();
+        let times: Vec<u64> = stamps.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+        assert_eq!(times.first(), Some(&0), "{stamps}");
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{stamps}");
+        assert!(times.len() >= count, "{count} frames: {stamps}");
+        let (ok, said) = mkvtoolnix(
+            "mkvpropedit",
+            &[
+                file.as_os_str(),
+                "--edit".as_ref(),
+                "info".as_ref(),
+                "--set".as_ref(),
+                "title=x".as_ref(),
+            ],
+        );
+        assert!(ok, "mkvpropedit refuses {file:?}: {said}");
+        // Edited, it still holds every frame, and its new title.
+        assert_eq!(jpegs_of(file).len(), count, "{file:?}");
+        let probe = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format_tags=title",
+                "-of",
+                "default=nw=1",
+            ])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&probe.stdout).contains("title=x"),
+            "{file:?}"
+        );
+    }
+}
+
+#[test]
+fn snapshot_at_looks_in_the_event_clips_when_nothing_else_holds_the_time() {
+    let dir = TempDir::new("events-at");
+    let (server, event, _) = an_event_and_a_timelapse(&dir.0, 1);
+    let name = event.file_name().unwrap().to_str().unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&server.get("/recordings").body).unwrap();
+    let item = list["result"]["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap()
+        .clone();
+    let start = rfc3339_micros(&item["start"]);
+    let clip = jpegs_of(&event);
+    let clip_pts = pts(&event);
+    // Half a second into the clip (no pre-roll, no continuous recording: memory holds only the newest
+    // frame): the clip's frame showing then, as it was captured.
+    let at = start + 550_000;
+    let r = server.get(&format!(
+        "/cams/default/snapshot?at={}.{:06}",
+        at / 1_000_000,
+        at % 1_000_000
+    ));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.headers["x-frame-source"], "event");
+    assert_eq!(r.headers["x-recording"], name);
+    let ts = micros(&r.headers["x-timestamp"]);
+    assert!(ts <= at && ts > at - 250_000, "{ts} for {at}");
+    let k = clip_pts
+        .iter()
+        .position(|p| ((p - clip_pts[0]) * 1e6 - (ts - start) as f64).abs() < 1500.0)
+        .expect("a frame of the clip at that time");
+    assert!(r.body == clip[k], "frame {k} of the clip");
+    // Short clips triggered since, newer and last written after that time, do not hide it.
+    for _ in 0..4 {
+        let (status, answer) = call(
+            server.addr,
+            "POST",
+            "/cams/default/events",
+            JSON,
+            r#"{"label": "later", "post": "200ms"}"#,
+        );
+        assert_eq!(status, 202, "{answer}");
+        event_done(&server, None);
+    }
+    let again = server.get(&format!(
+        "/cams/default/snapshot?at={}.{:06}",
+        at / 1_000_000,
+        at % 1_000_000
+    ));
+    assert_eq!(
+        again.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    assert_eq!(again.headers["x-recording"], name);
+    assert!(again.body == r.body);
+    // Before the clip: nothing holds it, a 404 that says where it looked.
+    let before = start - 3_000_000;
+    let r = server.get(&format!(
+        "/snapshot?at={}.{:06}",
+        before / 1_000_000,
+        before % 1_000_000
+    ));
+    assert_eq!(r.status, 404);
+    let why = String::from_utf8_lossy(&r.body);
+    assert!(
+        why.contains("no event clip of camera default covers"),
+        "{why}"
+    );
+}

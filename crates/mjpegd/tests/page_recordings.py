@@ -3,6 +3,7 @@
 
 Run by tests/page_recordings.rs, which starts the real mjpegd recording the test pattern and passes:
     page_recordings.py PAGE_URL SEGMENT FIRST_COUNTER
+(or `page_recordings.py kinds PAGE_URL EVENT LAPSE`: see kinds() below)
 SEGMENT is a finished segment's file name, FIRST_COUNTER the pattern's frame counter of its first frame
 (10 frames a second). The script clicks the timeline at 4 s into SEGMENT and checks that the picture shown
 is the pattern's frame of that time (its counter, read from the picture's barcode), then clicks the scrub bar
@@ -146,4 +147,56 @@ def main():
             b.close()
 
 
-main()
+def kinds(url, event, lapse):
+    """`page_recordings.py kinds PAGE_URL EVENT LAPSE`: the event (labelled `doorbell`) and the timelapse
+    segment are shown as what they are, on the timeline and in the list; the timelapse plays as a movie
+    (rate=30, not its capture pace) and its picture shows."""
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        try:
+            page = b.new_page()
+            page.set_default_timeout(STEP_MS)
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            expect(page.locator("#rec")).to_be_visible()
+            # On the timeline: the event in its own colour and lane, with its label; the timelapse in its own.
+            expect(page.locator("#rec-timeline .item.event")).to_have_count(1)
+            expect(page.locator("#rec-timeline .item.event")).to_have_text("doorbell")
+            expect(page.locator("#rec-timeline .item.timelapse")).to_have_count(1)
+            colours = page.evaluate("""() => [".item.event", ".item.timelapse"].map((c) =>
+              getComputedStyle(document.querySelector("#rec-timeline " + c)).backgroundColor)""")
+            if colours[0] == colours[1]:
+                raise SystemExit(f"event and timelapse look the same: {colours}")
+            # In the list: what each is, with the event's label.
+            ev_row = page.locator("#rec-list tr", has=page.locator(f'a[href="/recordings/{event}"]'))
+            expect(ev_row).to_contain_text("event doorbell")
+            lapse_row = page.locator("#rec-list tr", has=page.locator(f'a[href="/recordings/{lapse}"]'))
+            expect(lapse_row).to_contain_text("timelapse")
+            # The event plays at its recorded pace; the timelapse as a movie.
+            ev_row.locator("a.rec-play").click()
+            src = page.get_attribute("#rec-img", "src") or ""
+            if event not in src or "speed=1" not in src:
+                raise SystemExit(f"the event played {src}")
+            lapse_row.locator("a.rec-play").click()
+            src = page.get_attribute("#rec-img", "src") or ""
+            if lapse not in src or "rate=30" not in src or "speed=" in src:
+                raise SystemExit(f"the timelapse played {src}")
+            page.wait_for_function(
+                "() => document.getElementById('rec-img').naturalWidth > 0", timeout=STEP_MS)
+            expect(page.locator("#rec-at")).to_contain_text("timelapse")
+            if errors:
+                raise SystemExit(f"page errors: {errors}")
+            print("PAGE OK")
+        finally:
+            b.close()
+
+
+if sys.argv[1] == "kinds":
+    kinds(*sys.argv[2:5])
+else:
+    main()

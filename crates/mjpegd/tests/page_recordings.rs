@@ -57,3 +57,59 @@ fn the_timeline_and_the_scrub_bar_show_the_frame_of_the_time_asked_for() {
         "page_recordings.py failed"
     );
 }
+
+#[test]
+fn events_show_their_labels_and_timelapses_play_as_a_movie() {
+    let dir = TempDir::new("page-recordings-kinds");
+    let (events, lapse) = (dir.0.join("events"), dir.0.join("lapse"));
+    let server = Server::start(&[
+        "--fps",
+        "10",
+        "--events",
+        events.to_str().unwrap(),
+        "--timelapse",
+        lapse.to_str().unwrap(),
+        "--timelapse-every",
+        "500ms",
+    ]);
+    let r = request(
+        server.addr,
+        "POST /cams/default/events HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 38\r\n\r\n{\"label\": \"doorbell\", \"post\": \"500ms\"}",
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let event = serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["result"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lapse_name = eventually(
+        Duration::from_secs(20),
+        "the event and timelapse frames",
+        || {
+            let state = server.state();
+            if !state["events"]["active"].is_null()
+                || state["timelapse"]["frames_written"].as_u64()? < 4
+            {
+                return None;
+            }
+            state["timelapse"]["segment"].as_str().map(String::from)
+        },
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/page_recordings.py");
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("python3")
+        .arg(&script)
+        .arg("kinds")
+        .arg(format!("http://{}/cams/default/", server.addr))
+        .arg(&event)
+        .arg(&lapse_name)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("page_recordings.py kinds:\n{stdout}{stderr}");
+    assert!(
+        out.status.success() && stdout.contains("PAGE OK"),
+        "page_recordings.py kinds failed"
+    );
+}

@@ -352,3 +352,77 @@ fn a_segment_cut_by_kill_9_replays_up_to_its_last_whole_frame() {
     assert!(micros(&parts[k].headers["x-timestamp"]) <= at);
     assert!(micros(&parts[k + 1].headers["x-timestamp"]) > at);
 }
+
+/// The value of the sample `series` (name and labels, as written) in a `/metrics` scrape.
+fn metric(server: &Server, series: &str) -> Option<f64> {
+    let text = String::from_utf8(server.get("/metrics").body).unwrap();
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[test]
+fn a_running_replay_is_listed_in_state_and_counted_in_metrics() {
+    let dir = TempDir::new("replay-visible");
+    let server = recorded(&dir.0, "3s", 1);
+    let name = name_of(&segments(&dir.0)[0]);
+    // Nothing replays yet: the series exist at 0.
+    assert_eq!(
+        metric(&server, "mjpegd_replays{camera=\"default\"}"),
+        Some(0.0)
+    );
+    assert_eq!(server.state()["replays"]["running"], 0);
+    let mut s = server.stream(&format!("/recordings/{name}/stream?rate=2"));
+    assert_eq!(s.head.status, 200);
+    for _ in 0..2 {
+        s.next_part().unwrap();
+    }
+    let state = server.state();
+    let r = &state["replays"];
+    assert_eq!(r["running"], 1, "{r}");
+    let entry = &r["list"][0];
+    assert_eq!(entry["kind"], "replay", "{r}");
+    assert_eq!(entry["file"], name.as_str(), "{r}");
+    assert_eq!(entry["rate"], 2.0, "{r}");
+    assert!(entry["speed"].is_null(), "{r}");
+    assert!(entry["frames_sent"].as_u64().unwrap() >= 2, "{r}");
+    assert!(
+        entry["address"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{r}"
+    );
+    assert_eq!(state["cameras"][0]["replays"], 1, "{state}");
+    assert_eq!(
+        metric(&server, "mjpegd_replays{camera=\"default\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&server, "mjpegd_replays_started_total{camera=\"default\"}"),
+        Some(1.0)
+    );
+    assert!(metric(&server, "mjpegd_replay_frames_total{camera=\"default\"}").unwrap() >= 2.0);
+    assert!(
+        metric(
+            &server,
+            "mjpegd_replay_sent_bytes_total{camera=\"default\"}"
+        )
+        .unwrap()
+            > 1000.0
+    );
+    // The viewer leaves: the replay is unlisted (once the server notices), the totals stay.
+    drop(s);
+    eventually(Duration::from_secs(20), "the replay unlisted", || {
+        (server.state()["replays"]["running"] == 0).then_some(())
+    });
+    assert_eq!(
+        metric(&server, "mjpegd_replays{camera=\"default\"}"),
+        Some(0.0)
+    );
+    let state = server.state();
+    assert_eq!(state["replays"]["started"], 1);
+    assert!(state["replays"]["frames_sent"].as_u64().unwrap() >= 2);
+    assert_eq!(state["replays"]["list"].as_array().unwrap().len(), 0);
+}

@@ -72,6 +72,8 @@ struct CameraSample {
     events: Option<[u64; 4]>,
     /// The timelapse: frames written, frames lost, bytes.
     timelapse: Option<[u64; 3]>,
+    /// Replays of its recordings (only cameras with a folder to replay from).
+    replays: Option<crate::replays::ReplayTotals>,
     variants: Vec<VariantSample>,
     /// A pushed camera's inlet (None for other sources).
     push: Option<PushSample>,
@@ -177,7 +179,13 @@ impl Scrape {
                     takeovers: camera.inlet.takeovers(),
                     connected: camera.inlet.pusher().is_some(),
                 });
+                let settings = camera.settings();
+                let replays = (settings.record.is_some()
+                    || settings.events.is_some()
+                    || settings.timelapse.is_some())
+                .then(|| camera.replays.totals());
                 CameraSample {
+                    replays,
                     pre_roll,
                     events,
                     timelapse,
@@ -587,6 +595,39 @@ impl Scrape {
                 ),
             ] {
                 counter(enc, name, help, unit, tl().map(|(l, t)| (l, t[i])))?;
+            }
+        }
+        let rp = || {
+            self.cameras
+                .iter()
+                .filter_map(|c| Some((cam(c), c.replays?)))
+        };
+        if rp().next().is_some() {
+            gauge(
+                enc,
+                "mjpegd_replays",
+                "Replays of recordings (/recordings/FILE/stream) running now.",
+                None,
+                rp().map(|(l, r)| (l, r.active)),
+            )?;
+            for (name, help, unit, of) in [
+                (
+                    "mjpegd_replays_started",
+                    "Replays of recordings started.",
+                    None,
+                    (|r: crate::replays::ReplayTotals| r.started) as fn(_) -> u64,
+                ),
+                ("mjpegd_replay_frames", "Frames replays sent.", None, |r| {
+                    r.frames
+                }),
+                (
+                    "mjpegd_replay_sent",
+                    "Bytes of parts replays sent (headers and boundaries included).",
+                    Some(Unit::Bytes),
+                    |r| r.bytes,
+                ),
+            ] {
+                counter(enc, name, help, unit, rp().map(|(l, r)| (l, of(r))))?;
             }
         }
         Ok(())

@@ -2,7 +2,7 @@
 //! snapshots, `?after=` and `?max_delay=` on snapshots. Read from the query into typed values here, each
 //! bad value with the one-line reason its 400 gives; what the values mean against the source (its size,
 //! its frames) is decided where they are used. An empty value (`?width=`) counts as not given, as for
-//! `?fps=`. A replay's query (`?start=`, `?speed=`, `?fps=` and a size) and a snapshot's `?at=` (an RFC 3339
+//! `?fps=`. A replay's query (`?start=`, `?speed=` or `?rate=`, `?fps=` and a size) and a snapshot's `?at=` (an RFC 3339
 //! time or one relative to now, `-2s`) are read here too.
 
 use super::request::Request;
@@ -97,13 +97,15 @@ pub fn snapshot_query(request: &Request) -> Result<SnapshotQuery, String> {
 /// The longest `?start=` of a replay: a week of seconds (segments are shorter).
 pub const MAX_START_S: f64 = 7.0 * 86_400.0;
 
-/// A replay's query: `/recordings/FILE/stream?start=&speed=&fps=&width=&height=&quality=`.
+pub use mjpegd_core::replay::Playback;
+
+/// A replay's query: `/recordings/FILE/stream?start=&speed=|rate=&fps=&width=&height=&quality=`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ReplayQuery {
     /// Where in the segment to start, from its first frame.
     pub start: Duration,
-    /// The pace, 0.5 to 16 times the recorded one.
-    pub speed: f64,
+    /// The pace: 0.5 to 16 times the recorded one, or a fixed rate.
+    pub playback: Playback,
     /// At most this many frames a second.
     pub fps: Option<f64>,
     pub size: SizeRequest,
@@ -111,7 +113,7 @@ pub struct ReplayQuery {
 
 /// Reads a replay's query.
 pub fn replay_query(request: &Request) -> Result<ReplayQuery, String> {
-    use mjpegd_core::replay::{MAX_SPEED, MIN_SPEED};
+    use mjpegd_core::replay::{MAX_RATE, MAX_SPEED, MIN_RATE, MIN_SPEED};
     let number = |name: &str| -> Result<Option<f64>, String> {
         match given(request, name) {
             None => Ok(None),
@@ -139,6 +141,20 @@ pub fn replay_query(request: &Request) -> Result<ReplayQuery, String> {
             ))
         }
     };
+    let playback = match (number("rate")?, given(request, "speed")) {
+        (None, _) => Playback::Recorded { speed },
+        (Some(_), Some(_)) => {
+            return Err(
+                "give speed= (times the recorded pace) or rate= (frames a second), not both".into(),
+            )
+        }
+        (Some(r), None) if (MIN_RATE..=MAX_RATE).contains(&r) => Playback::Rate(r),
+        (Some(r), None) => {
+            return Err(format!(
+                "rate must be from {MIN_RATE} to {MAX_RATE} frames a second, not {r}"
+            ))
+        }
+    };
     let fps = match number("fps")? {
         None => None,
         Some(f) if f > 0.0 && f <= 1000.0 => Some(f),
@@ -150,7 +166,7 @@ pub fn replay_query(request: &Request) -> Result<ReplayQuery, String> {
     };
     Ok(ReplayQuery {
         start,
-        speed,
+        playback,
         fps,
         size: size_request(request)?,
     })
@@ -313,11 +329,16 @@ mod tests {
     fn a_replay_query_reads_start_speed_fps_and_size_and_refuses_out_of_range() {
         let q = replay_query(&request("start=12.5&speed=2&fps=5&width=320")).unwrap();
         assert_eq!(q.start, Duration::from_millis(12_500));
-        assert_eq!(q.speed, 2.0);
+        assert_eq!(q.playback, Playback::Recorded { speed: 2.0 });
         assert_eq!(q.fps, Some(5.0));
         assert_eq!(q.size.width, Some(320));
         let d = replay_query(&request("")).unwrap();
-        assert_eq!((d.start, d.speed, d.fps), (Duration::ZERO, 1.0, None));
+        assert_eq!(
+            (d.start, d.playback, d.fps),
+            (Duration::ZERO, Playback::Recorded { speed: 1.0 }, None)
+        );
+        let r = replay_query(&request("rate=30&fps=10")).unwrap();
+        assert_eq!((r.playback, r.fps), (Playback::Rate(30.0), Some(10.0)));
         for (q, what) in [
             ("speed=0.4", "speed must be from 0.5 to 16"),
             ("speed=17", "speed must be from 0.5 to 16"),
@@ -326,6 +347,10 @@ mod tests {
             ("start=-1", "start must be"),
             ("start=1e300", "start must be"),
             ("fps=0", "fps must be"),
+            ("rate=0", "rate must be from 0.1 to 120"),
+            ("rate=121", "rate must be from 0.1 to 120"),
+            ("rate=x", "rate must be a number"),
+            ("rate=30&speed=2", "not both"),
             ("width=x", "width must be"),
         ] {
             let e = replay_query(&request(q)).unwrap_err();

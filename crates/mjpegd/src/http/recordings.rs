@@ -213,27 +213,69 @@ const COVER_SLACK: Duration = Duration::from_secs(1);
 /// segment without a frame yet, or one cut before its first frame, passes the search to the one before.
 const MAX_TRIED: usize = 3;
 
-/// The frame of `camera`'s recordings in `dir` showing at `at`: the one captured closest to `at` at or
-/// before it, in the segment that covers `at` (one that starts at or before it and was last written at
-/// or after it). `Err` says why none (blocking file work).
-pub fn frame_at(camera: &str, dir: &Path, at: std::time::SystemTime) -> Result<FoundFrame, String> {
+/// Event clips looked into at most for one time (their headers are read to see where each starts).
+const MAX_EVENTS_TRIED: usize = 64;
+
+/// Which of a camera's folders [`frame_at`] looks in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Folder {
+    /// The continuous recording's segments: they follow each other, so the newest that started at or
+    /// before a time is the only one that can cover it.
+    Segments,
+    /// Event clips: named by their trigger, they start up to a pre-roll before it, and leave gaps
+    /// between them.
+    Events,
+}
+
+/// The frame of `camera`'s files of kind `folder` in `dir` showing at `at`: the one captured closest to
+/// `at` at or before it, in the file that covers `at` (one that starts at or before it and was last
+/// written at or after it). `Err` says why none (blocking file work).
+pub fn frame_at(
+    camera: &str,
+    dir: &Path,
+    folder: Folder,
+    at: std::time::SystemTime,
+) -> Result<FoundFrame, String> {
     let at_us = at
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| "the time is before 1970".to_string())?
         .as_micros()
         .min(u64::MAX.into()) as u64;
-    let segments = list_segments(dir, camera)
-        .map_err(|e| format!("the recordings of camera {camera} cannot be listed: {e}"))?;
-    let candidates = segments
+    let what = match folder {
+        Folder::Segments => "recording",
+        Folder::Events => "event clip",
+    };
+    let files = match folder {
+        Folder::Segments => list_segments(dir, camera),
+        Folder::Events => list_matching(dir, |f| event_of(f, camera).is_some()),
+    }
+    .map_err(|e| format!("the {what}s of camera {camera} cannot be listed: {e}"))?;
+    // The earliest a file's first frame can be, from its name.
+    let earliest = |name: &str| match folder {
+        Folder::Segments => segment_start(name, camera),
+        Folder::Events => event_of(name, camera)
+            .map(|(t, _)| t.checked_sub(crate::config::MAX_PRE_ROLL).unwrap_or(t)),
+    };
+    let mut candidates = files
         .iter()
         .rev()
-        .filter(|(name, _, _)| segment_start(name, camera).is_some_and(|s| s <= at))
-        .take(MAX_TRIED);
-    let mut nothing = format!(
-        "no recording of camera {camera} covers {}",
+        .filter(|(name, _, _)| earliest(name).is_some_and(|s| s <= at))
+        .peekable();
+    let nothing = format!(
+        "no {what} of camera {camera} covers {}",
         humantime::format_rfc3339_millis(at)
     );
-    for (name, _, modified) in candidates {
+    if folder == Folder::Events {
+        // Clips leave gaps: only those last written at or after `at` can cover it. Several short clips
+        // triggered after `at` (within a pre-roll of it) pass this test too: their headers say they
+        // start after `at`, and the search goes on to older ones, within a bound.
+        let covering: Vec<_> = candidates
+            .filter(|(_, _, modified)| at <= *modified + COVER_SLACK)
+            .take(MAX_EVENTS_TRIED)
+            .collect();
+        return frame_in(dir, &covering, at_us, nothing);
+    }
+    if let Some((_, _, modified)) = candidates.peek() {
         if at > *modified + COVER_SLACK {
             // The newest segment that started before `at` ended before it: a gap in the recordings.
             return Err(format!(
@@ -241,6 +283,19 @@ pub fn frame_at(camera: &str, dir: &Path, at: std::time::SystemTime) -> Result<F
                 humantime::format_rfc3339_millis(*modified)
             ));
         }
+    }
+    let tried: Vec<_> = candidates.take(MAX_TRIED).collect();
+    frame_in(dir, &tried, at_us, nothing)
+}
+
+/// The frame at or before `at_us` in the first of `files` (newest first) that has one.
+fn frame_in(
+    dir: &Path,
+    files: &[&(String, u64, SystemTime)],
+    at_us: u64,
+    mut nothing: String,
+) -> Result<FoundFrame, String> {
+    for (name, _, _) in files {
         let Ok(file) = open_in(dir, name) else {
             continue;
         };
@@ -252,6 +307,10 @@ pub fn frame_at(camera: &str, dir: &Path, at: std::time::SystemTime) -> Result<F
                 continue;
             }
         };
+        if segment.info.start_unix_micros > at_us {
+            // Starts after `at`: an older file may hold it.
+            continue;
+        }
         let since = at_us.saturating_sub(segment.info.start_unix_micros);
         let found = segment
             .frame_at(&disk, segment.us_to_ticks(since))

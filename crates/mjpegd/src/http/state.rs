@@ -177,6 +177,7 @@ pub fn camera_summary(n: usize, camera: &Camera) -> serde_json::Value {
         "resolution": {"width": source.width, "height": source.height},
         "captured_fps": hub.measured_fps(),
         "clients": hub.client_count(),
+        "replays": camera.replays.totals().active,
         "variants": camera.variants.list().len(),
         "urls": urls,
     })
@@ -212,6 +213,59 @@ fn client_json(
         client["user_agent"] = json!(c.user_agent);
     }
     client
+}
+
+/// The replays of a camera's recordings running now (one page, like its clients) and their totals;
+/// addresses and User-Agents only where clients' are shown.
+fn replays_json(
+    camera: &Camera,
+    page: Page,
+    limit: usize,
+    now: SystemTime,
+    show_clients: bool,
+) -> serde_json::Value {
+    let (running, list) = camera.replays.page(page.offset, limit);
+    let totals = camera.replays.totals();
+    let list: Vec<_> = list
+        .iter()
+        .map(|r| {
+            let sent = r.frames_sent.load(Ordering::Relaxed);
+            let secs = now
+                .duration_since(r.since)
+                .unwrap_or_default()
+                .as_secs_f64()
+                .max(0.001);
+            let (speed, rate) = match r.playback {
+                mjpegd_core::replay::Playback::Recorded { speed } => (Some(speed), None),
+                mjpegd_core::replay::Playback::Rate(rate) => (None, Some(rate)),
+            };
+            let mut v = json!({
+                "id": r.id,
+                "kind": "replay",
+                "file": r.file,
+                "start_seconds": r.start_seconds,
+                "speed": speed,
+                "rate": rate,
+                "fps_cap": r.fps_cap,
+                "fps": (sent as f64 / secs * 10.0).round() / 10.0,
+                "frames_sent": sent,
+                "bytes_sent": r.bytes_sent.load(Ordering::Relaxed),
+                "connected_since": humantime::format_rfc3339_seconds(r.since).to_string(),
+            });
+            if show_clients {
+                v["address"] = json!(r.addr.to_string());
+                v["user_agent"] = json!(r.user_agent);
+            }
+            v
+        })
+        .collect();
+    json!({
+        "running": running,
+        "list": list,
+        "started": totals.started,
+        "frames_sent": totals.frames,
+        "bytes_sent": totals.bytes,
+    })
 }
 
 /// A pushed camera's pusher (null when none pushes, and for cameras that are not pushed); its address
@@ -375,6 +429,7 @@ pub fn camera_state(
                     "last_error": s.last_error,
                 })
             }),
+            "replays": replays_json(camera, page, limit, now, show_clients),
             "encoder": {"type": source.encoder.as_str(), "quality": settings.options.quality},
             "source": {
                 "description": source.description,

@@ -6,7 +6,9 @@
 //!   frames skipped for `?fps=` are counted, so a gap shows them).
 //! - They are paced by their recorded capture times, scaled by `?speed=` (0.5 to 16), with at most
 //!   `?fps=` a second; a hole in the recording is a wait of at most two seconds
-//!   ([`mjpegd_core::replay`]). A client or a transcode slower than the pace slows the replay down; no
+//!   ([`mjpegd_core::replay`]). `?rate=` (0.1 to 120) plays every frame that many a second instead,
+//!   whatever their capture spacing: a timelapse taken every 10 s plays as a movie, each part still
+//!   labelled with its capture time. A client or a transcode slower than the pace slows the replay down; no
 //!   frame is skipped for it.
 //! - `?start=SECONDS` (from the segment's first frame) seeks through the segment's Cues, or by scanning
 //!   its clusters while it is being written; the first frame sent is the one showing at that time.
@@ -17,7 +19,8 @@
 //!   so it ends when it catches up with the recorder (or at the end of a finished segment).
 //!
 //! The file is found and opened as `/recordings/FILE` is ([`crate::http::recordings::open_of`]), under
-//! the same access rules; a replay takes a stream slot (`--max-clients`) like a live stream.
+//! the same access rules; a replay takes a stream slot (`--max-clients`) like a live stream, and is listed
+//! in its camera's `/state` and counted in `/metrics` while it runs ([`crate::replays`]).
 
 use super::Ctx;
 use crate::http::query::replay_query;
@@ -25,6 +28,7 @@ use crate::http::recordings::{self, Disk};
 use crate::http::response::{Response, NO_CACHE};
 use crate::http::stream::{wants_advance_headers, write_part};
 use crate::net::Transport;
+use crate::replays::ReplayEntry;
 use crate::variant::transcode::TranscodePool;
 use bytes::Bytes;
 use mjpegd_core::frame::{ADVANCE_HEAD, BOUNDARY};
@@ -37,7 +41,10 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-/// Numbers replays, for their transcode lanes and log lines.
+/// The longest User-Agent kept for `/state`'s list of replays.
+const MAX_USER_AGENT: usize = 200;
+
+/// Numbers replays, for their transcode lanes, log lines and `/state`'s list.
 static REPLAYS: AtomicU64 = AtomicU64::new(1);
 
 /// The next frame of a cursor and its JPEG (blocking file work).
@@ -210,7 +217,7 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, name: &str, mut io: T) {
     let id = REPLAYS.fetch_add(1, Ordering::Relaxed);
     let addr = ctx.client;
     let started = Instant::now();
-    tracing::info!(camera = camera.name(), replay = id, %addr, file = name, start_s = query.start.as_secs_f64(), speed = query.speed, fps_cap = ?query.fps, variant = ?variant.map(|k| k.to_string()), "replay started");
+    tracing::info!(camera = camera.name(), replay = id, %addr, file = name, start_s = query.start.as_secs_f64(), playback = ?query.playback, fps_cap = ?query.fps, variant = ?variant.map(|k| k.to_string()), "replay started");
     let mut sent = 0u64;
     let end = match tokio::time::timeout(app.config.write_timeout, io.write_all(head.as_bytes()))
         .await
@@ -218,8 +225,23 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, name: &str, mut io: T) {
     {
         Err(e) => End::Disconnected(e),
         Ok(()) => {
+            // Listed in /state and counted in /metrics while it runs.
+            let listed = camera.replays.start(ReplayEntry {
+                id,
+                file: name.to_string(),
+                addr,
+                user_agent: request
+                    .header("user-agent")
+                    .map(|u| u.chars().take(MAX_USER_AGENT).collect()),
+                playback: query.playback,
+                fps_cap: query.fps,
+                start_seconds: query.start.as_secs_f64(),
+                since: std::time::SystemTime::now(),
+                frames_sent: AtomicU64::new(0),
+                bytes_sent: AtomicU64::new(0),
+            });
             let lane = format!("{} replay {id}", camera.name());
-            let mut pace = Pace::new(query.speed, query.fps);
+            let mut pace = Pace::of(query.playback, query.fps);
             let shutdown = camera.clients_token().clone();
             let mut next = Some(first);
             let mut frames = frames;
@@ -282,8 +304,9 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, name: &str, mut io: T) {
                 )
                 .await
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
-                if let Err(e) = wrote {
-                    break End::Disconnected(e);
+                match wrote {
+                    Ok(n) => listed.sent(n as u64),
+                    Err(e) => break End::Disconnected(e),
                 }
                 sent += 1;
             }

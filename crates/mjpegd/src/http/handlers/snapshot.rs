@@ -3,8 +3,8 @@
 //!
 //! `?at=TIME` asks for the past instead: the frame captured closest to TIME at or before it, as it was
 //! captured (no size or freshness parameters with it). Memory is looked in first (the camera's pre-roll,
-//! or its newest frame when TIME is now), then the recordings; the answer says which
-//! (`X-Frame-Source`), and a 404 says why when neither holds such a frame.
+//! or its newest frame when TIME is now), then the continuous recording, then the event clips; the
+//! answer says which (`X-Frame-Source`: `memory`, `recording` or `event`), and a 404 says why when neither holds such a frame.
 
 use super::{variant_of, Ctx};
 use crate::camera::Camera;
@@ -66,6 +66,8 @@ enum FrameSource {
     Memory,
     /// A segment of its continuous recording.
     Recording,
+    /// One of its event clips.
+    Event,
 }
 
 impl FrameSource {
@@ -73,6 +75,7 @@ impl FrameSource {
         match self {
             FrameSource::Memory => "memory",
             FrameSource::Recording => "recording",
+            FrameSource::Event => "event",
         }
     }
 }
@@ -116,11 +119,11 @@ async fn at_time(ctx: &Ctx<'_>, camera: &Camera, at: &str) -> Response {
     }
     // 2. The recordings.
     let why = match from_recordings(camera, t).await {
-        Ok(found) => {
+        Ok((source, found)) => {
             let headers = format!(
                 "{NO_CACHE}Content-Disposition: inline; filename=snapshot.jpg\r\nX-Timestamp: {}\r\nX-Frame-Source: {}\r\nX-Recording: {}\r\n",
                 format_timestamp(found.capture_us),
-                FrameSource::Recording.as_str(),
+                source.as_str(),
                 found.file
             );
             return image(headers, found.jpeg.into());
@@ -137,19 +140,44 @@ async fn at_time(ctx: &Ctx<'_>, camera: &Camera, at: &str) -> Response {
     .keep()
 }
 
-/// The frame at or before `at` in `camera`'s continuous recording, looked for off the runtime; the reason
-/// when there is none.
+/// The frame at or before `at` in `camera`'s continuous recording, else in its event clips, looked for
+/// off the runtime; the reasons when there is none.
 async fn from_recordings(
     camera: &Camera,
     at: SystemTime,
-) -> Result<crate::http::recordings::FoundFrame, String> {
-    let Some(record) = camera.settings().record else {
-        return Err(format!("camera {} does not record", camera.name()));
-    };
+) -> Result<(FrameSource, crate::http::recordings::FoundFrame), String> {
+    use crate::http::recordings::{frame_at, Folder};
+    let settings = camera.settings();
+    let folders: Vec<_> = [
+        settings
+            .record
+            .map(|r| (FrameSource::Recording, Folder::Segments, r.dir)),
+        settings
+            .events
+            .map(|e| (FrameSource::Event, Folder::Events, e.dir)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if folders.is_empty() {
+        return Err(format!(
+            "camera {} neither records nor keeps events",
+            camera.name()
+        ));
+    }
     let name = camera.name().to_string();
-    tokio::task::spawn_blocking(move || crate::http::recordings::frame_at(&name, &record.dir, at))
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()))
+    tokio::task::spawn_blocking(move || {
+        let mut why = Vec::new();
+        for (source, folder, dir) in folders {
+            match frame_at(&name, &dir, folder, at) {
+                Ok(found) => return Ok((source, found)),
+                Err(e) => why.push(e),
+            }
+        }
+        Err(why.join("; "))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))
 }
 
 /// A JPEG answer with `headers`.
