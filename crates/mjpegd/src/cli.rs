@@ -137,7 +137,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub timelapse: Option<std::path::PathBuf>,
     /// The interval of --timelapse (100ms to 24h).
-    #[arg(long, default_value = "10s", value_parser = crate::timelapse::parse_every)]
+    #[arg(long, default_value = "10s", value_parser = crate::config::parse_every)]
     pub timelapse_every: Duration,
     /// Pixel format to ask a V4L2 camera for (auto prefers MJPEG, which needs no encoding).
     #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]

@@ -554,7 +554,7 @@ pub fn parse(text: &str, path: &Path, base: &CameraSettings) -> Result<FileConfi
                 max_size: old.as_ref().and_then(|t| t.max_size),
             });
         }
-        if let Some(d) = value(&k.timelapse_every, crate::timelapse::parse_every, &at)? {
+        if let Some(d) = value(&k.timelapse_every, parse_every, &at)? {
             match &mut c.timelapse {
                 Some(t) => t.every = d,
                 None => {
@@ -782,6 +782,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?}: {e} (expected a duration like 2s or 500ms)"))
+}
+
+/// `timelapse-every`: 100 ms to 24 h.
+pub fn parse_every(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(86_400) {
+        return Err(format!("{s}: timelapse-every is between 100ms and 24h"));
+    }
+    Ok(d)
 }
 
 /// Default length of a recording segment.
@@ -1206,6 +1215,8 @@ capture = "always"
 
     #[test]
     fn pre_roll_events_and_timelapse_keys() {
+        assert!(parse_every("50ms").is_err() && parse_every("25h").is_err());
+        assert_eq!(parse_every("200ms").unwrap(), Duration::from_millis(200));
         let text = "[cameras.a]\npre-roll = \"30s\"\nevents = \"/e\"\nevent-key = \"0123456789abcdef-ev\"\ntimelapse = \"/t\"\ntimelapse-every = \"200ms\"\nrecord-keep = \"7d\"\nrecord-max-size = \"1GiB\"\n[cameras.b]\n";
         let c = parse(text, Path::new("cams.toml"), &base()).unwrap();
         let a = &c.cameras[0];

@@ -34,15 +34,6 @@ pub const DEFAULT_EVERY: Duration = Duration::from_secs(10);
 /// Capture time per timelapse segment.
 pub const SEGMENT: Duration = Duration::from_secs(86_400);
 
-/// `timelapse-every`: 100 ms to 24 h.
-pub fn parse_every(s: &str) -> Result<Duration, String> {
-    let d = crate::config::parse_duration(s)?;
-    if d < Duration::from_millis(100) || d > Duration::from_secs(86_400) {
-        return Err(format!("{s}: timelapse-every is between 100ms and 24h"));
-    }
-    Ok(d)
-}
-
 /// `camera`'s timelapse segment whose first frame was captured at `start_us`.
 pub fn lapse_name(camera: &str, start_us: u64) -> String {
     let seg = segment_name(camera, start_us);
@@ -249,8 +240,6 @@ mod tests {
         assert!(lapse_start("yard-b-20261124T170312.345Z-lapse.mkv", "yard").is_none());
         assert!(segment_start(&name, "yard").is_none());
         assert!(crate::events::event_of(&name, "yard").is_none());
-        assert!(parse_every("50ms").is_err() && parse_every("25h").is_err());
-        assert_eq!(parse_every("200ms").unwrap(), Duration::from_millis(200));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod mjpg_streamer;
 pub mod page;
 pub mod push;
+mod push_key;
 pub mod push_ws;
 pub mod recordings;
 pub mod replay;

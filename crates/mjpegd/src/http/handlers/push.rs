@@ -18,6 +18,7 @@
 //! slow-loris trickle of bytes does not keep it). A presented key that is wrong is always refused (401,
 //! counted), whoever presents it; the key is never logged or shown.
 
+use super::push_key::{presented_key, still_pushed};
 use super::Ctx;
 use crate::camera::Camera;
 use crate::http::body::{Body, BodyError};
@@ -52,16 +53,6 @@ fn kind_of(request: &Request) -> Kind {
     }
 }
 
-/// The key the request presents, if any: `?key=` or `Authorization: Bearer KEY`.
-pub(super) fn presented_key(request: &Request) -> Option<&str> {
-    request.param("key").or_else(|| {
-        request
-            .header("authorization")
-            .and_then(|a| a.strip_prefix("Bearer ").or(a.strip_prefix("bearer ")))
-            .map(str::trim)
-    })
-}
-
 /// Whether `request` may push: a presented key must be the camera's; without one, only an admin may.
 fn authorized(ctx: &Ctx<'_>, request: &Request, key: &PushKey) -> Result<(), Response> {
     match presented_key(request) {
@@ -80,15 +71,6 @@ fn authorized(ctx: &Ctx<'_>, request: &Request, key: &PushKey) -> Result<(), Res
                 format!("pushing needs the camera's push key (?key= or Authorization: Bearer) or an admin: {}", r.reason),
             )
         }),
-    }
-}
-
-/// Whether `camera` still takes frames from a pusher that presented `key` (a reload may have made it
-/// another kind of source, or changed its key).
-pub(super) fn still_pushed(camera: &Camera, key: Option<&str>) -> bool {
-    match camera.settings().source {
-        SourceSpec::Push(Some(k)) => key.is_none_or(|given| k.matches(given)),
-        _ => false,
     }
 }
 

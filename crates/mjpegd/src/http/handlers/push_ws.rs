@@ -14,7 +14,7 @@
 //! - a pusher that sends no frame for the camera's `read-timeout` is cut (pings and text do not keep it);
 //! - a connection dropped without a close frame ends the same way as a closed one: the camera is free.
 
-use super::push::{presented_key, still_pushed};
+use super::push_key::{presented_key, still_pushed};
 use super::Ctx;
 use crate::camera::Camera;
 use crate::http::websocket::Upgrade;
