@@ -446,23 +446,7 @@ pub fn list_segments(
     dir: &std::path::Path,
     camera: &str,
 ) -> std::io::Result<Vec<(String, u64, SystemTime)>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        if segment_start(&name, camera).is_none() {
-            continue;
-        }
-        let meta = entry.metadata()?;
-        if meta.is_file() {
-            found.push((name, meta.len(), meta.modified().unwrap_or(UNIX_EPOCH)));
-        }
-    }
-    // Names carry the start time in a sortable form.
-    found.sort();
-    Ok(found)
+    list_matching(dir, |name| segment_start(name, camera).is_some())
 }
 
 /// Deletes the oldest of `camera`'s segments in `dir`, never `current`, until none ended more than `keep`
@@ -475,27 +459,14 @@ pub fn prune(
     max_size: Option<u64>,
     now: SystemTime,
 ) -> std::io::Result<Vec<String>> {
-    let segments = list_segments(dir, camera)?;
-    let mut total: u64 = segments.iter().map(|(_, len, _)| len).sum();
-    let mut deleted = Vec::new();
-    for (name, len, modified) in segments {
-        if Some(name.as_str()) == current {
-            continue;
-        }
-        let too_old = keep.is_some_and(|k| now.duration_since(modified).unwrap_or_default() > k);
-        let too_big = max_size.is_some_and(|m| total > m);
-        if !(too_old || too_big) {
-            // Oldest first: once one stays for its size, the younger ones do too (unless too old).
-            if keep.is_none() {
-                break;
-            }
-            continue;
-        }
-        std::fs::remove_file(dir.join(&name))?;
-        total -= len;
-        deleted.push(name);
-    }
-    Ok(deleted)
+    prune_matching(
+        dir,
+        |name| segment_start(name, camera).is_some(),
+        current,
+        keep,
+        max_size,
+        now,
+    )
 }
 
 /// The files in `dir` whose names `matches` accepts, oldest first (by name), with their sizes and
@@ -518,6 +489,7 @@ pub fn list_matching(
             found.push((name, meta.len(), meta.modified().unwrap_or(UNIX_EPOCH)));
         }
     }
+    // Names carry the start time in a sortable form.
     found.sort();
     Ok(found)
 }
@@ -542,6 +514,7 @@ pub fn prune_matching(
         let too_old = keep.is_some_and(|k| now.duration_since(modified).unwrap_or_default() > k);
         let too_big = max_size.is_some_and(|m| total > m);
         if !(too_old || too_big) {
+            // Oldest first: once one stays for its size, the younger ones do too (unless too old).
             if keep.is_none() {
                 break;
             }
