@@ -795,3 +795,71 @@ fn a_websocket_viewer_that_takes_no_frames_is_evicted_and_the_others_go_on() {
     common::assert_whole_jpeg(&next_binary(&mut reader));
     drop(stalled);
 }
+
+/// Sends `n` copies of `frame` as fast as the socket takes them; the seconds it took, rounded up, once
+/// `/state` has counted them all (`total` frames from this pusher by then).
+fn flood(server: &Server, ws: &mut Ws, frame: &[u8], n: usize, total: u64) -> u64 {
+    let started = Instant::now();
+    for _ in 0..n {
+        ws.write(Message::binary(frame.to_vec())).unwrap();
+    }
+    ws.flush().unwrap();
+    eventually(Duration::from_secs(10), "every frame counted", || {
+        (door(server)["pusher"]["frames"] == total).then_some(())
+    });
+    started.elapsed().as_secs() + 1
+}
+
+#[test]
+fn a_new_push_max_fps_applies_to_the_pusher_already_connected() {
+    let dir = TempDir::new("push-fps-reload");
+    let frames = jpegs(&dir.0, 1);
+    let file = config(&dir.0, "");
+    let server = Server::start(&["--config", file.to_str().unwrap()]);
+    let mut ws = ws_pusher(&server);
+    // No cap: a flood loses frames only to the queue, none to a cap.
+    flood(&server, &mut ws, &frames[0], 30, 30);
+    assert_eq!(lost(&server, "fps_cap"), 0);
+
+    // A reload sets push-max-fps = 1: the same connection is held to it from its next frame.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let capped_text = text.replace("no-signal-after", "push-max-fps = 1\nno-signal-after");
+    std::fs::write(&file, capped_text).unwrap();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    eventually(Duration::from_secs(10), "the cap in /state", || {
+        (door(&server)["push"]["max_fps"] == 1.0).then_some(())
+    });
+    let elapsed = flood(&server, &mut ws, &frames[0], 60, 90);
+    let capped = lost(&server, "fps_cap");
+    // At most 1 a second (plus a burst of 2) passed; the rest were dropped and counted.
+    assert!(
+        capped > 0 && 60 - capped <= elapsed + 2,
+        "{capped} capped in {elapsed} s"
+    );
+    assert_eq!(
+        door(&server)["pusher"]["protocol"],
+        "websocket",
+        "the pusher was kept"
+    );
+
+    // An API write raises the cap to 1,000 fps: the same pusher's next flood is no longer capped.
+    let body = r#"{"push-max-fps": 1000}"#;
+    let r = common::request(
+        server.addr,
+        &format!(
+            "PATCH /api/cameras/door HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            server.addr,
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    eventually(Duration::from_secs(10), "the new cap in /state", || {
+        (door(&server)["push"]["max_fps"] == 1000.0).then_some(())
+    });
+    flood(&server, &mut ws, &frames[0], 60, 150);
+    assert_eq!(lost(&server, "fps_cap"), capped, "none capped at 1,000 fps");
+    ws.send(Message::binary(frames[0].clone())).unwrap();
+    eventually(Duration::from_secs(5), "the pusher's frame served", || {
+        (server.get("/cams/door/snapshot").body == frames[0]).then_some(())
+    });
+}
