@@ -1,7 +1,8 @@
 //! Pushed cameras, second part, on the real binary: a WebSocket pusher that behaves like the ESP32 sketch
 //! (`webSocket.sendBIN` per frame, pings, a connection dropped without a close frame, then reconnecting),
 //! `push-takeover`, `push-max-fps`, the bounds (oversized messages, a flood of tiny frames, slow-loris
-//! pushers on every protocol), what `/state` and `/metrics` say of it all, and pushing over HTTPS.
+//! pushers on every protocol; a `push-max-fps` changed under a connected pusher), what `/state` and
+//! `/metrics` say of it all, and pushing over HTTPS (a WebSocket, curl, and ffmpeg's multipart POST).
 
 mod common;
 
@@ -862,4 +863,75 @@ fn a_new_push_max_fps_applies_to_the_pusher_already_connected() {
     eventually(Duration::from_secs(5), "the pusher's frame served", || {
         (server.get("/cams/door/snapshot").body == frames[0]).then_some(())
     });
+}
+
+#[test]
+fn ffmpeg_pushes_multipart_over_https_and_a_viewer_gets_its_frames_byte_for_byte() {
+    let dir = TempDir::new("push-ffmpeg-tls");
+    let frames = jpegs(&dir.0, 20);
+    let pushed: HashSet<Vec<u8>> = frames.iter().cloned().collect();
+    let (cert, key_file) = make_cert(&dir.0);
+    let port = common::free_port();
+    let server = Server::spawn(
+        Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+            .args(["--listen", "http://127.0.0.1:0"])
+            .args(["--listen", &format!("https://127.0.0.1:{port}")])
+            .arg("--config")
+            .arg(config(&dir.0, ""))
+            .arg("--tls-cert")
+            .arg(&cert.cert_file)
+            .arg("--tls-key")
+            .arg(&key_file),
+    );
+    let mut viewer = server.stream("/cams/door/stream?delivery=all");
+    viewer.set_timeout(Duration::from_secs(10));
+    // ffmpeg checking the certificate against the server's, then as a camera that checks nothing would.
+    let checks: [Vec<std::ffi::OsString>; 2] = [
+        vec![
+            "-tls_verify".into(),
+            "1".into(),
+            "-ca_file".into(),
+            cert.cert_file.clone().into(),
+        ],
+        vec!["-tls_verify".into(), "0".into()],
+    ];
+    for check in checks {
+        let ffmpeg = Command::new("ffmpeg")
+            .args([
+                "-loglevel",
+                "error",
+                "-nostdin",
+                "-re",
+                "-framerate",
+                "10",
+                "-i",
+            ])
+            .arg(dir.0.join("f%03d.jpg"))
+            .args(["-c", "copy", "-f", "mpjpeg", "-method", "POST"])
+            .args(&check)
+            .arg(format!("https://localhost:{port}/cams/door/push?key={KEY}"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut seen = HashSet::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.len() < 10 && Instant::now() < deadline {
+            let part = viewer.next_part().expect("frames while ffmpeg pushes");
+            if pushed.contains(&part.body) {
+                seen.insert(part.body);
+            }
+        }
+        let out = ffmpeg.wait_with_output().unwrap();
+        assert!(
+            seen.len() >= 10,
+            "{check:?}: {} of ffmpeg's frames reached the viewer",
+            seen.len()
+        );
+        assert!(
+            out.status.success(),
+            "{check:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_free(&server);
+    }
 }
