@@ -5,6 +5,11 @@
 #   bash bench/compare.sh                 # the full table: N = 1 10 100 500 1000 2000 3000, 3 runs each
 #   NS="1 100" RUNS=1 SEARCH= bash bench/compare.sh   # a quick look
 #
+# With SOURCES="camera push", each run also has a third row: mjpegd whose camera is pushed (`source =
+# "push"`), fed by ffmpeg reading the same fake camera and pushing it as it comes (`-c copy -f mpjpeg
+# -method POST` to /cams/cam/push), loaded by the same `mjpegd bench` in turn with the other two:
+#   SOURCES="camera push" NS="100 1000" RUNS=3 SEARCH= EXTRAS=0 bash bench/compare.sh
+#
 # Then mjpegd alone at the N of SEARCH (ascending, SEARCH_RUNS runs each, stopping at the first N whose
 # median client falls below 29 fps): the largest N at which clients still get the source's rate.
 #
@@ -19,6 +24,8 @@ RUNS=${RUNS:-3}
 WINDOW=${WINDOW:-10s}
 WARMUP=${WARMUP:-3s}
 POLICY=${POLICY:-latest}
+SOURCES=${SOURCES:-camera}
+PUSH_KEY=bench-push-key-0123456789
 OUT=bench/results
 mkdir -p "$OUT"
 
@@ -65,10 +72,31 @@ start_server() { # $1 name, $2 port
       "$MJPEGD" --device "$work/cam/video0" --format mjpeg --resolution 1280x720 --fps 30 \
         --capture always --listen "127.0.0.1:$2" --max-clients 20000 >/dev/null 2>&1 &
       ;;
+    mjpegd-push)
+      printf '[cameras.cam]\nsource = "push"\npush-key = "%s"\n' "$PUSH_KEY" > "$work/push.toml"
+      "$MJPEGD" --config "$work/push.toml" --listen "127.0.0.1:$2" --max-clients 20000 >/dev/null 2>&1 &
+      server_pid=$!
+      for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$2/state" && break; sleep 0.1; done
+      # The pusher: the fake camera's JPEGs as they come, unchanged, in one endless multipart POST.
+      ffmpeg -loglevel error -nostdin -f v4l2 -input_format mjpeg -video_size 1280x720 -framerate 30 \
+        -i "$work/cam/video0" -c copy -flush_packets 1 -f mpjpeg -method POST \
+        "http://127.0.0.1:$2/cams/cam/push?key=$PUSH_KEY" >/dev/null 2>&1 &
+      pusher_pid=$!
+      pids+=("$pusher_pid")
+      ;;
   esac
-  server_pid=$!
-  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$2/snapshot" && return; sleep 0.1; done
+  [ "$1" = mjpegd-push ] || server_pid=$!
+  local snapshot=/snapshot; [ "$1" = mjpegd-push ] && snapshot=/cams/cam/snapshot
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$2$snapshot" && return; sleep 0.1; done
   echo "$1 did not start" >&2; exit 1
+}
+
+stop_server() {
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  if [ -n "${pusher_pid:-}" ]; then
+    kill "$pusher_pid" 2>/dev/null || true; wait "$pusher_pid" 2>/dev/null || true
+    pusher_pid=
+  fi
 }
 
 bench() { # $1 server, $2 port, $3 path, $4 out, then extra bench flags
@@ -82,12 +110,17 @@ port=8300
 # The two servers take turns run by run, so that whatever else the machine does weighs on both alike.
 for n in $NS; do
   for run in $(seq "$RUNS"); do
-    for server in ustreamer mjpegd; do
+    servers="ustreamer mjpegd"; [[ " $SOURCES " == *" push "* ]] && servers="$servers mjpegd-push"
+    for server in $servers; do
       port=$((port + 1))
       start_server "$server" "$port"
-      path=/stream; [ "$server" = mjpegd ] && path="/stream?delivery=$POLICY"
+      case "$server" in
+        ustreamer) path=/stream ;;
+        mjpegd) path="/stream?delivery=$POLICY" ;;
+        mjpegd-push) path="/cams/cam/stream?delivery=$POLICY" ;;
+      esac
       bench "$server" "$port" "$path" "$OUT/$server-$n-$run.json" --clients "$n"
-      kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+      stop_server
     done
   done
 done
@@ -99,7 +132,7 @@ for n in $SEARCH; do
     port=$((port + 1))
     start_server mjpegd "$port"
     bench mjpegd "$port" "/stream?delivery=$POLICY" "$OUT/search-mjpegd-$n-$run.json" --clients "$n" --connect-batch 500
-    kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+    stop_server
     python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["normal"]["fps"]["median"] >= 29 else 1)' \
       "$OUT/search-mjpegd-$n-$run.json" || ok=0
   done

@@ -61,15 +61,23 @@ def row(n, server, c):
 
 print(HEAD)
 print("|---|---|---|---|---|---|---|---|---|---|---|")
+# (the pushed row only when the run had SOURCES="camera push")
+LABELS = {"ustreamer": "ustreamer", "mjpegd": "mjpegd", "mjpegd-push": "mjpegd, pushed by ffmpeg"}
 for n in ns:
     cells = {}
-    for server in ("ustreamer", "mjpegd"):
-        c = cell(load(server, n))
+    for server in ("ustreamer", "mjpegd", "mjpegd-push"):
+        rs = load(server, n)
+        if not rs and server == "mjpegd-push":
+            continue
+        c = cell(rs)
         cells[server] = c
-        print(row(n, server, c))
+        print(row(n, LABELS[server], c))
     u, m = cells["ustreamer"]["fps_total"], cells["mjpegd"]["fps_total"]
     if u == u and u > 0:
         print(f"| {n} | ratio | | mjpegd/µStreamer = {m / u:.2f}x | | | | | | | |")
+    if "mjpegd-push" in cells and m == m and m > 0:
+        p = cells["mjpegd-push"]["fps_total"]
+        print(f"| {n} | ratio | | pushed/camera = {p / m:.2f}x | | | | | | | |")
 
 # mjpegd alone at growing N: the largest N whose median client still gets >= 29 fps.
 search_runs = int(os.environ.get("SEARCH_RUNS", "1"))
