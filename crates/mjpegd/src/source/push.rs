@@ -545,7 +545,7 @@ mod tests {
         let (mut hold, _) = inlet
             .take("127.0.0.1:1".parse().unwrap(), PushPolicy::default())
             .unwrap();
-        let mut burst = |hold: &mut Hold, n| {
+        let burst = |hold: &mut Hold, n| {
             (0..n)
                 .map(|_| hold.send(bytes::Bytes::from_static(b"x")))
                 .filter(|s| *s == Sent::OverCap)
