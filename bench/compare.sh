@@ -15,6 +15,11 @@
 # the load tool reads with --insecure. SEARCH_TLS: the same search for mjpegd over HTTPS.
 #   NS="250 1000" RUNS=3 SEARCH= SEARCH_TLS= EXTRAS=0 bash bench/compare.sh   # the HTTPS rows, reduced
 #
+# With SOURCES="camera push", each run also has a row of mjpegd whose camera is pushed (`source =
+# "push"`), fed by ffmpeg reading the same fake camera and pushing it as it comes (`-c copy -f mpjpeg
+# -method POST` to /cams/cam/push), loaded by the same `mjpegd bench` in turn with the others:
+#   SOURCES="camera push" TLS=0 NS="100 1000" RUNS=3 SEARCH= EXTRAS=0 bash bench/compare.sh
+#
 # Everything runs on 127.0.0.1, bounded in time, and stops by itself. Results: bench/results/*.json and
 # a Markdown table on stdout (paste it into bench/README.md).
 set -euo pipefail
@@ -28,6 +33,8 @@ WARMUP=${WARMUP:-3s}
 POLICY=${POLICY:-latest}
 TLS=${TLS:-1}
 SEARCH_TLS=${SEARCH_TLS-"1000 1500 2000 2500 3000"}
+SOURCES=${SOURCES:-camera}
+PUSH_KEY=bench-push-key-0123456789
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 
@@ -62,6 +69,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
   -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 SERVERS="ustreamer mjpegd"
 [ "$TLS" = 1 ] && SERVERS="$SERVERS nginx-tls-ustreamer mjpegd-tls nginx-tls-mjpegd"
+[[ " $SOURCES " == *" push "* ]] && SERVERS="$SERVERS mjpegd-push"
 
 # The machine's loopback ceiling, in the same session.
 iperf3 -s -1 -p 5299 >/dev/null 2>&1 &
@@ -98,7 +106,7 @@ EOF
 }
 
 start_server() { # $1 name, $2 port
-  local scheme=http extra_pid=
+  local scheme=http extra_pid= probe=/snapshot whole_setup=1
   case "$1" in
     ustreamer)
       ustreamer --device="$work/cam/video0" --format=MJPEG --encoder=HW --resolution=1280x720 \
@@ -132,15 +140,30 @@ start_server() { # $1 name, $2 port
       nginx_conf "$2" "$(($2 + 1000))"
       nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g "daemon off; pid $work/nginx/nginx.pid; error_log stderr crit;" >/dev/null 2>&1 &
       ;;
+    mjpegd-push)
+      probe=/cams/cam/snapshot
+      whole_setup=  # the server's CPU only: the pusher (ffmpeg, copying) is the camera's side
+      printf '[cameras.cam]\nsource = "push"\npush-key = "%s"\n' "$PUSH_KEY" > "$work/push.toml"
+      # The pusher, once the server answers: the fake camera's JPEGs as they come, unchanged, in one
+      # endless multipart POST.
+      (
+        for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$2/state" && break; sleep 0.1; done
+        exec ffmpeg -loglevel error -nostdin -f v4l2 -input_format mjpeg -video_size 1280x720 -framerate 30 \
+          -i "$work/cam/video0" -c copy -flush_packets 1 -f mpjpeg -method POST \
+          "http://127.0.0.1:$2/cams/cam/push?key=$PUSH_KEY" >/dev/null 2>&1
+      ) &
+      extra_pid=$!
+      "$MJPEGD" --config "$work/push.toml" --listen "127.0.0.1:$2" --max-clients 20000 >/dev/null 2>&1 &
+      ;;
   esac
   server_pid=$!
   server_pids=$server_pid
   stop_extra=$extra_pid
   server_scheme=$scheme
-  for _ in $(seq 100); do curl -ksf -o /dev/null "$scheme://127.0.0.1:$2/snapshot" && break; sleep 0.1; done
-  curl -ksf -o /dev/null "$scheme://127.0.0.1:$2/snapshot" || { echo "$1 did not start" >&2; exit 1; }
+  for _ in $(seq 100); do curl -ksf -o /dev/null "$scheme://127.0.0.1:$2$probe" && break; sleep 0.1; done
+  curl -ksf -o /dev/null "$scheme://127.0.0.1:$2$probe" || { echo "$1 did not start" >&2; exit 1; }
   # The CPU of the whole setup: nginx's master and workers, and the server behind it.
-  [ -n "$extra_pid" ] && server_pids="$server_pid,$(pgrep -d, -P "$server_pid"),$extra_pid"
+  [ -n "$extra_pid" ] && [ -n "$whole_setup" ] && server_pids="$server_pid,$(pgrep -d, -P "$server_pid"),$extra_pid"
   return 0
 }
 
@@ -157,13 +180,14 @@ bench() { # $1 server, $2 port, $3 path, $4 out, then extra bench flags
 }
 
 port=8300
-# The two servers take turns run by run, so that whatever else the machine does weighs on both alike.
+# The servers take turns run by run, so that whatever else the machine does weighs on both alike.
 for n in $NS; do
   for run in $(seq "$RUNS"); do
     for server in $SERVERS; do
       port=$((port + 1))
       start_server "$server" "$port"
       path=/stream; [ "${server%mjpegd*}" != "$server" ] && path="/stream?delivery=$POLICY"
+      [ "$server" = mjpegd-push ] && path="/cams/cam/stream?delivery=$POLICY"
       bench "$server" "$port" "$path" "$OUT/$server-$n-$run.json" --clients "$n"
       stop_server
     done

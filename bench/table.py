@@ -60,7 +60,9 @@ def row(n, server, c):
 
 
 LABELS = {"ustreamer": "ustreamer", "mjpegd": "mjpegd", "nginx-tls-ustreamer": "nginx TLS -> ustreamer",
-          "mjpegd-tls": "mjpegd HTTPS", "nginx-tls-mjpegd": "nginx TLS -> mjpegd"}
+          "mjpegd-tls": "mjpegd HTTPS", "nginx-tls-mjpegd": "nginx TLS -> mjpegd",
+          # only when the run had SOURCES="camera push"
+          "mjpegd-push": "mjpegd, pushed by ffmpeg"}
 print(HEAD)
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for n in ns:
@@ -80,6 +82,10 @@ for n in ns:
         u, m = cells[peer]["fps_total"], cells[ours]["fps_total"]
         if u == u and u > 0:
             print(f"| {n} | ratio | | {what} = {m / u:.2f}x | | | | | | | |")
+    if "mjpegd-push" in cells and "mjpegd" in cells:
+        p, m = cells["mjpegd-push"]["fps_total"], cells["mjpegd"]["fps_total"]
+        if m == m and m > 0:
+            print(f"| {n} | ratio | | pushed/camera = {p / m:.2f}x | | | | | | | |")
 
 # mjpegd alone at growing N: the largest N whose median client still gets >= 29 fps.
 search_runs = int(os.environ.get("SEARCH_RUNS", "1"))

@@ -287,6 +287,9 @@ fn spawn_source(
     inlet: &Arc<Inlet>,
 ) -> RunningSource {
     let stop = parent.child_token();
+    // A pushed camera's cap: the pusher already connected (which outlives a restart) is held to the new
+    // one from its next frame.
+    inlet.set_max_fps(settings.options.push.max_fps);
     let task = settings.source.spawn(
         &settings.options,
         hub.clone(),

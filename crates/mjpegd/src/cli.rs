@@ -81,6 +81,18 @@ pub struct ServeArgs {
     /// A V4L2 camera, e.g. /dev/video0.
     #[arg(long)]
     pub device: Option<std::path::PathBuf>,
+    /// With --source push, the key pushers present (16 to 256 printable characters; `?key=` or
+    /// `Authorization: Bearer`). Without --config only: a config file gives each pushed camera its own.
+    // (checked in `ServeArgs::camera`, so that a refused key is not echoed in clap's error)
+    #[arg(long, env = "MJPEGD_PUSH_KEY", hide_env_values = true)]
+    pub push_key: Option<String>,
+    /// With --source push, a newer pusher wins over the one holding the camera (otherwise it gets 409).
+    #[arg(long)]
+    pub push_takeover: bool,
+    /// With --source push, most frames per second taken from a pusher (above 0, up to 1000); frames above
+    /// it are dropped and counted.
+    #[arg(long, value_parser = parse_push_max_fps)]
+    pub push_max_fps: Option<f64>,
     /// Credentials for an upstream, USER:PASSWORD (or put them in the URL): sent as Basic, or as Digest
     /// (RFC 7616) when the upstream asks for it.
     #[arg(long, value_parser = parse_credentials, env = "MJPEGD_SOURCE_AUTH")]
@@ -277,13 +289,34 @@ impl ServeArgs {
 
     /// The camera the flags describe (the only one without --config; the defaults of every camera with it).
     pub fn camera(&self) -> anyhow::Result<CameraSettings> {
-        let source = match &self.device {
+        let mut source = match &self.device {
             Some(device) => SourceSpec::Device(device.clone()),
             None => SourceSpec::parse(&self.source)?,
         };
         anyhow::ensure!(
+            self.push_key.is_none() || self.config.is_none(),
+            "--push-key (or MJPEGD_PUSH_KEY) is for a single camera without --config: a config file gives each pushed camera its push-key"
+        );
+        let pushed_flags =
+            self.push_key.is_some() || self.push_takeover || self.push_max_fps.is_some();
+        match &mut source {
+            SourceSpec::Push(key) => {
+                *key = match &self.push_key {
+                    Some(k) => Some(
+                        crate::source::push::PushKey::new(k)
+                            .map_err(|e| anyhow::anyhow!("--push-key (or MJPEGD_PUSH_KEY): {e}"))?,
+                    ),
+                    None => None,
+                }
+            }
+            _ => anyhow::ensure!(
+                !pushed_flags || self.config.is_some(),
+                "--push-key, --push-takeover and --push-max-fps are for --source push"
+            ),
+        }
+        anyhow::ensure!(
             !matches!(source, SourceSpec::Push(None)) || self.config.is_some(),
-            "--source push needs a camera in a config file with its push-key"
+            "--source push needs --push-key (or MJPEGD_PUSH_KEY), or a camera in a config file with its push-key"
         );
         Ok(CameraSettings {
             name: "default".to_string(),
@@ -298,7 +331,10 @@ impl ServeArgs {
                 connect_timeout: self.connect_timeout,
                 read_timeout: self.read_timeout,
                 control_url: None,
-                push: Default::default(),
+                push: crate::source::push::PushPolicy {
+                    takeover: self.push_takeover,
+                    max_fps: self.push_max_fps,
+                },
             },
             supervisor: SupervisorConfig {
                 capture: match self.capture {
@@ -650,6 +686,15 @@ fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+/// `--push-max-fps`: as the key `push-max-fps`, above 0 and at most 1000.
+fn parse_push_max_fps(s: &str) -> Result<f64, String> {
+    let max = crate::source::push::MAX_FPS;
+    match s.parse::<f64>() {
+        Ok(fps) if fps > 0.0 && fps <= max => Ok(fps),
+        _ => Err(format!("more than 0 and at most {max} frames per second")),
+    }
 }
 
 /// `--event-key`: as a push key, 16 to 256 printable characters.

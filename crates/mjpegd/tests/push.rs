@@ -1,6 +1,7 @@
 //! Pushed cameras (`source = "push"`) on the real binary: ffmpeg pushing `-f mpjpeg -method POST`, curl
 //! posting one JPEG per request on a keep-alive connection, one pusher at a time (409), wrong keys, and a
-//! pusher that goes away (viewers stay, see "no signal", then the next pusher's frames).
+//! pusher that goes away (viewers stay, see "no signal", then the next pusher's frames), and a pushed
+//! camera on a command line without a config file (`--source push` with `MJPEGD_PUSH_KEY`).
 
 mod common;
 
@@ -412,4 +413,76 @@ fn a_multipart_part_past_the_bound_cuts_the_pusher() {
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         v["result"]["source"]["pusher"].is_null().then_some(())
     });
+}
+
+#[test]
+fn a_single_camera_command_line_takes_pushers_with_the_key_from_the_environment() {
+    let dir = TempDir::new("push-cli");
+    let files = jpegs(&dir.0, 2);
+    let server = Server::spawn(
+        Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+            .args(["--listen", "127.0.0.1:0", "--source", "push"])
+            .args(["--push-takeover", "--push-max-fps", "12.5"])
+            .env("MJPEGD_PUSH_KEY", KEY),
+    );
+    let r = server.get("/cams/default/state");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let push = &v["result"]["source"]["push"];
+    assert_eq!(
+        (&push["takeover"], &push["max_fps"]),
+        (&true.into(), &12.5.into())
+    );
+    assert!(!String::from_utf8_lossy(&r.body).contains(KEY));
+    let url = format!("http://{}/cams/default/push", server.addr);
+    assert_eq!(
+        curl_post(&format!("{url}?key=wrong-key-0123456789"), &files[..1], &[]),
+        "401 1\n"
+    );
+    assert_eq!(
+        curl_post(&format!("{url}?key={KEY}"), &files, &[]),
+        "204 1\n204 0\n"
+    );
+    let last = std::fs::read(&files[1]).unwrap();
+    eventually(Duration::from_secs(5), "the pushed frame", || {
+        (server.get("/snapshot").body == last).then_some(())
+    });
+}
+
+#[test]
+fn push_flags_are_refused_where_they_cannot_apply() {
+    let run = |args: &[&str], key: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mjpegd"));
+        cmd.args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("MJPEGD_PUSH_KEY");
+        if let Some(k) = key {
+            cmd.env("MJPEGD_PUSH_KEY", k);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        assert!(!out.status.success(), "{args:?} must not start");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run(&["--source", "push"], None).contains("--source push needs --push-key"));
+    let e = run(&["--source", "push"], Some("a key with spaces in it"));
+    assert!(
+        e.contains("printable ASCII without spaces") && !e.contains("spaces in it"),
+        "{e}"
+    );
+    assert!(run(&["--source", "push"], Some("short")).contains("16 to 256 characters"));
+    assert!(run(
+        &["--source", "push", "--push-key", KEY, "--push-max-fps", "0"],
+        None
+    )
+    .contains("more than 0"));
+    let e = run(&["--source", "pattern", "--push-key", KEY], None);
+    assert!(e.contains("are for --source push"), "{e}");
+    let e = run(&["--source", "pattern"], Some(KEY));
+    assert!(e.contains("are for --source push"), "{e}");
+    let dir = TempDir::new("push-cli-config");
+    let file = config(&dir.0);
+    let e = run(&["--config", file.to_str().unwrap()], Some(KEY));
+    assert!(
+        e.contains("a config file gives each pushed camera its push-key"),
+        "{e}"
+    );
 }

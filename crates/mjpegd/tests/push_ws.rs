@@ -1,7 +1,8 @@
 //! Pushed cameras, second part, on the real binary: a WebSocket pusher that behaves like the ESP32 sketch
 //! (`webSocket.sendBIN` per frame, pings, a connection dropped without a close frame, then reconnecting),
 //! `push-takeover`, `push-max-fps`, the bounds (oversized messages, a flood of tiny frames, slow-loris
-//! pushers on every protocol), what `/state` and `/metrics` say of it all, and pushing over HTTPS.
+//! pushers on every protocol; a `push-max-fps` changed under a connected pusher), what `/state` and
+//! `/metrics` say of it all, and pushing over HTTPS (a WebSocket, curl, and ffmpeg's multipart POST).
 
 mod common;
 
@@ -794,4 +795,143 @@ fn a_websocket_viewer_that_takes_no_frames_is_evicted_and_the_others_go_on() {
     // The reader still gets whole pictures.
     common::assert_whole_jpeg(&next_binary(&mut reader));
     drop(stalled);
+}
+
+/// Sends `n` copies of `frame` as fast as the socket takes them; the seconds it took, rounded up, once
+/// `/state` has counted them all (`total` frames from this pusher by then).
+fn flood(server: &Server, ws: &mut Ws, frame: &[u8], n: usize, total: u64) -> u64 {
+    let started = Instant::now();
+    for _ in 0..n {
+        ws.write(Message::binary(frame.to_vec())).unwrap();
+    }
+    ws.flush().unwrap();
+    eventually(Duration::from_secs(10), "every frame counted", || {
+        (door(server)["pusher"]["frames"] == total).then_some(())
+    });
+    started.elapsed().as_secs() + 1
+}
+
+#[test]
+fn a_new_push_max_fps_applies_to_the_pusher_already_connected() {
+    let dir = TempDir::new("push-fps-reload");
+    let frames = jpegs(&dir.0, 1);
+    let file = config(&dir.0, "");
+    let server = Server::start(&["--config", file.to_str().unwrap()]);
+    let mut ws = ws_pusher(&server);
+    // No cap: a flood loses frames only to the queue, none to a cap.
+    flood(&server, &mut ws, &frames[0], 30, 30);
+    assert_eq!(lost(&server, "fps_cap"), 0);
+
+    // A reload sets push-max-fps = 1: the same connection is held to it from its next frame.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let capped_text = text.replace("no-signal-after", "push-max-fps = 1\nno-signal-after");
+    std::fs::write(&file, capped_text).unwrap();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    eventually(Duration::from_secs(10), "the cap in /state", || {
+        (door(&server)["push"]["max_fps"] == 1.0).then_some(())
+    });
+    let elapsed = flood(&server, &mut ws, &frames[0], 60, 90);
+    let capped = lost(&server, "fps_cap");
+    // At most 1 a second (plus a burst of 2) passed; the rest were dropped and counted.
+    assert!(
+        capped > 0 && 60 - capped <= elapsed + 2,
+        "{capped} capped in {elapsed} s"
+    );
+    assert_eq!(
+        door(&server)["pusher"]["protocol"],
+        "websocket",
+        "the pusher was kept"
+    );
+
+    // An API write raises the cap to 1,000 fps: the same pusher's next flood is no longer capped.
+    let body = r#"{"push-max-fps": 1000}"#;
+    let r = common::request(
+        server.addr,
+        &format!(
+            "PATCH /api/cameras/door HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            server.addr,
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    eventually(Duration::from_secs(10), "the new cap in /state", || {
+        (door(&server)["push"]["max_fps"] == 1000.0).then_some(())
+    });
+    flood(&server, &mut ws, &frames[0], 60, 150);
+    assert_eq!(lost(&server, "fps_cap"), capped, "none capped at 1,000 fps");
+    ws.send(Message::binary(frames[0].clone())).unwrap();
+    eventually(Duration::from_secs(5), "the pusher's frame served", || {
+        (server.get("/cams/door/snapshot").body == frames[0]).then_some(())
+    });
+}
+
+#[test]
+fn ffmpeg_pushes_multipart_over_https_and_a_viewer_gets_its_frames_byte_for_byte() {
+    let dir = TempDir::new("push-ffmpeg-tls");
+    let frames = jpegs(&dir.0, 20);
+    let pushed: HashSet<Vec<u8>> = frames.iter().cloned().collect();
+    let (cert, key_file) = make_cert(&dir.0);
+    let port = common::free_port();
+    let server = Server::spawn(
+        Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+            .args(["--listen", "http://127.0.0.1:0"])
+            .args(["--listen", &format!("https://127.0.0.1:{port}")])
+            .arg("--config")
+            .arg(config(&dir.0, ""))
+            .arg("--tls-cert")
+            .arg(&cert.cert_file)
+            .arg("--tls-key")
+            .arg(&key_file),
+    );
+    let mut viewer = server.stream("/cams/door/stream?delivery=all");
+    viewer.set_timeout(Duration::from_secs(10));
+    // ffmpeg checking the certificate against the server's, then as a camera that checks nothing would.
+    let checks: [Vec<std::ffi::OsString>; 2] = [
+        vec![
+            "-tls_verify".into(),
+            "1".into(),
+            "-ca_file".into(),
+            cert.cert_file.clone().into(),
+        ],
+        vec!["-tls_verify".into(), "0".into()],
+    ];
+    for check in checks {
+        let ffmpeg = Command::new("ffmpeg")
+            .args([
+                "-loglevel",
+                "error",
+                "-nostdin",
+                "-re",
+                "-framerate",
+                "10",
+                "-i",
+            ])
+            .arg(dir.0.join("f%03d.jpg"))
+            .args(["-c", "copy", "-f", "mpjpeg", "-method", "POST"])
+            .args(&check)
+            .arg(format!("https://localhost:{port}/cams/door/push?key={KEY}"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut seen = HashSet::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.len() < 10 && Instant::now() < deadline {
+            let part = viewer.next_part().expect("frames while ffmpeg pushes");
+            if pushed.contains(&part.body) {
+                seen.insert(part.body);
+            }
+        }
+        let out = ffmpeg.wait_with_output().unwrap();
+        assert!(
+            seen.len() >= 10,
+            "{check:?}: {} of ffmpeg's frames reached the viewer",
+            seen.len()
+        );
+        assert!(
+            out.status.success(),
+            "{check:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_free(&server);
+    }
 }

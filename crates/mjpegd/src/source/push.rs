@@ -5,7 +5,8 @@
 //! them to the camera's [`Inlet`]; the [`Push`] source takes them from there like any other source, so
 //! the supervisor checks, counts and publishes them, and shows "no signal" when the pusher goes away,
 //! exactly as for a camera that was pulled. The inlet also records who pushes (one pusher at a time, or the
-//! newest with `push-takeover`), caps each pusher's frame rate (`push-max-fps`), and its queue is bounded:
+//! newest with `push-takeover`), caps each pusher's frame rate (`push-max-fps`, read at every frame, so a
+//! reload or an API write that changes it applies to the pusher already connected), and its queue is bounded:
 //! a pusher faster than the supervisor loses frames, not memory. Every frame lost on the way is counted by
 //! cause ([`Loss`]), for `/state` and `/metrics`.
 
@@ -195,6 +196,9 @@ pub struct Inlet {
     takeovers: AtomicU64,
     /// Whether a frame past the bound has been logged (once per camera, then only counted).
     too_large_logged: AtomicBool,
+    /// The camera's `push-max-fps` now, as `f64` bits (0 for none: a cap is more than 0). Set when the
+    /// camera starts and at every reload or API write, and read by every pusher at each frame.
+    max_fps: AtomicU64,
 }
 
 /// A pusher's hold on the camera: released when dropped (the connection ended).
@@ -202,7 +206,10 @@ pub struct Hold {
     inlet: Arc<Inlet>,
     id: u64,
     cut: CancellationToken,
-    cap: Option<(RateCap, Instant)>,
+    /// The cap this pusher is held to: the `push-max-fps` it was made for and its state.
+    cap: Option<(f64, RateCap)>,
+    /// The origin of the cap's clock.
+    origin: Instant,
 }
 
 /// What became of a frame handed to [`Hold::send`].
@@ -226,11 +233,27 @@ impl Inlet {
             losses: Default::default(),
             takeovers: Default::default(),
             too_large_logged: Default::default(),
+            max_fps: Default::default(),
         })
     }
 
+    /// Sets the camera's `push-max-fps`: from the next frame on, for the pusher holding the camera too.
+    pub fn set_max_fps(&self, max_fps: Option<f64>) {
+        let bits = max_fps.filter(|f| *f > 0.0).map_or(0, f64::to_bits);
+        self.max_fps.store(bits, Ordering::Relaxed);
+    }
+
+    /// The camera's `push-max-fps` now.
+    pub fn max_fps(&self) -> Option<f64> {
+        match self.max_fps.load(Ordering::Relaxed) {
+            0 => None,
+            bits => Some(f64::from_bits(bits)),
+        }
+    }
+
     /// Takes the camera for the pusher at `addr`, or says who holds it. With `policy.takeover`, a pusher
-    /// that holds it is cut and returned as the second value.
+    /// that holds it is cut and returned as the second value. (The pusher's frame rate is capped by the
+    /// inlet's [`Inlet::max_fps`], which the camera keeps equal to its `policy.max_fps`.)
     pub fn take(
         self: &Arc<Inlet>,
         addr: Peer,
@@ -265,9 +288,8 @@ impl Inlet {
             inlet: self.clone(),
             id,
             cut,
-            cap: policy
-                .max_fps
-                .map(|fps| (RateCap::new(fps), Instant::now())),
+            cap: None,
+            origin: Instant::now(),
         };
         Ok((hold, replaced))
     }
@@ -327,12 +349,18 @@ impl Hold {
     }
 
     /// Hands a frame to the source, unless it is above the frame-rate cap or the queue is full (the
-    /// supervisor is behind): then it is dropped and counted, and the result says which.
+    /// supervisor is behind): then it is dropped and counted, and the result says which. The cap is the
+    /// camera's `push-max-fps` now: when it changed since the last frame, this pusher's cap starts anew
+    /// at the new rate (or is lifted).
     pub fn send(&mut self, jpeg: bytes::Bytes) -> Sent {
         let now = Instant::now();
         self.update(|p| p.count(now));
-        if let Some((cap, origin)) = &mut self.cap {
-            let now = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let max_fps = self.inlet.max_fps();
+        if self.cap.as_ref().map(|(fps, _)| *fps) != max_fps {
+            self.cap = max_fps.map(|fps| (fps, RateCap::new(fps)));
+        }
+        if let Some((_, cap)) = &mut self.cap {
+            let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
             if !cap.admit(now) {
                 self.inlet.lost(Loss::FpsCap);
                 return Sent::OverCap;
@@ -499,6 +527,7 @@ mod tests {
             takeover: false,
             max_fps: Some(1.0),
         };
+        inlet.set_max_fps(capped.max_fps);
         let (mut hold, _) = inlet.take("127.0.0.1:1".parse().unwrap(), capped).unwrap();
         let sent: Vec<Sent> = (0..10)
             .map(|_| hold.send(bytes::Bytes::from_static(b"x")))
@@ -508,5 +537,29 @@ mod tests {
         assert!(sent[2..].iter().all(|s| *s == Sent::OverCap), "{sent:?}");
         assert_eq!(inlet.losses()[1], (Loss::FpsCap, 8));
         assert_eq!(inlet.pusher().unwrap().frames, 10);
+    }
+
+    #[test]
+    fn a_new_cap_applies_to_the_pusher_holding_the_camera() {
+        let inlet = Inlet::new();
+        let (mut hold, _) = inlet
+            .take("127.0.0.1:1".parse().unwrap(), PushPolicy::default())
+            .unwrap();
+        let burst = |hold: &mut Hold, n| {
+            (0..n)
+                .map(|_| hold.send(bytes::Bytes::from_static(b"x")))
+                .filter(|s| *s == Sent::OverCap)
+                .count()
+        };
+        // No cap: nothing is dropped for its rate (the queue takes 4; the rest are "queue full").
+        assert_eq!(burst(&mut hold, 10), 0);
+        // A cap set while the pusher holds the camera applies from its next frame...
+        inlet.set_max_fps(Some(1.0));
+        assert_eq!(inlet.max_fps(), Some(1.0));
+        assert_eq!(burst(&mut hold, 10), 8);
+        // ... and lifting it lets everything through again.
+        inlet.set_max_fps(None);
+        assert_eq!(burst(&mut hold, 10), 0);
+        assert_eq!(inlet.losses()[1], (Loss::FpsCap, 8));
     }
 }
