@@ -159,13 +159,7 @@ fn a_still_that_does_not_come_in_time_is_a_timeout_with_back_off() {
         "--read-timeout",
         "1s",
     ]);
-    let state = eventually(Duration::from_secs(10), "the timeout in /state", || {
-        let s = server.state();
-        s["source"]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("no response within"))
-            .then_some(s)
-    });
+    let state = server.state_when_last_error("no response within");
     assert_eq!(state["source"]["online"], false, "{state}");
     let part = server.stream("/stream").next_part().unwrap();
     assert_eq!(size_of(&part.body), (320, 240), "'no signal' meanwhile");
