@@ -56,6 +56,14 @@ fn all_viewer(server: &Server, path: &str) -> (Seen, Arc<AtomicBool>, std::threa
     (seen, stop, t)
 }
 
+/// POSTs the JSON `body` to `path` (an events URL) without credentials, asserts the answer's `status` and
+/// returns the answer.
+fn post_event(server: &Server, path: &str, body: &str, status: u16) -> serde_json::Value {
+    let (got, answer) = call(server.addr, "POST", path, JSON, body);
+    assert_eq!(got, status, "{answer}");
+    serde_json::from_str(&answer).unwrap()
+}
+
 /// Waits until the camera's event is written (no event active).
 fn event_done(server: &Server, camera: Option<&str>) {
     eventually(Duration::from_secs(30), "the event written", || {
@@ -234,9 +242,7 @@ fn an_event_holds_exactly_the_frames_from_pre_before_to_post_after_and_a_second_
         (seen.lock().unwrap().len() >= 30).then_some(())
     });
     let body = r#"{"label": "doorbell", "pre": "2s", "post": "1500ms"}"#;
-    let (status, answer) = call(server.addr, "POST", "/cams/default/events", JSON, body);
-    assert_eq!(status, 202, "{answer}");
-    let first: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let first = post_event(&server, "/cams/default/events", body, 202);
     let name = first["result"]["name"].as_str().unwrap().to_string();
     assert!(
         name.starts_with("default-") && name.ends_with("-event-doorbell.mkv"),
@@ -245,15 +251,12 @@ fn an_event_holds_exactly_the_frames_from_pre_before_to_post_after_and_a_second_
     assert_eq!(first["result"]["extended"], false);
     let start = rfc3339_micros(&first["result"]["start"]);
     // A second trigger during the event: the same file, its end moved.
-    let (status, answer) = call(
-        server.addr,
-        "POST",
+    let second = post_event(
+        &server,
         "/cams/default/events?",
-        JSON,
         r#"{"label": "again", "post": "2s"}"#,
+        200,
     );
-    assert_eq!(status, 200, "{answer}");
-    let second: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(second["result"]["name"], name.as_str());
     assert_eq!(second["result"]["extended"], true);
     assert_eq!(second["result"]["label"], "doorbell");
@@ -327,15 +330,12 @@ fn an_event_across_a_segment_boundary_of_continuous_recording_is_one_whole_file(
     eventually(Duration::from_secs(10), "2 s of frames", || {
         (seen.lock().unwrap().len() >= 20).then_some(())
     });
-    let (status, answer) = call(
-        server.addr,
-        "POST",
+    let v = post_event(
+        &server,
         "/cams/default/events",
-        JSON,
         r#"{"pre": "1500ms", "post": "2s"}"#,
+        202,
     );
-    assert_eq!(status, 202, "{answer}");
-    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let name = v["result"]["name"].as_str().unwrap().to_string();
     assert!(name.ends_with("-event-event.mkv"), "{name}");
     let (start, end) = (
@@ -551,15 +551,12 @@ fn the_retention_keys_apply_to_the_events_folder_without_continuous_recording() 
     ]);
     let mut names = Vec::new();
     for label in ["first", "second"] {
-        let (status, answer) = call(
-            server.addr,
-            "POST",
+        let v = post_event(
+            &server,
             "/cams/default/events",
-            JSON,
             &format!(r#"{{"label": "{label}", "post": "300ms"}}"#),
+            202,
         );
-        assert_eq!(status, 202, "{answer}");
-        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
         names.push(v["result"]["name"].as_str().unwrap().to_string());
         event_done(&server, None);
         assert!(
@@ -582,14 +579,7 @@ fn frames_an_event_cannot_write_are_counted_as_lost_not_dropped_silently() {
     std::fs::write(dir.0.join("file"), b"x").unwrap();
     let events = dir.0.join("file").join("events");
     let server = Server::start(&["--fps", "10", "--events", events.to_str().unwrap()]);
-    let (status, answer) = call(
-        server.addr,
-        "POST",
-        "/cams/default/events",
-        JSON,
-        r#"{"post": "500ms"}"#,
-    );
-    assert_eq!(status, 202, "{answer}");
+    post_event(&server, "/cams/default/events", r#"{"post": "500ms"}"#, 202);
     event_done(&server, None);
     let e = server.state()["events"].clone();
     assert!(e["frames_lost"].as_u64().unwrap() >= 3, "{e}");
@@ -611,15 +601,12 @@ fn frames_an_event_cannot_write_are_counted_as_lost_not_dropped_silently() {
 /// at least `lapse_frames` timelapse frames. Returns the server, the event's file and the timelapse folder.
 fn an_event_and_a_timelapse(dir: &Path, lapse_frames: u64) -> (Server, PathBuf, PathBuf) {
     let (server, events, lapse) = events_and_timelapse(dir);
-    let (status, answer) = call(
-        server.addr,
-        "POST",
+    let v = post_event(
+        &server,
         "/cams/default/events",
-        JSON,
         r#"{"label": "door", "post": "1s"}"#,
+        202,
     );
-    assert_eq!(status, 202, "{answer}");
-    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let event = events.join(v["result"]["name"].as_str().unwrap());
     event_done(&server, None);
     eventually(Duration::from_secs(20), "timelapse frames", || {
@@ -787,14 +774,12 @@ fn snapshot_at_looks_in_the_event_clips_when_nothing_else_holds_the_time() {
     assert!(r.body == clip[k], "frame {k} of the clip");
     // Short clips triggered since, newer and last written after that time, do not hide it.
     for _ in 0..4 {
-        let (status, answer) = call(
-            server.addr,
-            "POST",
+        post_event(
+            &server,
             "/cams/default/events",
-            JSON,
             r#"{"label": "later", "post": "200ms"}"#,
+            202,
         );
-        assert_eq!(status, 202, "{answer}");
         event_done(&server, None);
     }
     let again = server.get(&format!(
