@@ -64,6 +64,15 @@ fn post_event(server: &Server, path: &str, body: &str, status: u16) -> serde_jso
     serde_json::from_str(&answer).unwrap()
 }
 
+/// GET `path` (a snapshot URL) with `?at=` the time `at_us` (µs since the epoch) as `secs.micros`.
+fn snapshot_at(server: &Server, path: &str, at_us: u64) -> Response {
+    server.get(&format!(
+        "{path}?at={}.{:06}",
+        at_us / 1_000_000,
+        at_us % 1_000_000
+    ))
+}
+
 /// Waits until the camera's event is written (no event active).
 fn event_done(server: &Server, camera: Option<&str>) {
     eventually(Duration::from_secs(30), "the event written", || {
@@ -133,11 +142,7 @@ fn the_pre_roll_serves_the_frame_at_or_before_a_time() {
     // A frame's own time, and a time between it and the next: that frame, from memory.
     let (ts, seq, jpeg) = frames[frames.len() - 10].clone();
     for at in [ts, ts + 50_000] {
-        let r = server.get(&format!(
-            "/snapshot?at={}.{:06}",
-            at / 1_000_000,
-            at % 1_000_000
-        ));
+        let r = snapshot_at(&server, "/snapshot", at);
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(r.headers["x-frame-source"], "memory");
         assert_eq!(r.headers["x-frame-sequence"], seq.to_string());
@@ -757,11 +762,7 @@ fn snapshot_at_looks_in_the_event_clips_when_nothing_else_holds_the_time() {
     // Half a second into the clip (no pre-roll, no continuous recording: memory holds only the newest
     // frame): the clip's frame showing then, as it was captured.
     let at = start + 550_000;
-    let r = server.get(&format!(
-        "/cams/default/snapshot?at={}.{:06}",
-        at / 1_000_000,
-        at % 1_000_000
-    ));
+    let r = snapshot_at(&server, "/cams/default/snapshot", at);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.headers["x-frame-source"], "event");
     assert_eq!(r.headers["x-recording"], name);
@@ -782,11 +783,7 @@ fn snapshot_at_looks_in_the_event_clips_when_nothing_else_holds_the_time() {
         );
         event_done(&server, None);
     }
-    let again = server.get(&format!(
-        "/cams/default/snapshot?at={}.{:06}",
-        at / 1_000_000,
-        at % 1_000_000
-    ));
+    let again = snapshot_at(&server, "/cams/default/snapshot", at);
     assert_eq!(
         again.status,
         200,
@@ -797,11 +794,7 @@ fn snapshot_at_looks_in_the_event_clips_when_nothing_else_holds_the_time() {
     assert!(again.body == r.body);
     // Before the clip: nothing holds it, a 404 that says where it looked.
     let before = start - 3_000_000;
-    let r = server.get(&format!(
-        "/snapshot?at={}.{:06}",
-        before / 1_000_000,
-        before % 1_000_000
-    ));
+    let r = snapshot_at(&server, "/snapshot", before);
     assert_eq!(r.status, 404);
     let why = String::from_utf8_lossy(&r.body);
     assert!(
