@@ -4,7 +4,6 @@
 //! credentials from afar), cross-site writes and oversized bodies refused.
 
 mod common;
-use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -303,34 +302,12 @@ fn concurrent_writes_are_all_kept_and_an_untouched_cameras_all_client_sees_no_ga
     }
 }
 
-fn basic(user_pass: &str) -> String {
-    format!(
-        "Authorization: Basic {}\r\n",
-        base64::engine::general_purpose::STANDARD.encode(user_pass)
-    )
-}
-
 #[test]
 fn only_admins_write_and_keys_and_viewers_only_watch() {
     let dir = TempDir::new("api-roles");
     let file = config(&dir);
-    let users = dir.0.join("users");
-    let (alice, bob) = (
-        bcrypt::hash("alice pw", 4).unwrap(),
-        bcrypt::hash("bob pw", 4).unwrap(),
-    );
-    std::fs::write(&users, format!("alice:{alice}\nbob:{bob}\n")).unwrap();
     let key = "0123456789abcdefKEY";
-    let server = Server::start(&[
-        "--config",
-        file.to_str().unwrap(),
-        "--auth-file",
-        users.to_str().unwrap(),
-        "--admin",
-        "alice",
-        "--access-key",
-        key,
-    ]);
+    let server = start_with_roles(&file, &dir.0, &["--access-key", key]);
     let patch = |headers: &str, path: &str| {
         call_from(
             None,
@@ -343,14 +320,14 @@ fn only_admins_write_and_keys_and_viewers_only_watch() {
     };
     let (status, _) = patch("", "/api/cameras/front");
     assert_eq!(status, 401, "anonymous");
-    let (status, e) = patch(&basic("bob:bob pw"), "/api/cameras/front");
+    let (status, e) = patch(&basic_auth_header("bob:bob pw"), "/api/cameras/front");
     assert_eq!(status, 403, "a viewer: {e}");
     assert!(e["error"].as_str().unwrap().contains("admins"), "{e}");
     let (status, _) = patch("", &format!("/api/cameras/front?key={key}"));
     assert_eq!(status, 403, "an access key is a viewer");
-    let (status, _) = patch(&basic("alice:wrong"), "/api/cameras/front");
+    let (status, _) = patch(&basic_auth_header("alice:wrong"), "/api/cameras/front");
     assert_eq!(status, 401);
-    let (status, body) = patch(&basic("alice:alice pw"), "/api/cameras/front");
+    let (status, body) = patch(&basic_auth_header("alice:alice pw"), "/api/cameras/front");
     assert_eq!(status, 200, "an admin: {body}");
     // Viewers read.
     let (status, list) = call_from(
@@ -358,7 +335,7 @@ fn only_admins_write_and_keys_and_viewers_only_watch() {
         server.addr,
         "GET",
         "/api/cameras",
-        &basic("bob:bob pw"),
+        &basic_auth_header("bob:bob pw"),
         "",
     );
     assert_eq!((status, &list["can_write"]), (200, &json!(false)));
@@ -367,7 +344,7 @@ fn only_admins_write_and_keys_and_viewers_only_watch() {
         server.addr,
         "GET",
         "/api/cameras",
-        &basic("alice:alice pw"),
+        &basic_auth_header("alice:alice pw"),
         "",
     );
     assert_eq!((status, &list["can_write"]), (200, &json!(true)));

@@ -6,7 +6,6 @@
 //! Needs /dev/fuse and fusermount3 (package fuse3, installed by scripts/setup.sh).
 
 mod common;
-use base64::Engine;
 use common::cam::{generated_camera, serve_camera, Cam};
 use common::*;
 use fakecam::FakeCam;
@@ -559,22 +558,10 @@ fn values_are_set_again_after_an_on_demand_idle() {
     );
 }
 
-fn basic(user_pass: &str) -> String {
-    format!(
-        "Authorization: Basic {}\r\n",
-        base64::engine::general_purpose::STANDARD.encode(user_pass)
-    )
-}
-
 #[test]
 fn only_admins_write_controls() {
     let cam = camera("roles");
-    let users = cam.dir.0.join("users");
-    let (alice, bob) = (
-        bcrypt::hash("alice pw", 4).unwrap(),
-        bcrypt::hash("bob pw", 4).unwrap(),
-    );
-    std::fs::write(&users, format!("alice:{alice}\nbob:{bob}\n")).unwrap();
+    let users = alice_and_bob(&cam.dir.0);
     let key = "0123456789abcdefKEY";
     let server = serve(
         &cam,
@@ -597,7 +584,7 @@ fn only_admins_write_controls() {
     ] {
         assert_eq!(write(method, &path, ""), 401, "{method} {path}: anonymous");
         assert_eq!(
-            write(method, &path, &basic("bob:bob pw")),
+            write(method, &path, &basic_auth_header("bob:bob pw")),
             403,
             "{method} {path}: a viewer"
         );
@@ -610,7 +597,10 @@ fn only_admins_write_controls() {
             write(
                 method,
                 &path,
-                &format!("{}Origin: http://evil.example\r\n", basic("alice:alice pw"))
+                &format!(
+                    "{}Origin: http://evil.example\r\n",
+                    basic_auth_header("alice:alice pw")
+                )
             ),
             403,
             "{method} {path}: cross-site"
@@ -625,12 +615,16 @@ fn only_admins_write_controls() {
         server.addr,
         "GET",
         "/cams/default/controls",
-        &basic("bob:bob pw"),
+        &basic_auth_header("bob:bob pw"),
         "",
     );
     assert_eq!(status, 200, "a viewer reads");
     assert_eq!(
-        write("PATCH", "/cams/default/controls", &basic("alice:alice pw")),
+        write(
+            "PATCH",
+            "/cams/default/controls",
+            &basic_auth_header("alice:alice pw")
+        ),
         200
     );
     assert_eq!(cam.cam.control(fakecam::CID_BRIGHTNESS), Some(10));
@@ -638,7 +632,7 @@ fn only_admins_write_controls() {
         write(
             "POST",
             "/cams/default/controls/reset",
-            &basic("alice:alice pw")
+            &basic_auth_header("alice:alice pw")
         ),
         200
     );

@@ -6,7 +6,6 @@
 //! Needs /dev/fuse and fusermount3 (package fuse3, installed by scripts/setup.sh).
 
 mod common;
-use base64::Engine;
 use common::cam::{generated_camera, serve_camera, Cam};
 use common::*;
 use serde_json::Value;
@@ -283,22 +282,10 @@ fn post_at(addr: SocketAddr, path: &str) -> u16 {
     call(addr, "POST", path, "").status
 }
 
-fn basic(user_pass: &str) -> String {
-    format!(
-        "Authorization: Basic {}\r\n",
-        base64::engine::general_purpose::STANDARD.encode(user_pass)
-    )
-}
-
 #[test]
 fn only_admins_write_through_any_dialect() {
     let cam = camera("roles");
-    let users = cam.dir.0.join("users");
-    let (alice, bob) = (
-        bcrypt::hash("alice pw", 4).unwrap(),
-        bcrypt::hash("bob pw", 4).unwrap(),
-    );
-    std::fs::write(&users, format!("alice:{alice}\nbob:{bob}\n")).unwrap();
+    let users = alice_and_bob(&cam.dir.0);
     let server = serve(
         &cam,
         &["--auth-file", users.to_str().unwrap(), "--admin", "alice"],
@@ -328,7 +315,7 @@ fn only_admins_write_through_any_dialect() {
             "{method} {path}: anonymous"
         );
         assert_eq!(
-            call(addr, method, path, &basic("bob:bob pw")).status,
+            call(addr, method, path, &basic_auth_header("bob:bob pw")).status,
             403,
             "{method} {path}: a viewer"
         );
@@ -337,7 +324,10 @@ fn only_admins_write_through_any_dialect() {
                 addr,
                 method,
                 path,
-                &format!("{}Origin: http://evil.example\r\n", basic("alice:alice pw"))
+                &format!(
+                    "{}Origin: http://evil.example\r\n",
+                    basic_auth_header("alice:alice pw")
+                )
             )
             .status,
             403,
@@ -352,14 +342,14 @@ fn only_admins_write_through_any_dialect() {
     // A viewer reads, and passes Octolapse's probe.
     for path in ["/input.json", "/status", "/?action=command&id=-1"] {
         assert_eq!(
-            call(addr, "GET", path, &basic("bob:bob pw")).status,
+            call(addr, "GET", path, &basic_auth_header("bob:bob pw")).status,
             200,
             "{path}"
         );
     }
     for (i, (method, path)) in writes.iter().enumerate() {
         let path = path.replace("=10", &format!("={}", i + 1));
-        let r = call(addr, method, &path, &basic("alice:alice pw"));
+        let r = call(addr, method, &path, &basic_auth_header("alice:alice pw"));
         assert_eq!(r.status, 200, "{method} {path}: an admin: {}", text(&r));
         assert_eq!(
             cam.cam.control(fakecam::CID_BRIGHTNESS),

@@ -203,30 +203,17 @@ fn only_admins_change_an_esp32s_settings() {
     let (fw, seen) = firmware();
     let dir = TempDir::new("esp32-roles");
     let file = cameras_file(&dir, &[("door", format!("http://{fw}/"))]);
-    let users = dir.0.join("users");
-    let (alice, bob) = (
-        bcrypt::hash("alice pw", 4).unwrap(),
-        bcrypt::hash("bob pw", 4).unwrap(),
-    );
-    std::fs::write(&users, format!("alice:{alice}\nbob:{bob}\n")).unwrap();
-    let server = Server::start(&[
-        "--config",
-        file.to_str().unwrap(),
-        "--auth-file",
-        users.to_str().unwrap(),
-        "--admin",
-        "alice",
-    ]);
-    let auth = |who: &str| {
-        format!(
-            "Authorization: Basic {}\r\n",
-            base64::engine::general_purpose::STANDARD.encode(who)
-        )
-    };
+    let server = start_with_roles(&file, &dir.0, &[]);
     let path = "/cams/door/control?var=quality&val=12";
     assert_eq!(get(server.addr, path, "").0, 401);
-    assert_eq!(get(server.addr, path, &auth("bob:bob pw")).0, 403);
-    let cross = format!("{}Sec-Fetch-Site: cross-site\r\n", auth("alice:alice pw"));
+    assert_eq!(
+        get(server.addr, path, &basic_auth_header("bob:bob pw")).0,
+        403
+    );
+    let cross = format!(
+        "{}Sec-Fetch-Site: cross-site\r\n",
+        basic_auth_header("alice:alice pw")
+    );
     assert_eq!(
         get(server.addr, path, &cross).0,
         403,
@@ -236,9 +223,17 @@ fn only_admins_change_an_esp32s_settings() {
         seen.lock().unwrap().is_empty(),
         "no refused write reached the camera"
     );
-    assert_eq!(get(server.addr, path, &auth("alice:alice pw")).0, 200);
     assert_eq!(
-        get(server.addr, "/cams/door/status", &auth("bob:bob pw")).0,
+        get(server.addr, path, &basic_auth_header("alice:alice pw")).0,
+        200
+    );
+    assert_eq!(
+        get(
+            server.addr,
+            "/cams/door/status",
+            &basic_auth_header("bob:bob pw")
+        )
+        .0,
         200,
         "a viewer reads"
     );

@@ -2,8 +2,10 @@
 //! by ffmpeg and ffprobe (not by mjpegd's own code). Needs ffmpeg and ffprobe (scripts/setup.sh).
 
 mod common;
-use base64::Engine;
+#[path = "common/recordings.rs"]
+mod recordings;
 use common::*;
+use recordings::*;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,12 +25,6 @@ fn call(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &str) -
         ),
     );
     (r.status, String::from_utf8_lossy(&r.body).into_owned())
-}
-
-/// `X-Timestamp` (`secs.micros`) in µs.
-fn micros(x_timestamp: &str) -> u64 {
-    let (s, us) = x_timestamp.split_once('.').unwrap();
-    s.parse::<u64>().unwrap() * 1_000_000 + us.parse::<u64>().unwrap()
 }
 
 fn rfc3339_micros(v: &serde_json::Value) -> u64 {
@@ -60,64 +56,21 @@ fn all_viewer(server: &Server, path: &str) -> (Seen, Arc<AtomicBool>, std::threa
     (seen, stop, t)
 }
 
-/// The JPEGs of a Matroska file as ffmpeg copies them out (no re-encoding).
-fn jpegs_of(file: &Path) -> Vec<Vec<u8>> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-c", "copy", "-f", "mjpeg", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut splitter = mjpegd_core::parse::jpeg::JpegSplitter::new(16 << 20);
-    splitter.push(&out.stdout);
-    std::iter::from_fn(|| splitter.next_frame())
-        .map(|f| f.expect("whole JPEGs").to_vec())
-        .collect()
+/// POSTs the JSON `body` to `path` (an events URL) without credentials, asserts the answer's `status` and
+/// returns the answer.
+fn post_event(server: &Server, path: &str, body: &str, status: u16) -> serde_json::Value {
+    let (got, answer) = call(server.addr, "POST", path, JSON, body);
+    assert_eq!(got, status, "{answer}");
+    serde_json::from_str(&answer).unwrap()
 }
 
-/// ffprobe's packet times of a file, in seconds.
-fn pts(file: &Path) -> Vec<f64> {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "packet=pts_time",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()
-        .expect("ffprobe runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect()
-}
-
-/// The value of the sample `series` (name and labels, as written) in a `/metrics` scrape.
-fn metric(server: &Server, series: &str) -> Option<f64> {
-    let text = String::from_utf8(server.get("/metrics").body).unwrap();
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
+/// GET `path` (a snapshot URL) with `?at=` the time `at_us` (µs since the epoch) as `secs.micros`.
+fn snapshot_at(server: &Server, path: &str, at_us: u64) -> Response {
+    server.get(&format!(
+        "{path}?at={}.{:06}",
+        at_us / 1_000_000,
+        at_us % 1_000_000
+    ))
 }
 
 /// Waits until the camera's event is written (no event active).
@@ -189,11 +142,7 @@ fn the_pre_roll_serves_the_frame_at_or_before_a_time() {
     // A frame's own time, and a time between it and the next: that frame, from memory.
     let (ts, seq, jpeg) = frames[frames.len() - 10].clone();
     for at in [ts, ts + 50_000] {
-        let r = server.get(&format!(
-            "/snapshot?at={}.{:06}",
-            at / 1_000_000,
-            at % 1_000_000
-        ));
+        let r = snapshot_at(&server, "/snapshot", at);
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(r.headers["x-frame-source"], "memory");
         assert_eq!(r.headers["x-frame-sequence"], seq.to_string());
@@ -244,10 +193,20 @@ fn the_pre_roll_serves_the_frame_at_or_before_a_time() {
     assert!(p["frames"].as_u64().unwrap() >= 10, "{p}");
     assert!(p["bytes"].as_u64().unwrap() > 0, "{p}");
     assert_eq!(p["trimmed_for_memory"], 0, "{p}");
-    assert!(metric(&server, "mjpegd_pre_roll_bytes{camera=\"default\"}").unwrap() > 0.0);
-    assert!(metric(&server, "mjpegd_pre_roll_frames{camera=\"default\"}").unwrap() >= 10.0);
+    assert!(
+        server
+            .metric("mjpegd_pre_roll_bytes{camera=\"default\"}")
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        server
+            .metric("mjpegd_pre_roll_frames{camera=\"default\"}")
+            .unwrap()
+            >= 10.0
+    );
     assert_eq!(
-        metric(&server, "mjpegd_pre_roll_trimmed_total{camera=\"default\"}"),
+        server.metric("mjpegd_pre_roll_trimmed_total{camera=\"default\"}"),
         Some(0.0)
     );
 }
@@ -288,9 +247,7 @@ fn an_event_holds_exactly_the_frames_from_pre_before_to_post_after_and_a_second_
         (seen.lock().unwrap().len() >= 30).then_some(())
     });
     let body = r#"{"label": "doorbell", "pre": "2s", "post": "1500ms"}"#;
-    let (status, answer) = call(server.addr, "POST", "/cams/default/events", JSON, body);
-    assert_eq!(status, 202, "{answer}");
-    let first: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let first = post_event(&server, "/cams/default/events", body, 202);
     let name = first["result"]["name"].as_str().unwrap().to_string();
     assert!(
         name.starts_with("default-") && name.ends_with("-event-doorbell.mkv"),
@@ -299,15 +256,12 @@ fn an_event_holds_exactly_the_frames_from_pre_before_to_post_after_and_a_second_
     assert_eq!(first["result"]["extended"], false);
     let start = rfc3339_micros(&first["result"]["start"]);
     // A second trigger during the event: the same file, its end moved.
-    let (status, answer) = call(
-        server.addr,
-        "POST",
+    let second = post_event(
+        &server,
         "/cams/default/events?",
-        JSON,
         r#"{"label": "again", "post": "2s"}"#,
+        200,
     );
-    assert_eq!(status, 200, "{answer}");
-    let second: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(second["result"]["name"], name.as_str());
     assert_eq!(second["result"]["extended"], true);
     assert_eq!(second["result"]["label"], "doorbell");
@@ -339,16 +293,13 @@ fn an_event_holds_exactly_the_frames_from_pre_before_to_post_after_and_a_second_
     let state = server.state();
     assert_eq!(state["events"]["frames_lost"], 0, "{state}");
     let d = "{camera=\"default\"}";
+    assert_eq!(server.metric(&format!("mjpegd_events_total{d}")), Some(1.0));
     assert_eq!(
-        metric(&server, &format!("mjpegd_events_total{d}")),
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(&server, &format!("mjpegd_event_frames_total{d}")),
+        server.metric(&format!("mjpegd_event_frames_total{d}")),
         Some(expected.len() as f64)
     );
     assert_eq!(
-        metric(&server, &format!("mjpegd_event_frames_lost_total{d}")),
+        server.metric(&format!("mjpegd_event_frames_lost_total{d}")),
         Some(0.0)
     );
     assert!(server.stop().success());
@@ -384,15 +335,12 @@ fn an_event_across_a_segment_boundary_of_continuous_recording_is_one_whole_file(
     eventually(Duration::from_secs(10), "2 s of frames", || {
         (seen.lock().unwrap().len() >= 20).then_some(())
     });
-    let (status, answer) = call(
-        server.addr,
-        "POST",
+    let v = post_event(
+        &server,
         "/cams/default/events",
-        JSON,
         r#"{"pre": "1500ms", "post": "2s"}"#,
+        202,
     );
-    assert_eq!(status, 202, "{answer}");
-    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let name = v["result"]["name"].as_str().unwrap().to_string();
     assert!(name.ends_with("-event-event.mkv"), "{name}");
     let (start, end) = (
@@ -422,13 +370,6 @@ fn an_event_across_a_segment_boundary_of_continuous_recording_is_one_whole_file(
     assert!(files(&events).len() == 1);
 }
 
-fn basic(user: &str, pw: &str) -> String {
-    format!(
-        "Authorization: Basic {}\r\n",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
-    )
-}
-
 #[test]
 fn who_may_trigger_an_event_and_what_an_event_key_cannot_do() {
     let dir = TempDir::new("events-roles");
@@ -443,20 +384,7 @@ fn who_may_trigger_an_event_and_what_an_event_key_cannot_do() {
         ),
     )
     .unwrap();
-    let users = dir.0.join("users");
-    let (alice, bob) = (
-        bcrypt::hash("alice pw", 4).unwrap(),
-        bcrypt::hash("bob pw", 4).unwrap(),
-    );
-    std::fs::write(&users, format!("alice:{alice}\nbob:{bob}\n")).unwrap();
-    let server = Server::start(&[
-        "--config",
-        file.to_str().unwrap(),
-        "--auth-file",
-        users.to_str().unwrap(),
-        "--admin",
-        "alice",
-    ]);
+    let server = start_with_roles(&file, &dir.0, &[]);
     let trigger = |path: &str, headers: &str| {
         call(
             server.addr,
@@ -469,12 +397,12 @@ fn who_may_trigger_an_event_and_what_an_event_key_cannot_do() {
     let bearer = format!("Authorization: Bearer {event_key}\r\n");
     assert_eq!(trigger("/cams/front/events", "").0, 401, "anonymous");
     assert_eq!(
-        trigger("/cams/front/events", &basic("bob", "bob pw")).0,
+        trigger("/cams/front/events", &basic_auth_header("bob:bob pw")).0,
         403,
         "a viewer"
     );
     assert_eq!(
-        trigger("/cams/front/events", &basic("bob", "wrong")).0,
+        trigger("/cams/front/events", &basic_auth_header("bob:wrong")).0,
         401,
         "a wrong password"
     );
@@ -488,21 +416,21 @@ fn who_may_trigger_an_event_and_what_an_event_key_cannot_do() {
         status == 202 || status == 200,
         "the event key: {status} {body}"
     );
-    event_done_as(&server, &basic("alice", "alice pw"));
+    event_done_as(&server, &basic_auth_header("alice:alice pw"));
     let (status, body) = trigger("/cams/front/events", &bearer);
     assert!(
         status == 202 || status == 200,
         "the event key as a bearer: {status} {body}"
     );
-    event_done_as(&server, &basic("alice", "alice pw"));
-    let (status, body) = trigger("/cams/front/events", &basic("alice", "alice pw"));
+    event_done_as(&server, &basic_auth_header("alice:alice pw"));
+    let (status, body) = trigger("/cams/front/events", &basic_auth_header("alice:alice pw"));
     assert!(status == 202 || status == 200, "an admin: {status} {body}");
     // Another site's page cannot trigger with an admin's cached credentials.
     let (status, _) = trigger(
         "/cams/front/events",
         &format!(
             "{}Origin: http://evil.example\r\n",
-            basic("alice", "alice pw")
+            basic_auth_header("alice:alice pw")
         ),
     );
     assert_eq!(status, 403);
@@ -548,7 +476,7 @@ fn who_may_trigger_an_event_and_what_an_event_key_cannot_do() {
         server.addr,
         "POST",
         "/cams/door/events",
-        &format!("{JSON}{}", basic("alice", "alice pw")),
+        &format!("{JSON}{}", basic_auth_header("alice:alice pw")),
         "{}",
     );
     assert_eq!(status, 404, "a camera without events");
@@ -590,7 +518,12 @@ fn a_timelapse_keeps_one_frame_per_interval_with_real_capture_times() {
     let item = &list["result"]["recordings"][0];
     assert_eq!(item["kind"], "timelapse", "{list}");
     assert_eq!(item["writing"], true, "{list}");
-    assert!(metric(&server, "mjpegd_timelapse_frames_total{camera=\"default\"}").unwrap() >= 12.0);
+    assert!(
+        server
+            .metric("mjpegd_timelapse_frames_total{camera=\"default\"}")
+            .unwrap()
+            >= 12.0
+    );
     assert!(server.stop().success());
     let files = files(&lapse);
     assert_eq!(files.len(), 1, "{files:?}");
@@ -623,15 +556,12 @@ fn the_retention_keys_apply_to_the_events_folder_without_continuous_recording() 
     ]);
     let mut names = Vec::new();
     for label in ["first", "second"] {
-        let (status, answer) = call(
-            server.addr,
-            "POST",
+        let v = post_event(
+            &server,
             "/cams/default/events",
-            JSON,
             &format!(r#"{{"label": "{label}", "post": "300ms"}}"#),
+            202,
         );
-        assert_eq!(status, 202, "{answer}");
-        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
         names.push(v["result"]["name"].as_str().unwrap().to_string());
         event_done(&server, None);
         assert!(
@@ -654,14 +584,7 @@ fn frames_an_event_cannot_write_are_counted_as_lost_not_dropped_silently() {
     std::fs::write(dir.0.join("file"), b"x").unwrap();
     let events = dir.0.join("file").join("events");
     let server = Server::start(&["--fps", "10", "--events", events.to_str().unwrap()]);
-    let (status, answer) = call(
-        server.addr,
-        "POST",
-        "/cams/default/events",
-        JSON,
-        r#"{"post": "500ms"}"#,
-    );
-    assert_eq!(status, 202, "{answer}");
+    post_event(&server, "/cams/default/events", r#"{"post": "500ms"}"#, 202);
     event_done(&server, None);
     let e = server.state()["events"].clone();
     assert!(e["frames_lost"].as_u64().unwrap() >= 3, "{e}");
@@ -674,10 +597,7 @@ fn frames_an_event_cannot_write_are_counted_as_lost_not_dropped_silently() {
         "{e}"
     );
     assert_eq!(
-        metric(
-            &server,
-            "mjpegd_event_frames_lost_total{camera=\"default\"}"
-        ),
+        server.metric("mjpegd_event_frames_lost_total{camera=\"default\"}"),
         e["frames_lost"].as_f64()
     );
 }
@@ -685,26 +605,13 @@ fn frames_an_event_cannot_write_are_counted_as_lost_not_dropped_silently() {
 /// mjpegd with event clips and a timelapse every 500 ms: one event (`door`, 1 s of post-roll) written, and
 /// at least `lapse_frames` timelapse frames. Returns the server, the event's file and the timelapse folder.
 fn an_event_and_a_timelapse(dir: &Path, lapse_frames: u64) -> (Server, PathBuf, PathBuf) {
-    let (events, lapse) = (dir.join("events"), dir.join("lapse"));
-    let server = Server::start(&[
-        "--fps",
-        "10",
-        "--events",
-        events.to_str().unwrap(),
-        "--timelapse",
-        lapse.to_str().unwrap(),
-        "--timelapse-every",
-        "500ms",
-    ]);
-    let (status, answer) = call(
-        server.addr,
-        "POST",
+    let (server, events, lapse) = events_and_timelapse(dir);
+    let v = post_event(
+        &server,
         "/cams/default/events",
-        JSON,
         r#"{"label": "door", "post": "1s"}"#,
+        202,
     );
-    assert_eq!(status, 202, "{answer}");
-    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let event = events.join(v["result"]["name"].as_str().unwrap());
     event_done(&server, None);
     eventually(Duration::from_secs(20), "timelapse frames", || {
@@ -812,17 +719,6 @@ fn event_clips_replay_byte_identical_and_a_timelapse_plays_at_the_rate_asked() {
     }
 }
 
-/// Runs a mkvtoolnix tool; its success and what it said.
-fn mkvtoolnix(tool: &str, args: &[&std::ffi::OsStr]) -> (bool, String) {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .expect("mkvtoolnix runs");
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), said)
-}
-
 #[test]
 fn finished_event_clips_and_timelapse_segments_satisfy_mkvextract_and_mkvpropedit() {
     let dir = TempDir::new("events-mkvtoolnix");
@@ -834,50 +730,16 @@ fn finished_event_clips_and_timelapse_segments_satisfy_mkvextract_and_mkvpropedi
     for file in [&event, &lapse_file] {
         let count = jpegs_of(file).len();
         assert!(count >= 4, "{file:?}: {count}");
-        let (ok, said) = mkvtoolnix(
-            "mkvextract",
-            &[
-                file.as_os_str(),
-                "timestamps_v2".as_ref(),
-                format!("0:{}", out.display()).as_ref(),
-            ],
-        );
-        assert!(ok, "mkvextract refuses {file:?}: {said}");
-        // A header line and one timestamp per frame, from 0, in order.
-        let stamps = std::fs::read_to_string(&out).unwrap();
-        let times: Vec<u64> = stamps.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+        // One timestamp per frame, from 0, in order.
+        let (times, stamps) = mkv_timestamps(file, &out);
         assert_eq!(times.first(), Some(&0), "{stamps}");
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "{stamps}");
         assert!(times.len() >= count, "{count} frames: {stamps}");
-        let (ok, said) = mkvtoolnix(
-            "mkvpropedit",
-            &[
-                file.as_os_str(),
-                "--edit".as_ref(),
-                "info".as_ref(),
-                "--set".as_ref(),
-                "title=x".as_ref(),
-            ],
-        );
-        assert!(ok, "mkvpropedit refuses {file:?}: {said}");
+        assert_mkvpropedit_edits(file);
         // Edited, it still holds every frame, and its new title.
         assert_eq!(jpegs_of(file).len(), count, "{file:?}");
-        let probe = Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "format_tags=title",
-                "-of",
-                "default=nw=1",
-            ])
-            .arg(file)
-            .output()
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&probe.stdout).contains("title=x"),
-            "{file:?}"
-        );
+        let probe = ffprobe(file, "format_tags=title");
+        assert!(probe.contains("title=x"), "{file:?}: {probe}");
     }
 }
 
@@ -900,11 +762,7 @@ fn snapshot_at_looks_in_the_event_clips_when_nothing_else_holds_the_time() {
     // Half a second into the clip (no pre-roll, no continuous recording: memory holds only the newest
     // frame): the clip's frame showing then, as it was captured.
     let at = start + 550_000;
-    let r = server.get(&format!(
-        "/cams/default/snapshot?at={}.{:06}",
-        at / 1_000_000,
-        at % 1_000_000
-    ));
+    let r = snapshot_at(&server, "/cams/default/snapshot", at);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.headers["x-frame-source"], "event");
     assert_eq!(r.headers["x-recording"], name);
@@ -917,21 +775,15 @@ fn snapshot_at_looks_in_the_event_clips_when_nothing_else_holds_the_time() {
     assert!(r.body == clip[k], "frame {k} of the clip");
     // Short clips triggered since, newer and last written after that time, do not hide it.
     for _ in 0..4 {
-        let (status, answer) = call(
-            server.addr,
-            "POST",
+        post_event(
+            &server,
             "/cams/default/events",
-            JSON,
             r#"{"label": "later", "post": "200ms"}"#,
+            202,
         );
-        assert_eq!(status, 202, "{answer}");
         event_done(&server, None);
     }
-    let again = server.get(&format!(
-        "/cams/default/snapshot?at={}.{:06}",
-        at / 1_000_000,
-        at % 1_000_000
-    ));
+    let again = snapshot_at(&server, "/cams/default/snapshot", at);
     assert_eq!(
         again.status,
         200,
@@ -942,11 +794,7 @@ fn snapshot_at_looks_in_the_event_clips_when_nothing_else_holds_the_time() {
     assert!(again.body == r.body);
     // Before the clip: nothing holds it, a 404 that says where it looked.
     let before = start - 3_000_000;
-    let r = server.get(&format!(
-        "/snapshot?at={}.{:06}",
-        before / 1_000_000,
-        before % 1_000_000
-    ));
+    let r = snapshot_at(&server, "/snapshot", before);
     assert_eq!(r.status, 404);
     let why = String::from_utf8_lossy(&r.body);
     assert!(

@@ -4,15 +4,35 @@
 //! Needs Debian's `chromium` and Python's `playwright` (both installed by scripts/setup.sh).
 
 mod common;
+#[path = "common/recordings.rs"]
+mod recordings;
 use common::*;
+use recordings::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The pattern's frame counter burned into a JPEG.
-fn counter(jpeg: &[u8]) -> u64 {
-    let grey = turbojpeg::decompress(jpeg, turbojpeg::PixelFormat::GRAY).unwrap();
-    mjpegd::source::pattern::read_barcode(&grey.pixels, grey.width, grey.height)
+/// Runs page_recordings.py (headless Chromium) with `args`; asserts it ends with `PAGE OK`.
+fn run_page_script(args: &[String]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/page_recordings.py");
+    let started = Instant::now();
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("python3")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "page_recordings.py {args:?} ({:.1} s):\n{stdout}{stderr}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        out.status.success() && stdout.contains("PAGE OK"),
+        "page_recordings.py {args:?} failed"
+    );
 }
 
 #[test]
@@ -35,43 +55,17 @@ fn the_timeline_and_the_scrub_bar_show_the_frame_of_the_time_asked_for() {
     let mut s = server.stream(&format!("/recordings/{name}/stream"));
     let first = counter(&s.next_part().unwrap().body);
     drop(s);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/page_recordings.py");
-    let started = Instant::now();
-    let out = Command::new("timeout")
-        .arg("120")
-        .arg("python3")
-        .arg(&script)
-        .arg(format!("http://{}/cams/default/", server.addr))
-        .arg(&name)
-        .arg(first.to_string())
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!(
-        "page_recordings.py ({:.1} s):\n{stdout}{stderr}",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        out.status.success() && stdout.contains("PAGE OK"),
-        "page_recordings.py failed"
-    );
+    run_page_script(&[
+        format!("http://{}/cams/default/", server.addr),
+        name,
+        first.to_string(),
+    ]);
 }
 
 #[test]
 fn events_show_their_labels_and_timelapses_play_as_a_movie() {
     let dir = TempDir::new("page-recordings-kinds");
-    let (events, lapse) = (dir.0.join("events"), dir.0.join("lapse"));
-    let server = Server::start(&[
-        "--fps",
-        "10",
-        "--events",
-        events.to_str().unwrap(),
-        "--timelapse",
-        lapse.to_str().unwrap(),
-        "--timelapse-every",
-        "500ms",
-    ]);
+    let (server, _, _) = events_and_timelapse(&dir.0);
     let r = request(
         server.addr,
         "POST /cams/default/events HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 38\r\n\r\n{\"label\": \"doorbell\", \"post\": \"500ms\"}",
@@ -94,22 +88,10 @@ fn events_show_their_labels_and_timelapses_play_as_a_movie() {
             state["timelapse"]["segment"].as_str().map(String::from)
         },
     );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/page_recordings.py");
-    let out = Command::new("timeout")
-        .arg("120")
-        .arg("python3")
-        .arg(&script)
-        .arg("kinds")
-        .arg(format!("http://{}/cams/default/", server.addr))
-        .arg(&event)
-        .arg(&lapse_name)
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("page_recordings.py kinds:\n{stdout}{stderr}");
-    assert!(
-        out.status.success() && stdout.contains("PAGE OK"),
-        "page_recordings.py kinds failed"
-    );
+    run_page_script(&[
+        "kinds".to_string(),
+        format!("http://{}/cams/default/", server.addr),
+        event,
+        lapse_name,
+    ]);
 }

@@ -3,60 +3,16 @@
 //! Needs ffmpeg and ffprobe (installed by scripts/setup.sh).
 
 mod common;
+#[path = "common/recordings.rs"]
+mod recordings;
 #[path = "common/upstream.rs"]
 mod upstream;
 use common::*;
+use recordings::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use upstream::{make_jpegs, Style, Upstream};
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "mkv"));
-    files.sort();
-    files
-}
-
-/// The JPEGs of a recording, as ffmpeg copies them out (no re-encoding).
-fn jpegs_of(file: &Path) -> Vec<Vec<u8>> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-c", "copy", "-f", "mjpeg", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    let mut splitter = mjpegd_core::parse::jpeg::JpegSplitter::new(16 << 20);
-    splitter.push(&out.stdout);
-    std::iter::from_fn(|| splitter.next_frame())
-        .map(|f| f.expect("whole JPEGs").to_vec())
-        .collect()
-}
-
-/// The pattern's frame counter burned into a JPEG.
-fn counter(jpeg: &[u8]) -> u64 {
-    let grey = turbojpeg::decompress(jpeg, turbojpeg::PixelFormat::GRAY).unwrap();
-    mjpegd::source::pattern::read_barcode(&grey.pixels, grey.width, grey.height)
-}
-
-fn ffprobe(file: &Path, entries: &str) -> String {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            entries,
-            "-of",
-            "default=nw=1",
-        ])
-        .arg(file)
-        .output()
-        .expect("ffprobe runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// mjpegd recording the 10 fps test pattern into `dir`.
 fn recording(dir: &Path, extra: &[&str]) -> Server {
@@ -114,22 +70,7 @@ fn segments_hold_every_frame_in_order_across_their_boundaries() {
         assert_eq!(w[1], w[0] + 1, "{counters:?}");
     }
     // Timestamps step at the source's rate: ffprobe's packet times 0.1 s apart.
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "packet=pts_time",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&files[1])
-        .output()
-        .unwrap();
-    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
+    let times = pts(&files[1]);
     assert!(times.len() >= 5, "{times:?}");
     for w in times.windows(2) {
         let step = w[1] - w[0];
@@ -171,17 +112,6 @@ fn after_kill_9_the_segment_being_written_plays_to_within_a_second() {
     assert!(decode.status.success());
 }
 
-/// Runs a mkvtoolnix tool; its exit status and what it printed.
-fn mkvtoolnix(tool: &str, args: &[&std::ffi::OsStr]) -> (bool, String) {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} runs (mkvtoolnix, from scripts/setup.sh): {e}"));
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
 #[test]
 fn finished_segments_satisfy_mkvextract_and_mkvpropedit_and_keep_every_frame() {
     let dir = TempDir::new("record-mkvtoolnix");
@@ -202,19 +132,9 @@ fn finished_segments_satisfy_mkvextract_and_mkvpropedit_and_keep_every_frame() {
             .iter()
             .find(|r| r["name"] == name)
             .and_then(|r| r["frames"].as_u64());
-        let (ok, said) = mkvtoolnix(
-            "mkvextract",
-            &[
-                file.as_os_str(),
-                "timestamps_v2".as_ref(),
-                format!("0:{}", out.display()).as_ref(),
-            ],
-        );
-        assert!(ok, "mkvextract refuses {name}: {said}");
-        // A header line, one timestamp per frame, and the end of the last frame (here the same time: the
-        // blocks carry no duration).
-        let stamps = std::fs::read_to_string(&out).unwrap();
-        let times: Vec<u64> = stamps.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+        // One timestamp per frame, and the end of the last frame (here the same time: the blocks carry
+        // no duration).
+        let (times, stamps) = mkv_timestamps(file, &out);
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "{name}: {stamps}");
         assert_eq!(times.first(), Some(&0), "{name}: {stamps}");
         let count = times.len() as u64 - 1;
@@ -223,17 +143,7 @@ fn finished_segments_satisfy_mkvextract_and_mkvpropedit_and_keep_every_frame() {
         }
         let probe = ffprobe(file, "stream=nb_read_frames");
         assert_eq!(probe.trim(), format!("nb_read_frames={count}"), "{name}");
-        let (ok, said) = mkvtoolnix(
-            "mkvpropedit",
-            &[
-                file.as_os_str(),
-                "--edit".as_ref(),
-                "info".as_ref(),
-                "--set".as_ref(),
-                "title=x".as_ref(),
-            ],
-        );
-        assert!(ok, "mkvpropedit refuses {name}: {said}");
+        assert_mkvpropedit_edits(file);
         // Edited, it still holds every frame, and the title it was given.
         let probe = ffprobe(file, "stream=nb_read_frames:format_tags=title");
         assert!(

@@ -257,13 +257,7 @@ fn an_edge_relays_an_origin_that_requires_auth_and_only_while_watched() {
         "--capture",
         "always",
     ]);
-    let state = eventually(Duration::from_secs(5), "the 401 reported", || {
-        let s = wrong.state();
-        s["source"]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("401"))
-            .then_some(s)
-    });
+    let state = wrong.state_when_last_error("401");
     assert_eq!(state["source"]["online"], false);
     // Right credentials in the URL, on-demand: nothing pulled until someone watches.
     let edge = Server::start(&[

@@ -194,13 +194,7 @@ fn wrong_credentials_are_reported_backed_off_and_never_logged() {
         "--resolution",
         "320x240",
     ]);
-    let state = eventually(Duration::from_secs(10), "the refusal in /state", || {
-        let s = server.state();
-        s["source"]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("refused the credentials (Digest)"))
-            .then_some(s)
-    });
+    let state = server.state_when_last_error("refused the credentials (Digest)");
     assert_eq!(state["source"]["online"], false);
     assert!(state["source"]["last_error"]
         .as_str()
@@ -221,6 +215,29 @@ fn wrong_credentials_are_reported_backed_off_and_never_logged() {
     let lines = log.lines().join("\n");
     assert!(lines.contains("refused the credentials"), "{lines}");
     assert!(!lines.contains("Wr0ng-Pa55"), "no password in the logs");
+}
+
+/// Starts mjpegd polling `cam`'s stills at 20 fps with the test camera's credentials.
+fn poll_stills(cam: &StillCamera) -> Server {
+    Server::start(&[
+        "--source",
+        &cam.url("/capture"),
+        "--source-auth",
+        "admin:S3cret-256",
+        "--capture",
+        "always",
+        "--fps",
+        "20",
+    ])
+}
+
+/// The camera answered 401 only to the first request and to each renewed (stale) nonce.
+fn assert_only_first_and_stale_refused(c: &Counters, what: &str) {
+    assert_eq!(
+        c.unauthorized.load(Ordering::Relaxed),
+        1 + c.stale.load(Ordering::Relaxed),
+        "{what}"
+    );
 }
 
 fn sha256_camera(stream_fps: Option<u32>, frames: Vec<Vec<u8>>) -> StillCamera {
@@ -296,16 +313,7 @@ fn relays_a_sha256_digest_stream_and_polls_sha256_stills() {
     drop(server);
     // Stills, with the nonce renewed (stale) every 5 polls and nc counting up within each.
     let cam = sha256_camera(None, frames.clone());
-    let server = Server::start(&[
-        "--source",
-        &cam.url("/capture"),
-        "--source-auth",
-        "admin:S3cret-256",
-        "--capture",
-        "always",
-        "--fps",
-        "20",
-    ]);
+    let server = poll_stills(&cam);
     let mut s = server.stream("/stream?delivery=all");
     for _ in 0..20 {
         assert!(frames.contains(&s.next_part().unwrap().body));
@@ -317,11 +325,7 @@ fn relays_a_sha256_digest_stream_and_polls_sha256_stills() {
         c.nc.lock().unwrap().values().any(|&n| n == 5),
         "a nonce used 5 times, nc 1 to 5"
     );
-    assert_eq!(
-        c.unauthorized.load(Ordering::Relaxed),
-        1 + c.stale.load(Ordering::Relaxed),
-        "no 401 but the first and the stale ones"
-    );
+    assert_only_first_and_stale_refused(c, "no 401 but the first and the stale ones");
     assert_eq!(
         c.connections.load(Ordering::Relaxed),
         1,
@@ -393,13 +397,7 @@ fn challenges_mjpegd_cannot_answer_are_reported_not_retried_in_a_loop() {
             "--capture",
             "always",
         ]);
-        let state = eventually(Duration::from_secs(10), "the reason in /state", || {
-            let s = server.state();
-            s["source"]["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains(why))
-                .then_some(s)
-        });
+        let state = server.state_when_last_error(why);
         assert!(
             state["source"]["last_error"]
                 .as_str()
@@ -418,16 +416,7 @@ fn session_variants_sha256_sess_and_md5_sess() {
     let frames = make_jpegs(2, 160, 120);
     for algorithm in ["SHA-256-sess", "MD5-sess"] {
         let cam = digest_camera(algorithm, None, frames.clone());
-        let server = Server::start(&[
-            "--source",
-            &cam.url("/capture"),
-            "--source-auth",
-            "admin:S3cret-256",
-            "--capture",
-            "always",
-            "--fps",
-            "20",
-        ]);
+        let server = poll_stills(&cam);
         let mut s = server.stream("/stream?delivery=all");
         for _ in 0..8 {
             assert!(frames.contains(&s.next_part().unwrap().body), "{algorithm}");
@@ -435,10 +424,6 @@ fn session_variants_sha256_sess_and_md5_sess() {
         let c = &cam.counters;
         assert_eq!(c.bad_digests.load(Ordering::Relaxed), 0, "{algorithm}");
         assert!(c.stale.load(Ordering::Relaxed) >= 1, "{algorithm}: renewed");
-        assert_eq!(
-            c.unauthorized.load(Ordering::Relaxed),
-            1 + c.stale.load(Ordering::Relaxed),
-            "{algorithm}"
-        );
+        assert_only_first_and_stale_refused(c, algorithm);
     }
 }

@@ -13,6 +13,14 @@ use std::time::Duration;
 use stills::*;
 use upstream::make_jpegs;
 
+/// mjpegd relaying `cam`'s `/capture` stills, with `args`.
+fn relay_capture(cam: &StillCamera, args: &[&str]) -> Server {
+    let url = cam.url("/capture");
+    let mut all = vec!["--source", url.as_str()];
+    all.extend_from_slice(args);
+    Server::start(&all)
+}
+
 /// Requests the camera answered during `secs` seconds.
 fn answered_during(cam: &StillCamera, secs: u64) -> usize {
     let before = cam.ok();
@@ -26,14 +34,7 @@ fn a_snapshot_camera_is_polled_at_its_fps_on_one_connection() {
     let mut served = frames.clone();
     served.push(b"<html>not a picture</html>".to_vec());
     let cam = StillCamera::start(StillOptions::new(served));
-    let server = Server::start(&[
-        "--source",
-        &cam.url("/capture"),
-        "--capture",
-        "always",
-        "--fps",
-        "10",
-    ]);
+    let server = relay_capture(&cam, &["--capture", "always", "--fps", "10"]);
     let mut s = server.stream("/stream?delivery=all");
     for _ in 0..12 {
         let part = s.next_part().unwrap();
@@ -151,21 +152,8 @@ fn a_still_that_does_not_come_in_time_is_a_timeout_with_back_off() {
         delay: Duration::from_secs(3),
         ..StillOptions::new(frames)
     });
-    let server = Server::start(&[
-        "--source",
-        &cam.url("/capture"),
-        "--capture",
-        "always",
-        "--read-timeout",
-        "1s",
-    ]);
-    let state = eventually(Duration::from_secs(10), "the timeout in /state", || {
-        let s = server.state();
-        s["source"]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("no response within"))
-            .then_some(s)
-    });
+    let server = relay_capture(&cam, &["--capture", "always", "--read-timeout", "1s"]);
+    let state = server.state_when_last_error("no response within");
     assert_eq!(state["source"]["online"], false, "{state}");
     let part = server.stream("/stream").next_part().unwrap();
     assert_eq!(size_of(&part.body), (320, 240), "'no signal' meanwhile");
@@ -180,18 +168,19 @@ fn a_camera_polled_less_than_once_a_second_is_not_taken_for_dead() {
     let frames = make_jpegs(2, 160, 120);
     let cam = StillCamera::start(StillOptions::new(frames.clone()));
     // A still every 2.5 s, with a read timeout shorter than that.
-    let server = Server::start(&[
-        "--source",
-        &cam.url("/capture"),
-        "--capture",
-        "always",
-        "--fps",
-        "0.4",
-        "--read-timeout",
-        "1s",
-        "--no-signal-after",
-        "5s",
-    ]);
+    let server = relay_capture(
+        &cam,
+        &[
+            "--capture",
+            "always",
+            "--fps",
+            "0.4",
+            "--read-timeout",
+            "1s",
+            "--no-signal-after",
+            "5s",
+        ],
+    );
     let mut s = server.stream("/stream?delivery=all");
     s.set_timeout(Duration::from_secs(10));
     for _ in 0..3 {
@@ -207,16 +196,10 @@ fn a_camera_polled_less_than_once_a_second_is_not_taken_for_dead() {
 fn on_demand_nothing_is_polled_while_no_one_watches() {
     let frames = make_jpegs(2, 160, 120);
     let cam = StillCamera::start(StillOptions::new(frames.clone()));
-    let server = Server::start(&[
-        "--source",
-        &cam.url("/capture"),
-        "--capture",
-        "on-demand",
-        "--linger",
-        "200ms",
-        "--fps",
-        "20",
-    ]);
+    let server = relay_capture(
+        &cam,
+        &["--capture", "on-demand", "--linger", "200ms", "--fps", "20"],
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(cam.ok(), 0, "no poll before anyone watches");
     let mut s = server.stream("/stream?delivery=all");

@@ -4,58 +4,15 @@
 //! written replays up to its newest frame. Needs ffmpeg (installed by scripts/setup.sh).
 
 mod common;
+#[path = "common/recordings.rs"]
+mod recordings;
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use recordings::*;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "mkv"));
-    files.sort();
-    files
-}
-
-fn split_jpegs(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let mut splitter = mjpegd_core::parse::jpeg::JpegSplitter::new(16 << 20);
-    splitter.push(bytes);
-    std::iter::from_fn(|| splitter.next_frame())
-        .map(|f| f.expect("whole JPEGs").to_vec())
-        .collect()
-}
-
-/// ffmpeg copying the JPEGs out of `input` (a file, or a URL with `-f mpjpeg`), no re-encoding.
-fn ffmpeg_jpegs(pre: &[&str], input: &str) -> Vec<Vec<u8>> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error"])
-        .args(pre)
-        .args(["-i", input, "-c", "copy", "-f", "mjpeg", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    split_jpegs(&out.stdout)
-}
-
-/// The pattern's frame counter burned into a JPEG.
-fn counter(jpeg: &[u8]) -> u64 {
-    let grey = turbojpeg::decompress(jpeg, turbojpeg::PixelFormat::GRAY).unwrap();
-    mjpegd::source::pattern::read_barcode(&grey.pixels, grey.width, grey.height)
-}
 
 fn name_of(p: &Path) -> String {
     p.file_name().unwrap().to_str().unwrap().to_string()
-}
-
-/// X-Timestamp (seconds with six decimals) in µs.
-fn micros(ts: &str) -> u64 {
-    let (s, us) = ts.split_once('.').unwrap();
-    s.parse::<u64>().unwrap() * 1_000_000 + us.parse::<u64>().unwrap()
 }
 
 /// Every part of a replay, until the server ends it.
@@ -67,6 +24,38 @@ fn all_parts(server: &Server, path: &str) -> Vec<Part> {
         parts.push(p);
     }
     parts
+}
+
+/// A replay of `name` from `start` (seconds, as the query says it; `start_us` the same in µs) begins with
+/// the frame showing that time: among the whole replay's `parts`, captured at or before then, the next
+/// one after.
+fn assert_seek_lands(server: &Server, name: &str, parts: &[Part], start: &str, start_us: u64) {
+    let mut s = server.stream(&format!("/recordings/{name}/stream?start={start}&speed=16"));
+    let first = s.next_part().unwrap();
+    drop(s);
+    let at = micros(&parts[0].headers["x-timestamp"]) + start_us;
+    let k = parts.iter().position(|p| p.body == first.body).unwrap();
+    assert!(
+        micros(&parts[k].headers["x-timestamp"]) <= at,
+        "start={start}"
+    );
+    assert!(
+        micros(&parts[k + 1].headers["x-timestamp"]) > at,
+        "start={start}"
+    );
+}
+
+/// mjpegd recording the 10 fps test pattern into `dir` (one long segment), once 2 s are written.
+fn recording_2s(dir: &Path) -> Server {
+    let server = Server::start(&["--fps", "10", "--record", dir.to_str().unwrap()]);
+    eventually(Duration::from_secs(10), "2 s recorded", || {
+        (server.state()["recording"]["frames_written"]
+            .as_u64()
+            .unwrap()
+            >= 20)
+            .then_some(())
+    });
+    server
 }
 
 /// mjpegd recording the 10 fps test pattern into `dir` in segments of `segment`, until `n` are finished.
@@ -190,14 +179,7 @@ fn start_seeks_to_the_frame_of_that_time_and_a_size_is_transcoded() {
 #[test]
 fn a_segment_being_written_replays_up_to_its_newest_frame() {
     let dir = TempDir::new("replay-writing");
-    let mut server = Server::start(&["--fps", "10", "--record", dir.0.to_str().unwrap()]);
-    eventually(Duration::from_secs(10), "2 s recorded", || {
-        (server.state()["recording"]["frames_written"]
-            .as_u64()
-            .unwrap()
-            >= 20)
-            .then_some(())
-    });
+    let mut server = recording_2s(&dir.0);
     let files = segments(&dir.0);
     assert_eq!(files.len(), 1);
     let name = name_of(&files[0]);
@@ -215,14 +197,7 @@ fn a_segment_being_written_replays_up_to_its_newest_frame() {
         parts.len()
     );
     // Seeking in it works without Cues (it scans the clusters).
-    let mut s = server.stream(&format!("/recordings/{name}/stream?start=1&speed=16"));
-    let first = s.next_part().unwrap();
-    drop(s);
-    // The frame showing 1 s in: captured at or before then, the next one after.
-    let at = micros(&parts[0].headers["x-timestamp"]) + 1_000_000;
-    let k = parts.iter().position(|p| p.body == first.body).unwrap();
-    assert!(micros(&parts[k].headers["x-timestamp"]) <= at);
-    assert!(micros(&parts[k + 1].headers["x-timestamp"]) > at);
+    assert_seek_lands(&server, &name, &parts, "1", 1_000_000);
     assert!(server.stop().success());
     // What was replayed is what the segment holds.
     let recorded = ffmpeg_jpegs(&[], files[0].to_str().unwrap());
@@ -322,14 +297,7 @@ fn snapshot_at_a_time_comes_from_the_recordings_or_is_a_404_with_a_reason() {
 #[test]
 fn a_segment_cut_by_kill_9_replays_up_to_its_last_whole_frame() {
     let dir = TempDir::new("replay-kill");
-    let mut server = Server::start(&["--fps", "10", "--record", dir.0.to_str().unwrap()]);
-    eventually(Duration::from_secs(10), "2 s recorded", || {
-        (server.state()["recording"]["frames_written"]
-            .as_u64()
-            .unwrap()
-            >= 20)
-            .then_some(())
-    });
+    let mut server = recording_2s(&dir.0);
     unsafe { libc::kill(server.child.id() as i32, libc::SIGKILL) };
     let _ = server.child.wait();
     let cut = segments(&dir.0)[0].clone();
@@ -344,25 +312,7 @@ fn a_segment_cut_by_kill_9_replays_up_to_its_last_whole_frame() {
     for (p, r) in parts.iter().zip(&recorded) {
         assert!(p.body == *r);
     }
-    let mut s = server.stream(&format!("/recordings/{name}/stream?start=1.5&speed=16"));
-    let first = s.next_part().unwrap();
-    // The frame showing 1.5 s in: captured at or before then, the next one after.
-    let at = micros(&parts[0].headers["x-timestamp"]) + 1_500_000;
-    let k = parts.iter().position(|p| p.body == first.body).unwrap();
-    assert!(micros(&parts[k].headers["x-timestamp"]) <= at);
-    assert!(micros(&parts[k + 1].headers["x-timestamp"]) > at);
-}
-
-/// The value of the sample `series` (name and labels, as written) in a `/metrics` scrape.
-fn metric(server: &Server, series: &str) -> Option<f64> {
-    let text = String::from_utf8(server.get("/metrics").body).unwrap();
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+    assert_seek_lands(&server, &name, &parts, "1.5", 1_500_000);
 }
 
 #[test]
@@ -372,7 +322,7 @@ fn a_running_replay_is_listed_in_state_and_counted_in_metrics() {
     let name = name_of(&segments(&dir.0)[0]);
     // Nothing replays yet: the series exist at 0.
     assert_eq!(
-        metric(&server, "mjpegd_replays{camera=\"default\"}"),
+        server.metric("mjpegd_replays{camera=\"default\"}"),
         Some(0.0)
     );
     assert_eq!(server.state()["replays"]["running"], 0);
@@ -396,20 +346,23 @@ fn a_running_replay_is_listed_in_state_and_counted_in_metrics() {
     );
     assert_eq!(state["cameras"][0]["replays"], 1, "{state}");
     assert_eq!(
-        metric(&server, "mjpegd_replays{camera=\"default\"}"),
+        server.metric("mjpegd_replays{camera=\"default\"}"),
         Some(1.0)
     );
     assert_eq!(
-        metric(&server, "mjpegd_replays_started_total{camera=\"default\"}"),
+        server.metric("mjpegd_replays_started_total{camera=\"default\"}"),
         Some(1.0)
     );
-    assert!(metric(&server, "mjpegd_replay_frames_total{camera=\"default\"}").unwrap() >= 2.0);
     assert!(
-        metric(
-            &server,
-            "mjpegd_replay_sent_bytes_total{camera=\"default\"}"
-        )
-        .unwrap()
+        server
+            .metric("mjpegd_replay_frames_total{camera=\"default\"}")
+            .unwrap()
+            >= 2.0
+    );
+    assert!(
+        server
+            .metric("mjpegd_replay_sent_bytes_total{camera=\"default\"}")
+            .unwrap()
             > 1000.0
     );
     // The viewer leaves: the replay is unlisted (once the server notices), the totals stay.
@@ -418,7 +371,7 @@ fn a_running_replay_is_listed_in_state_and_counted_in_metrics() {
         (server.state()["replays"]["running"] == 0).then_some(())
     });
     assert_eq!(
-        metric(&server, "mjpegd_replays{camera=\"default\"}"),
+        server.metric("mjpegd_replays{camera=\"default\"}"),
         Some(0.0)
     );
     let state = server.state();

@@ -9,6 +9,48 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `X-Timestamp` (`secs.micros`, six decimals) in µs.
+pub fn micros(x_timestamp: &str) -> u64 {
+    let (s, us) = x_timestamp.split_once('.').unwrap();
+    s.parse::<u64>().unwrap() * 1_000_000 + us.parse::<u64>().unwrap()
+}
+
+/// Writes `dir/users`: alice (password `alice pw`) and bob (`bob pw`), cheap bcrypt; returns its path.
+pub fn alice_and_bob(dir: &std::path::Path) -> std::path::PathBuf {
+    let users = dir.join("users");
+    let (alice, bob) = (
+        bcrypt::hash("alice pw", 4).unwrap(),
+        bcrypt::hash("bob pw", 4).unwrap(),
+    );
+    std::fs::write(&users, format!("alice:{alice}\nbob:{bob}\n")).unwrap();
+    users
+}
+
+/// mjpegd with the cameras file `config`, the users of [`alice_and_bob`] (alice the admin, bob a viewer)
+/// and `extra` arguments.
+pub fn start_with_roles(config: &std::path::Path, dir: &std::path::Path, extra: &[&str]) -> Server {
+    let users = alice_and_bob(dir);
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--auth-file",
+        users.to_str().unwrap(),
+        "--admin",
+        "alice",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// An `Authorization: Basic` header line for `user_pass` (`user:password`).
+pub fn basic_auth_header(user_pass: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Authorization: Basic {}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(user_pass)
+    )
+}
+
 /// A running mjpegd, stopped (SIGTERM) when dropped.
 pub struct Server {
     pub child: Child,
@@ -114,6 +156,30 @@ impl Server {
         assert_eq!(r.status, 200);
         let v: serde_json::Value = serde_json::from_slice(&r.body).expect("state is JSON");
         v["result"].clone()
+    }
+
+    /// Waits (up to 10 s) until the source's `last_error` in /state contains `needle`; returns that
+    /// /state.
+    pub fn state_when_last_error(&self, needle: &str) -> serde_json::Value {
+        eventually(Duration::from_secs(10), needle, || {
+            let s = self.state();
+            s["source"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(needle))
+                .then_some(s)
+        })
+    }
+
+    /// The value of the sample `series` (name and labels, as written) in a `/metrics` scrape.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = String::from_utf8(self.get("/metrics").body).unwrap();
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
     }
 
     /// Opens a stream.
