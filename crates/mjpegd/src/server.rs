@@ -187,7 +187,7 @@ async fn serve_connection(
             return;
         }
     }
-    match (conn, tls.as_ref().map(|t| t.acceptor())) {
+    match (conn, tls.as_ref()) {
         (Conn::Unix(socket), _) => {
             handle_connection(app, control, socket, peer, permit, shutdown, deadline).await
         }
@@ -195,9 +195,9 @@ async fn serve_connection(
             let _ = socket.set_nodelay(true);
             handle_connection(app, control, socket, peer, permit, shutdown, deadline).await
         }
-        (Conn::Tcp(socket), Some(acceptor)) => {
+        (Conn::Tcp(socket), Some(server_tls)) => {
             let _ = socket.set_nodelay(true);
-            let handshake = tokio::time::timeout_at(deadline, acceptor.accept(socket));
+            let handshake = tokio::time::timeout_at(deadline, server_tls.handshake(socket));
             let tls = tokio::select! {
                 r = handshake => r,
                 _ = shutdown.cancelled() => return,

@@ -95,11 +95,23 @@ fn make_cert() -> Cert {
 
 /// GET `path` over TLS, trusting only `cert`.
 fn tls_get(addr: SocketAddr, cert: &Cert, path: &str) -> Response {
+    let provider = rustls::crypto::ring::default_provider();
+    tls_get_with(addr, cert, path, provider, rustls::ALL_VERSIONS).0
+}
+
+/// GET `path` over TLS with a client offering only `provider`'s suites (in its order) and `versions`;
+/// also returns the suite the server chose.
+fn tls_get_with(
+    addr: SocketAddr,
+    cert: &Cert,
+    path: &str,
+    provider: rustls::crypto::CryptoProvider,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (Response, rustls::CipherSuite) {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -115,7 +127,108 @@ fn tls_get(addr: SocketAddr, cert: &Cert, path: &str) -> Response {
     .unwrap();
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all);
-    parse_response(&all)
+    let suite = s.conn.negotiated_cipher_suite().unwrap().suite();
+    (parse_response(&all), suite)
+}
+
+/// ring's default suites, keeping only those `keep` accepts (in the default order: AES-256-GCM first).
+fn client_suites(keep: impl Fn(rustls::CipherSuite) -> bool) -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.retain(|s| keep(s.suite()));
+    provider
+}
+
+#[test]
+fn the_server_picks_aes_128_gcm_unless_the_client_puts_chacha20_first_or_offers_only_that() {
+    use rustls::version::{TLS12, TLS13};
+    use rustls::CipherSuite as S;
+    let dir = TempDir::new("suites");
+    let cert = make_cert();
+    let (cert_file, key_file) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    std::fs::write(&cert_file, &cert.cert_pem).unwrap();
+    std::fs::write(&key_file, &cert.key_pem).unwrap();
+    let (_server, listen) = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert_file.to_str().unwrap(),
+        "--tls-key",
+        key_file.to_str().unwrap(),
+    ]);
+    let addr = addr_of(&listen[0]);
+    #[allow(clippy::type_complexity)] // (what, suites kept, versions, the suite wanted)
+    let cases: [(
+        &str,
+        fn(S) -> bool,
+        &[&'static rustls::SupportedProtocolVersion],
+        S,
+    ); 5] = [
+        // rustls' (and OpenSSL's) default order lists AES-256-GCM first: the server's order wins.
+        (
+            "default, TLS 1.3",
+            |_| true,
+            &[&TLS13],
+            S::TLS13_AES_128_GCM_SHA256,
+        ),
+        (
+            "default, TLS 1.2",
+            |_| true,
+            &[&TLS12],
+            S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            "AES-256 only, TLS 1.3",
+            |s| s == S::TLS13_AES_256_GCM_SHA384,
+            &[&TLS13],
+            S::TLS13_AES_256_GCM_SHA384,
+        ),
+        // A client without AES instructions that offers only ChaCha20-Poly1305.
+        (
+            "ChaCha20 only, TLS 1.3",
+            |s| s == S::TLS13_CHACHA20_POLY1305_SHA256,
+            &[&TLS13],
+            S::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            "ChaCha20 only, TLS 1.2",
+            |s| s == S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            &[&TLS12],
+            S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+    ];
+    for (what, keep, versions, want) in cases {
+        let (response, suite) =
+            tls_get_with(addr, &cert, "/snapshot", client_suites(keep), versions);
+        assert_eq!(response.status, 200, "{what}");
+        assert_whole_jpeg(&response.body);
+        assert_eq!(suite, want, "{what}");
+    }
+    // A client that lists ChaCha20-Poly1305 first (no AES instructions) but offers AES too keeps its choice.
+    for versions in [&[&TLS13], &[&TLS12]] {
+        let mut chacha_first = client_suites(|_| true);
+        chacha_first
+            .cipher_suites
+            .sort_by_key(|s| !format!("{:?}", s.suite()).contains("CHACHA20"));
+        let (response, suite) = tls_get_with(addr, &cert, "/snapshot", chacha_first, versions);
+        assert_eq!(response.status, 200);
+        assert!(format!("{suite:?}").contains("CHACHA20"), "{suite:?}");
+    }
+    // curl (OpenSSL, AES-256-GCM first in its TLS 1.3 list) gets AES-128-GCM too.
+    let out = Command::new("curl")
+        .args([
+            "-sv",
+            "--cacert",
+            cert_file.to_str().unwrap(),
+            "-o",
+            "/dev/null",
+        ])
+        .arg(format!("https://localhost:{}/snapshot", addr.port()))
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", addr.port())])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("TLS_AES_128_GCM_SHA256"), "{log}");
 }
 
 #[test]

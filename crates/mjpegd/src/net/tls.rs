@@ -10,24 +10,35 @@
 //! A stream over TLS is still one write per part into rustls, which encrypts it into 16 KiB records in its
 //! own buffer, written with one writev and flushed with the part (`http/stream.rs`): zero copy ends at TLS.
 //! The send queue the delivery policies look at is the TCP socket's, in ciphertext ([`Transport::wire_len`]).
-//! Cipher suites follow the client's preference (what it costs: bench/README.md, "HTTPS").
+//! Cipher suites follow the server's preference, AES-128-GCM first, unless the client lists ChaCha20 first
+//! ([`provider`]; what it saves: bench/README.md, "HTTPS").
 
 use crate::net::Transport;
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::Acceptor;
+use rustls::ServerConfig;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
 /// The TLS side of the server: where the certificate lives and the acceptor built from it.
 pub struct Tls {
     cert: PathBuf,
     key: PathBuf,
-    acceptor: RwLock<TlsAcceptor>,
+    configs: RwLock<Configs>,
+}
+
+/// The same certificate with two suite orders: the server's (AES-128-GCM first) for most clients, the
+/// client's for one that lists ChaCha20-Poly1305 first, the sign of a device without AES instructions.
+#[derive(Clone)]
+struct Configs {
+    server_order: Arc<ServerConfig>,
+    client_order: Arc<ServerConfig>,
 }
 
 impl fmt::Debug for Tls {
@@ -42,18 +53,18 @@ impl fmt::Debug for Tls {
 impl Tls {
     /// Loads the certificate chain and key.
     pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Arc<Tls>> {
-        let acceptor = acceptor(cert, key)?;
+        let configs = configs(cert, key)?;
         Ok(Arc::new(Tls {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            acceptor: RwLock::new(acceptor),
+            configs: RwLock::new(configs),
         }))
     }
 
     /// Reads the files again; on error the current certificate stays.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let fresh = acceptor(&self.cert, &self.key)?;
-        *self.acceptor.write().unwrap() = fresh;
+        let fresh = configs(&self.cert, &self.key)?;
+        *self.configs.write().unwrap() = fresh;
         Ok(())
     }
 
@@ -62,13 +73,33 @@ impl Tls {
         &self.cert
     }
 
-    /// The acceptor for a new connection.
-    pub fn acceptor(&self) -> TlsAcceptor {
-        self.acceptor.read().unwrap().clone()
+    /// The server side of a new connection's handshake: reads the client's hello, picks the suite order
+    /// for it ([`Configs`]) and completes the handshake.
+    pub async fn handshake(&self, socket: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), socket).await?;
+        let configs = self.configs.read().unwrap().clone();
+        let chacha_first = start
+            .client_hello()
+            .cipher_suites()
+            .first()
+            .is_some_and(|s| {
+                matches!(
+                    s,
+                    rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+                        | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+                        | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+                )
+            });
+        let config = if chacha_first {
+            configs.client_order
+        } else {
+            configs.server_order
+        };
+        start.into_stream(config).await
     }
 }
 
-fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+fn configs(cert: &Path, key: &Path) -> anyhow::Result<Configs> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("cannot read --tls-cert {}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -78,14 +109,35 @@ fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("cannot read a private key from --tls-key {}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("the certificate and key do not make a usable pair")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    let client_order = Arc::new(config.clone());
+    config.ignore_client_order = true;
+    Ok(Configs {
+        server_order: Arc::new(config),
+        client_order,
+    })
+}
+
+/// ring's suites with AES-128-GCM first: of the suites a client offers, the server picks the first in this
+/// order (`ignore_client_order`), unless the client lists ChaCha20-Poly1305 first ([`Configs`]). rustls
+/// and OpenSSL clients list AES-256-GCM first; AES-128 has 10 rounds to its 14 and every frame is
+/// encrypted once per client (what it saves: bench/README.md, "HTTPS").
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| match suite.suite() {
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+            | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+            _ => 1,
+        });
+    provider
 }
 
 impl Transport for TlsStream<TcpStream> {
