@@ -1,7 +1,7 @@
 //! A relayed ESP32-CAM's settings, forwarded, against the real binary and an emulator of Espressif's
 //! CameraWebServer firmware (`/control?var=&val=` and `/status` on its port 80): values checked before
 //! anything is sent, the relay's credentials passed on, a camera that is down answered 502 at once and one
-//! that hangs 504 within the deadline (a second request meanwhile 503), and only admins may change it.
+//! that hangs 504 within the deadline (a second request meanwhile waits its turn, then 503), and only admins may change it.
 
 mod common;
 use base64::Engine;
@@ -167,6 +167,34 @@ fn settings_are_checked_then_forwarded_with_the_relays_credentials() {
     // A var the firmware refuses itself is passed on as it answered.
     let (status, _) = get(server.addr, "/cams/door/control?var=hmirror&val=1", "");
     assert_eq!(status, 500);
+    // Settings sent at once (a panel's, one after another, and another program's) wait their turn at
+    // the camera, one in flight at a time, instead of being turned away.
+    let before = seen.lock().unwrap().len();
+    for round in 0..3 {
+        let start = Arc::new(std::sync::Barrier::new(4));
+        let senders: Vec<_> = (0..4)
+            .map(|i| {
+                let (addr, start) = (server.addr, start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    get(
+                        addr,
+                        &format!("/cams/door/control?var=brightness&val={}", (i + round) % 3),
+                        "",
+                    )
+                })
+            })
+            .collect();
+        for s in senders {
+            let (status, body) = s.join().unwrap();
+            assert_eq!(status, 200, "round {round}: {body}");
+        }
+    }
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before + 12,
+        "every setting reached the camera"
+    );
 
     // A camera that is down: 502 at once, with the reason.
     let started = Instant::now();
@@ -177,7 +205,8 @@ fn settings_are_checked_then_forwarded_with_the_relays_credentials() {
         "{:?}",
         started.elapsed()
     );
-    // A camera that hangs: 504 within the deadline, and meanwhile a second request is turned away.
+    // A camera that hangs: 504 within the deadline, and meanwhile a second request waits its turn for a
+    // while and is then turned away.
     let addr = server.addr;
     let first = std::thread::spawn(move || {
         let started = Instant::now();

@@ -8,7 +8,8 @@
 //!
 //! Forwarding is bounded, as anything that reaches another machine must be: a var must be one the firmware
 //! knows and its value in that var's range before anything is sent; one request is in flight per camera
-//! (a second is answered 503 at once); the connection and the answer each have a deadline, and the answer
+//! (the next few wait their turn, up to [`TURN_WAIT`]; past that, or past [`MAX_WAITING`] waiting, a 503);
+//! the connection and the answer each have a deadline, and the answer
 //! is read up to [`MAX_ANSWER`] bytes. A camera that is down is a 502 with the reason, never a hang.
 
 use super::spec::SourceSpec;
@@ -18,10 +19,11 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Longest answer read from the camera.
 pub const MAX_ANSWER: usize = 64 * 1024;
@@ -134,7 +136,7 @@ pub fn control_address(camera: &CameraSettings) -> Option<RelayUrl> {
 /// Why a forwarded request got no answer to pass on.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ForwardError {
-    /// Another request to this camera is in flight (503).
+    /// Other requests to this camera kept it busy past [`TURN_WAIT`] (503).
     Busy,
     /// Nothing, or nothing usable, came back in time (502 / 504).
     Unreachable(String),
@@ -149,26 +151,64 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// Cameras with a forwarded request in flight.
-static IN_FLIGHT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+/// How long a request waits for its turn while another to the same camera is in flight.
+pub const TURN_WAIT: Duration = Duration::from_secs(2);
+/// Requests that may wait for a camera's turn at once; more are answered 503 at once.
+pub const MAX_WAITING: usize = 4;
 
-/// Holds a camera's one place in flight.
-struct Turn(String);
+/// Each camera's one place in flight, and how many hold or wait for it, while any do.
+static GATES: Mutex<Option<HashMap<String, (Arc<Semaphore>, usize)>>> = Mutex::new(None);
+
+/// Holds a camera's one place in flight (or waits for it); the camera's gate is forgotten when no one
+/// holds or waits for it any more.
+struct Turn {
+    permit: Option<OwnedSemaphorePermit>,
+    camera: String,
+}
 
 impl Turn {
-    fn take(camera: &str) -> Option<Turn> {
-        let mut set = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
-        set.get_or_insert_with(HashSet::new)
-            .insert(camera.to_string())
-            .then(|| Turn(camera.to_string()))
+    /// The camera's turn: at once, or after the request in flight, waiting at most [`TURN_WAIT`] and only
+    /// while fewer than [`MAX_WAITING`] others wait (the firmware answers one request at a time, and a
+    /// panel's settings come one after another).
+    async fn take(camera: &str) -> Result<Turn, ForwardError> {
+        let gate = {
+            let mut gates = GATES.lock().unwrap_or_else(|e| e.into_inner());
+            let (gate, users) = gates
+                .get_or_insert_with(HashMap::new)
+                .entry(camera.to_string())
+                .or_insert_with(|| (Arc::new(Semaphore::new(1)), 0));
+            // The one in flight and those waiting: too many already is a 503 at once.
+            if *users > MAX_WAITING {
+                return Err(ForwardError::Busy);
+            }
+            *users += 1;
+            gate.clone()
+        };
+        // From here the count is this turn's, given back when it drops, whatever happens.
+        let mut turn = Turn {
+            permit: None,
+            camera: camera.to_string(),
+        };
+        match tokio::time::timeout(TURN_WAIT, gate.acquire_owned()).await {
+            Ok(Ok(p)) => {
+                turn.permit = Some(p);
+                Ok(turn)
+            }
+            _ => Err(ForwardError::Busy),
+        }
     }
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let mut set = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = set.as_mut() {
-            set.remove(&self.0);
+        self.permit.take();
+        let mut gates = GATES.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(gates) = gates.as_mut() else { return };
+        if let Some((_, users)) = gates.get_mut(&self.camera) {
+            *users = users.saturating_sub(1);
+            if *users == 0 {
+                gates.remove(&self.camera);
+            }
         }
     }
 }
@@ -178,7 +218,7 @@ impl Drop for Turn {
 pub async fn forward(camera: &CameraSettings, path: &str) -> Result<Answer, ForwardError> {
     let base = control_address(camera)
         .ok_or_else(|| ForwardError::Unreachable("no control address".into()))?;
-    let _turn = Turn::take(&camera.name).ok_or(ForwardError::Busy)?;
+    let _turn = Turn::take(&camera.name).await?;
     let credentials = camera
         .options
         .credentials
@@ -332,13 +372,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn one_request_in_flight_per_camera() {
-        let a = Turn::take("esp-a").unwrap();
-        assert!(Turn::take("esp-a").is_none());
-        let b = Turn::take("esp-b").unwrap();
+    #[tokio::test]
+    async fn one_request_in_flight_per_camera_and_a_few_wait_their_turn() {
+        let a = Turn::take("esp-a").await.unwrap();
+        // Another camera's turn is its own.
+        let b = Turn::take("esp-b").await.unwrap();
+        // A second request waits for the first, and gets its turn when the first is done.
+        let waiting = tokio::spawn(async { Turn::take("esp-a").await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(100)).await;
         drop(a);
-        assert!(Turn::take("esp-a").is_some());
+        assert_eq!(waiting.await.unwrap(), Ok(()));
+        // Held past the wait: turned away.
+        let a = Turn::take("esp-a").await.unwrap();
+        assert_eq!(
+            Turn::take("esp-a").await.map(|_| ()),
+            Err(ForwardError::Busy)
+        );
+        // More waiting than allowed: turned away at once.
+        let waiters: Vec<_> = (0..MAX_WAITING)
+            .map(|_| tokio::spawn(async { Turn::take("esp-a").await.map(|_| ()) }))
+            .collect();
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(matches!(
+            tokio::time::timeout(Duration::from_millis(10), Turn::take("esp-a")).await,
+            Ok(Err(ForwardError::Busy))
+        ));
+        drop(a);
+        for w in waiters {
+            assert_eq!(w.await.unwrap(), Ok(()));
+        }
         drop(b);
+        // No one holds or waits: the gates are forgotten.
+        let gates = GATES.lock().unwrap();
+        assert!(gates
+            .as_ref()
+            .is_none_or(|g| !g.contains_key("esp-a") && !g.contains_key("esp-b")));
     }
 }
