@@ -156,8 +156,11 @@ pub const TURN_WAIT: Duration = Duration::from_secs(2);
 /// Requests that may wait for a camera's turn at once; more are answered 503 at once.
 pub const MAX_WAITING: usize = 4;
 
-/// Each camera's one place in flight, and how many hold or wait for it, while any do.
-static GATES: Mutex<Option<HashMap<String, (Arc<Semaphore>, usize)>>> = Mutex::new(None);
+/// A camera's one place in flight, and how many hold or wait for it.
+type Gate = (Arc<Semaphore>, usize);
+
+/// Each camera's gate, while anyone holds or waits for it.
+static GATES: Mutex<Option<HashMap<String, Gate>>> = Mutex::new(None);
 
 /// Holds a camera's one place in flight (or waits for it); the camera's gate is forgotten when no one
 /// holds or waits for it any more.
