@@ -7,9 +7,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// One page measured at a time in a test binary: pages that count frames over a window (the wall, the
+/// players) measure the server, not two Chromiums fighting over two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Opens `url` in headless Chromium (profile under `dir`) and returns what the page wrote into #out once
 /// it starts with "RESULT:" (without that prefix). Chromium is killed on return.
 pub fn page_result(url: &str, dir: &Path) -> String {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let chromium = Command::new("chromium")
         .args([
             "--headless",
