@@ -170,30 +170,13 @@ impl Segment {
         start_us: u64,
         size: (u16, u16),
     ) -> std::io::Result<Segment> {
-        std::fs::create_dir_all(dir)?;
-        let name = segment_name(camera, start_us);
-        let path = dir.join(&name);
-        let mut file = File::options().write(true).create_new(true).open(&path)?;
-        let mkv = MkvWriter::new(TrackInfo {
-            width: size.0,
-            height: size.1,
-            title: camera.to_string(),
-            start_unix_micros: start_us,
-        });
-        if let Err(e) = file.write_all(mkv.header()) {
-            // A full disk: no empty file left behind for every frame that tries.
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-        Ok(Segment {
-            name,
-            file,
-            mkv,
+        Segment::open_as(
+            dir,
+            segment_name(camera, start_us),
+            camera.to_string(),
             start_us,
             size,
-            last_sync: Instant::now(),
-            opened: Instant::now(),
-        })
+        )
     }
 
     /// Creates the file `name` in `dir` (a name the caller made) and writes its header; `title` is the
@@ -215,6 +198,7 @@ impl Segment {
             start_unix_micros: start_us,
         });
         if let Err(e) = file.write_all(mkv.header()) {
+            // A full disk: no empty file left behind for every frame that tries.
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }

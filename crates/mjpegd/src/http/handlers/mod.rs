@@ -34,7 +34,7 @@ use super::response::Response;
 use super::route::{Resource, Route};
 use crate::camera::Camera;
 use crate::control::Control;
-use crate::http::app::App;
+use crate::http::app::{App, StreamSlot};
 use crate::net::{Peer, Transport};
 use mjpegd_core::variant::{SizeRequest, VariantKey};
 use std::sync::Arc;
@@ -274,4 +274,18 @@ pub async fn take_over<T: Transport>(
         TakeOver::Push(camera) => push::serve(ctx, &camera, io, buf).await,
         TakeOver::WsView(camera) => ws_view::serve(ctx, &camera, io, buf).await,
     }
+}
+
+/// A stream slot (`--max-clients`) for a handler that streams, or the counted 503 that says none is free.
+pub(crate) fn stream_slot(app: &App) -> Result<StreamSlot<'_>, Response> {
+    app.reserve_stream().ok_or_else(|| {
+        app.counters
+            .rejected_max_clients
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let msg = format!(
+            "too many clients: all {} stream slots are in use (--max-clients)\n",
+            app.config.max_clients
+        );
+        Response::text(503, msg).header("Retry-After", "5")
+    })
 }

@@ -154,19 +154,12 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, name: &str, mut io: T) {
             }
         }
     };
-    let Some(_slot) = app.reserve_stream() else {
-        app.counters
-            .rejected_max_clients
-            .fetch_add(1, Ordering::Relaxed);
-        let msg = format!(
-            "too many clients: all {} stream slots are in use (--max-clients)",
-            app.config.max_clients
-        );
-        let _ = refuse(503, msg)
-            .header("Retry-After", "5")
-            .write(&mut io, head_only, &app.cors)
-            .await;
-        return;
+    let _slot = match super::stream_slot(app) {
+        Ok(slot) => slot,
+        Err(r) => {
+            let _ = r.write(&mut io, head_only, &app.cors).await;
+            return;
+        }
     };
     // Seek: the frame showing at `start`, and a cursor after it.
     let disk = Arc::new(disk);

@@ -83,19 +83,12 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, camera: &Camera, mut io: T) {
             return;
         }
     };
-    let Some(_slot) = app.reserve_stream() else {
-        app.counters
-            .rejected_max_clients
-            .fetch_add(1, Ordering::Relaxed);
-        let msg = format!(
-            "too many clients: all {} stream slots are in use (--max-clients)\n",
-            app.config.max_clients
-        );
-        let _ = Response::text(503, msg)
-            .header("Retry-After", "5")
-            .write(&mut io, head_only, &app.cors)
-            .await;
-        return;
+    let _slot = match super::stream_slot(app) {
+        Ok(slot) => slot,
+        Err(r) => {
+            let _ = r.write(&mut io, head_only, &app.cors).await;
+            return;
+        }
     };
     let head = response_head(policy, options.advance_headers, &app.cors, ctx.server);
     if head_only {

@@ -75,17 +75,12 @@ pub async fn serve<T: Transport>(ctx: &Ctx<'_>, camera: &Camera, mut io: T, buf:
             return;
         }
     };
-    let Some(_slot) = app.reserve_stream() else {
-        app.counters
-            .rejected_max_clients
-            .fetch_add(1, Ordering::Relaxed);
-        let msg = format!(
-            "too many clients: all {} stream slots are in use (--max-clients)\n",
-            app.config.max_clients
-        );
-        let r = Response::text(503, msg).header("Retry-After", "5");
-        let _ = r.write(&mut io, false, &app.cors).await;
-        return;
+    let _slot = match super::stream_slot(app) {
+        Ok(slot) => slot,
+        Err(r) => {
+            let _ = r.write(&mut io, false, &app.cors).await;
+            return;
+        }
     };
     let lease = match variant.map(|key| camera.lease_variant(key)).transpose() {
         Ok(lease) => lease,
